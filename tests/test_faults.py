@@ -1,0 +1,115 @@
+"""Faults the kernel will not produce on demand, injected at the syscall
+seam (uring.faults); the real-kernel counterparts (a real EINTR, a real
+bad SQE stopping a batch, a real full CQ) are in test_ring/test_safety."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from conftest import require_uring
+
+import uring
+from uring.faults import FaultInjector
+
+
+def make(**kw: object) -> "tuple[uring.Ring, FaultInjector]":
+    require_uring()
+    k = FaultInjector()
+    return uring.Ring(8, kernel=k, **kw), k  # type: ignore[arg-type]
+
+
+def test_eintr_on_submit_is_retried() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", errno.EINTR, times=3)
+        for i in range(4):
+            r.prep_nop(i)
+        assert r.submit() == 4
+        assert k.injected["enter"] == 3
+        assert sorted(c.user_data for c in r.wait(4)) == [0, 1, 2, 3]
+
+
+def test_eintr_while_waiting_is_retried_with_the_time_left() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", errno.EINTR, times=2, when=lambda sub, mc, fl: mc > 0)
+        r.prep_nop(1)
+        assert [c.user_data for c in r.wait(1, timeout=5)] == [1]
+        assert k.injected["enter"] == 2
+
+
+def test_eagain_surfaces_and_the_sqes_stay_queued() -> None:
+    """EAGAIN (no request memory): nothing was consumed; the caller sees
+    BlockingIOError, and the SQEs go with the next submit, each once."""
+    r, k = make()
+    with r:
+        k.inject("enter", errno.EAGAIN)
+        r.prep_nop(1)
+        r.prep_nop(2)
+        with pytest.raises(BlockingIOError) as info:
+            r.submit()
+        assert "io_uring_enter" in str(info.value)
+        assert r.sq_ready == 2
+        assert r.submit() == 2
+        assert sorted(c.user_data for c in r.wait(2)) == [1, 2]
+        assert r.reap() == []
+
+
+def test_ebusy_surfaces_named() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", errno.EBUSY)
+        r.prep_nop(1)
+        with pytest.raises(OSError) as info:
+            r.submit()
+        assert info.value.errno == errno.EBUSY and "io_uring_enter" in str(info.value)
+        assert [c.user_data for c in r.wait(1)] == [1]
+
+
+def test_short_submit_leaves_the_rest_for_the_next() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", short_submit=1)
+        for i in range(3):
+            r.prep_nop(i)
+        assert r.submit() == 1
+        assert r.sq_ready == 2
+        got = r.wait(3)  # wait() submits what is still queued
+        assert sorted(c.user_data for c in got) == [0, 1, 2]
+        assert r.reap() == []
+
+
+def test_short_submit_inside_wait_still_waits_for_all() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", short_submit=1, times=2)
+        for i in range(3):
+            r.prep_nop(i)
+        got = r.wait(3, timeout=5)
+        assert sorted(c.user_data for c in got) == [0, 1, 2]
+
+
+def test_eintr_on_register_is_retried() -> None:
+    r, k = make()
+    with r:
+        k.inject("register", errno.EINTR)
+        assert r.probe().supports(uring.abi.IORING_OP_NOP)
+        assert k.injected["register"] == 1
+
+
+@pytest.mark.parametrize(
+    "err,words",
+    [
+        (errno.ENOSYS, "seccomp"),
+        (errno.EPERM, "io_uring_disabled"),
+        (errno.ENOMEM, "RLIMIT_MEMLOCK"),
+    ],
+)
+def test_unavailable_names_cause_and_fix(err: int, words: str) -> None:
+    k = FaultInjector()
+    k.inject("setup", err, times=2)
+    with pytest.raises(uring.UringUnavailableError) as info:
+        uring.Ring(8, kernel=k)
+    assert info.value.errno == err and words in str(info.value)
+    assert isinstance(info.value, OSError)

@@ -1,0 +1,82 @@
+"""io_uring blocked for real: a seccomp filter (as container runtimes
+install) and the kernel.io_uring_disabled sysctl.  Each runs in a child
+process so the test process keeps its io_uring."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import require_uring
+
+SECCOMP_CHILD = textwrap.dedent(
+    r'''
+    import ctypes, struct, sys
+    from uring import syscalls
+    # A classic-BPF seccomp program: io_uring_setup -> ERRNO(ENOSYS), all else allowed.
+    nr_setup = syscalls.syscall_numbers()[0]
+    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+    SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
+    prog = [
+        (BPF_LD_W_ABS, 0, 0, 0),                  # A = seccomp_data.nr
+        (BPF_JEQ_K, 0, 1, nr_setup),              # if A == io_uring_setup
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | 38),  # ENOSYS
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    filt = ctypes.create_string_buffer(raw)
+    class sock_fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    fprog = sock_fprog(len(prog), ctypes.addressof(filt))
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        print("SKIP seccomp", ctypes.get_errno()); sys.exit(0)
+    import uring
+    try:
+        uring.Ring(8)
+    except uring.UringUnavailableError as exc:
+        print("RAISED", exc.errno, exc)
+    '''
+)
+
+
+def test_seccomp_blocked_setup_raises_unavailable() -> None:
+    require_uring()
+    out = subprocess.run([sys.executable, "-c", SECCOMP_CHILD], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("SKIP"):
+        pytest.skip("seccomp filters cannot be installed here: " + out.stdout)
+    assert out.stdout.startswith("RAISED 38 "), out.stdout + out.stderr
+    assert "seccomp" in out.stdout
+
+
+SYSCTL = "/proc/sys/kernel/io_uring_disabled"
+
+
+def test_io_uring_disabled_sysctl_raises_unavailable() -> None:
+    """With kernel.io_uring_disabled=2 every io_uring_setup gets EPERM.  The
+    sysctl is global, so it is set only for the instant a child process
+    tries to create a ring, and restored in a finally."""
+    require_uring()
+    if not os.path.exists(SYSCTL) or not os.access(SYSCTL, os.W_OK):
+        pytest.skip("kernel.io_uring_disabled is not writable here (needs root, Linux 6.6+)")
+    with open(SYSCTL) as f:
+        old = f.read().strip()
+    child = "import uring\ntry:\n    uring.Ring(4)\nexcept uring.UringUnavailableError as e:\n    print('RAISED', e.errno, e)\n"
+    try:
+        with open(SYSCTL, "w") as f:
+            f.write("2")
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             timeout=60)
+    finally:
+        with open(SYSCTL, "w") as f:
+            f.write(old)
+    assert out.stdout.startswith("RAISED 1 "), out.stdout + out.stderr
+    assert "io_uring_disabled" in out.stdout

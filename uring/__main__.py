@@ -1,0 +1,58 @@
+"""``python3 -m uring probe``: what this kernel's io_uring supports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from . import abi
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from . import Ring, UringUnavailableError
+
+    try:
+        with Ring(1) as ring:
+            probe = ring.probe()
+            params = ring.params
+            setup = ring.setup_flags
+    except UringUnavailableError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"kernel      {os.uname().sysname} {os.uname().release} ({os.uname().machine})")
+    print(f"last_op     {probe.last_op}")
+    feats = [f.name for f in abi.IoringFeat if f.value and params.features & f.value]
+    print(f"features    {' '.join(n.replace('IORING_FEAT_', '') for n in feats if n)}")
+    print(f"setup       {setup!r}  (a 1-entry ring: sq={params.sq_entries} cq={params.cq_entries})")
+    print()
+    table = probe.table()
+    known = {int(op) for op in abi.IoringOp}
+    width = max(len(n) for n in table)
+    for op in abi.IoringOp:
+        if op.name == "IORING_OP_LAST":
+            continue
+        mark = "yes" if table[op.name] else "no"
+        print(f"  {int(op):3d}  {op.name:<{width}}  {mark}")
+    unknown = sorted(probe.supported - known)
+    if unknown:
+        print(f"  (kernel also supports opcodes unknown to this package: {unknown})")
+    n = sum(table.values())
+    print(f"\n{n} of {len(table)} opcodes supported")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m uring", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("probe", help="print the kernel version, features and the op table")
+    args = parser.parse_args(argv)
+    if args.command == "probe":
+        return cmd_probe(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Pinning Python buffers so the kernel may hold their addresses.
+
+An SQE carries a raw address.  Between submission and the completion being
+reaped, the memory behind it must neither be freed (the object collected) nor
+moved (a ``bytearray`` resized).  ``PinnedBuffer`` takes a buffer export with
+``PyObject_GetBuffer`` — the same thing a C extension does — which makes the
+exporter refuse to resize (``BufferError``) until the export is released, and
+holds a reference so it cannot be collected.  The ring keeps the
+``PinnedBuffer`` in its in-flight table until the request's last CQE.
+
+A read needs a *writable* export: asking for ``PyBUF_WRITABLE`` makes
+``bytes`` or a read-only ``memoryview`` fail here, in Python, instead of
+letting the kernel write into an immutable object.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Sequence
+
+from . import abi
+
+__all__ = ["PinnedBuffer", "IovecArray", "pin"]
+
+_PyBUF_SIMPLE = 0
+_PyBUF_WRITABLE = 0x0001
+
+
+class _Py_buffer(ctypes.Structure):
+    # CPython's Py_buffer; ``obj`` kept as a raw pointer so ctypes never
+    # touches its reference count (PyBuffer_Release does).
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
+_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(_Py_buffer), ctypes.c_int]
+_GetBuffer.restype = ctypes.c_int
+_Release = ctypes.pythonapi.PyBuffer_Release
+_Release.argtypes = [ctypes.POINTER(_Py_buffer)]
+_Release.restype = None
+
+
+class PinnedBuffer:
+    """A contiguous buffer held in place: ``address`` and ``nbytes`` stay valid
+    until ``release()`` (or until this object is collected).
+
+    ``writable=True`` is required for memory the kernel writes (reads,
+    receives); it refuses read-only objects with ``TypeError``.
+    """
+
+    __slots__ = ("obj", "address", "nbytes", "writable", "_view", "__weakref__")
+
+    def __init__(self, obj: Any, *, writable: bool = False) -> None:
+        self._view: _Py_buffer | None = None
+        if isinstance(obj, PinnedBuffer):
+            obj = obj.obj
+        view = _Py_buffer()
+        try:
+            _GetBuffer(obj, ctypes.byref(view), _PyBUF_WRITABLE if writable else _PyBUF_SIMPLE)
+        except BufferError as exc:
+            kind = type(obj).__name__
+            if writable:
+                raise TypeError(
+                    f"the kernel writes into this buffer, but a {kind} is read-only "
+                    f"or not contiguous ({exc}); pass a bytearray, a writable memoryview "
+                    "or an mmap"
+                ) from None
+            raise TypeError(f"a {kind} cannot be pinned: {exc}") from None
+        self.obj = obj
+        self._view = view
+        self.address: int = view.buf or 0
+        self.nbytes: int = view.len
+        self.writable = writable
+
+    def release(self) -> None:
+        """Give the export back (the object may be resized or collected after)."""
+        view = self._view
+        if view is not None:
+            self._view = None
+            _Release(ctypes.byref(view))
+
+    @property
+    def pinned(self) -> bool:
+        return self._view is not None
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "pinned" if self._view is not None else "released"
+        return f"<PinnedBuffer {self.nbytes} bytes at {self.address:#x} {state}>"
+
+
+def pin(obj: Any, writable: bool) -> PinnedBuffer:
+    """*obj* pinned (an already pinned buffer is reused if it allows *writable*)."""
+    if type(obj) is PinnedBuffer and obj._view is not None and (obj.writable or not writable):
+        return obj
+    return PinnedBuffer(obj, writable=writable)
+
+
+class IovecArray:
+    """An ``iovec[]`` for READV/WRITEV/registration, with its buffers pinned.
+
+    The kernel reads the array itself (at submission, or later from an
+    io-wq worker) and then the memory it points to, so both the array and
+    every buffer stay referenced here until the request completes.
+    """
+
+    __slots__ = ("buffers", "array", "address", "count", "nbytes")
+
+    def __init__(self, buffers: Sequence[Any], *, writable: bool) -> None:
+        self.buffers = [pin(b, writable) for b in buffers]
+        self.count = len(self.buffers)
+        self.array = (abi.iovec * max(self.count, 1))()
+        for i, b in enumerate(self.buffers):
+            self.array[i].iov_base = b.address
+            self.array[i].iov_len = b.nbytes
+        self.address: int = ctypes.addressof(self.array)
+        self.nbytes = sum(b.nbytes for b in self.buffers)

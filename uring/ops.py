@@ -1,0 +1,239 @@
+"""Operations: one ``prep_*`` method per opcode, and ``Ring``, the class users
+hold (the protocol core of ``uring.ring`` + ``uring.register`` + these).
+
+Each ``prep_*`` reserves one SQE, fills it, and returns its ``user_data``
+(a fresh number when none is given).  Nothing is submitted until
+``submit()``/``wait()``.  Every object whose memory the SQE points at
+(buffers, iovec arrays) is pinned and held by the ring until the request's
+final completion is reaped; a read refuses a read-only buffer here, before
+the kernel could be asked to write into it.
+
+The fast path: an SQE is eight 64-bit words.  Slots are written through a
+``Q`` view of the SQE array, and each slot remembers which of its words are
+known to hold zeros (``_slot_shape``), so a slot that already holds a NOP
+needs only ``user_data`` rewritten, and a read or write needs five words,
+not eight.  The kernel never writes the SQE array, so what we wrote last is
+what is there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from . import abi
+from .buffers import IovecArray, PinnedBuffer, pin
+from .register import RegisterMixin, _fileno
+from .ring import SQE_STRUCT
+
+__all__ = ["Ring"]
+
+_U32 = 0xFFFFFFFF
+_U64 = (1 << 64) - 1
+_OP_NOP = int(abi.IORING_OP_NOP)
+_OP_READ = int(abi.IORING_OP_READ)
+_OP_WRITE = int(abi.IORING_OP_WRITE)
+_OP_READV = int(abi.IORING_OP_READV)
+_OP_WRITEV = int(abi.IORING_OP_WRITEV)
+_OP_READ_FIXED = int(abi.IORING_OP_READ_FIXED)
+_OP_WRITE_FIXED = int(abi.IORING_OP_WRITE_FIXED)
+_OP_FSYNC = int(abi.IORING_OP_FSYNC)
+_FIXED_FILE = int(abi.IOSQE_FIXED_FILE)
+_SKIP_SUCCESS = int(abi.IOSQE_CQE_SKIP_SUCCESS)
+
+# _slot_shape bits: what a slot's words are known to hold.
+_W5_ZERO = 1  # word 5: buf_index, personality, splice_fd_in/file_index
+_W67_ZERO = 2  # words 6-7: addr3, __pad2
+_IS_NOP = 4  # words 0-3 are a flagless NOP (fd -1)
+_NOP_SHAPE = _W5_ZERO | _W67_ZERO | _IS_NOP
+
+
+class Ring(RegisterMixin):
+    """An io_uring: ``with uring.Ring(64) as ring: ...``.
+
+    See ``RingCore`` for the constructor's arguments and the protocol;
+    this class adds the operations.
+    """
+
+    # -- helpers -----------------------------------------------------------
+
+    def _file(self, fd: Any, fixed: bool) -> int:
+        if fd.__class__ is not int:
+            fd = _fileno(fd)
+        if fd < 0:
+            raise ValueError(f"bad file descriptor {fd}")
+        if fixed and fd >= self._files:
+            raise ValueError(
+                f"fixed file index {fd} is outside the registered table ({self._files} slots)"
+            )
+        return fd  # type: ignore[no-any-return]
+
+    def _rw(self, opcode: int, fd: int, addr: int, length: int, offset: int,
+            user_data: Optional[int], rw_flags: int, sqe_flags: int,
+            buf_index: int, keep: Any) -> int:
+        """Fill a read/write-shaped SQE (words 0-5) in the next free slot."""
+        if self._state is not None:
+            self._check()
+        if user_data is None:
+            user_data = self._next_user_data
+            self._next_user_data = user_data + 1
+        if self._sq_free <= 0:
+            self._make_room()
+        tail = self._sqe_tail
+        slot = tail & self._sq_mask
+        if keep is not None:
+            if sqe_flags & _SKIP_SUCCESS:
+                self._keep_skipped.append(keep)
+            elif self._keep.setdefault(user_data, keep) is not keep:
+                raise ValueError(
+                    f"user_data {user_data} belongs to a request still in flight; "
+                    "reusing it would make its completion ambiguous"
+                )
+        w = self._sqe_words
+        b = slot << self._sqe_shift
+        shape = self._slot_shape[slot]
+        try:
+            w[b + 4] = user_data
+            w[b] = opcode | (sqe_flags << 8) | ((fd & _U32) << 32)
+            w[b + 1] = offset & _U64
+            w[b + 2] = addr
+            w[b + 3] = length | (rw_flags << 32)
+            if buf_index or not shape & _W5_ZERO:
+                w[b + 5] = buf_index
+        except (ValueError, OverflowError, TypeError) as exc:
+            if keep is not None and not sqe_flags & _SKIP_SUCCESS:
+                self._keep.pop(user_data, None)
+            self._slot_shape[slot] = 0
+            raise ValueError(f"{abi.IoringOp(opcode).name}: {exc}") from None
+        if not shape & _W67_ZERO:
+            w[b + 6] = 0
+            w[b + 7] = 0
+        self._slot_shape[slot] = _W67_ZERO if buf_index else _W67_ZERO | _W5_ZERO
+        self._sq_free -= 1
+        self._sqe_tail = (tail + 1) & _U32
+        return user_data
+
+    # -- control -----------------------------------------------------------
+
+    def prep_nop(self, user_data: Optional[int] = None, *, flags: int = 0) -> int:
+        """``IORING_OP_NOP``: completes with ``res == 0``; a round trip
+        through the ring and nothing else."""
+        if self._state is not None:
+            self._check()
+        if user_data is None:
+            user_data = self._next_user_data
+            self._next_user_data = user_data + 1
+        if self._sq_free <= 0:
+            self._make_room()
+        tail = self._sqe_tail
+        slot = tail & self._sq_mask
+        b = slot << self._sqe_shift
+        if flags or self._slot_shape[slot] != _NOP_SHAPE:
+            SQE_STRUCT.pack_into(self._sqe_bytes, b << 3, _OP_NOP, flags, 0, -1,
+                                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            self._slot_shape[slot] = 0 if flags else _NOP_SHAPE
+        try:
+            self._sqe_words[b + 4] = user_data
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise ValueError(f"IORING_OP_NOP: user_data {user_data!r}: {exc}") from None
+        self._sq_free -= 1
+        self._sqe_tail = (tail + 1) & _U32
+        return user_data
+
+    # -- files ---------------------------------------------------------------
+
+    def prep_read(self, fd: Any, buf: Any, offset: int = 0, user_data: Optional[int] = None,
+                  *, length: Optional[int] = None, rw_flags: int = 0, flags: int = 0,
+                  fixed: bool = False) -> int:
+        """``IORING_OP_READ``: read into *buf* at *offset* (-1: the file
+        position).  ``res`` is the byte count (0 at EOF)."""
+        if buf.__class__ is not PinnedBuffer or not buf.writable:
+            buf = pin(buf, True)
+        if length is None:
+            length = buf.nbytes
+        elif not 0 <= length <= buf.nbytes:
+            raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_READ, fd, buf.address, length, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, 0, buf)
+
+    def prep_write(self, fd: Any, buf: Any, offset: int = 0, user_data: Optional[int] = None,
+                   *, length: Optional[int] = None, rw_flags: int = 0, flags: int = 0,
+                   fixed: bool = False) -> int:
+        """``IORING_OP_WRITE``: write *buf* at *offset* (-1: the file position)."""
+        if buf.__class__ is not PinnedBuffer:
+            buf = pin(buf, False)
+        if length is None:
+            length = buf.nbytes
+        elif not 0 <= length <= buf.nbytes:
+            raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_WRITE, fd, buf.address, length, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, 0, buf)
+
+    def prep_readv(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
+                   user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
+                   fixed: bool = False) -> int:
+        """``IORING_OP_READV``: scatter into *buffers* (an ``iovec[]`` the ring
+        builds and keeps alive with the buffers)."""
+        iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=True)
+        if any(not b.writable for b in iov.buffers):
+            raise TypeError("prep_readv: every buffer must be writable")
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_READV, fd, iov.address, iov.count, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, 0, iov)
+
+    def prep_writev(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
+                    user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
+                    fixed: bool = False) -> int:
+        """``IORING_OP_WRITEV``: gather *buffers* into the file."""
+        iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=False)
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_WRITEV, fd, iov.address, iov.count, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, 0, iov)
+
+    def _fixed_buffer(self, buf_index: int, buf_offset: int, length: Optional[int]) -> Any:
+        table = self._buffers
+        if table is None or not 0 <= buf_index < table.count:
+            raise ValueError(
+                f"buffer index {buf_index} is not registered "
+                f"({0 if table is None else table.count} registered buffers)"
+            )
+        buf = table.buffers[buf_index]
+        if length is None:
+            length = buf.nbytes - buf_offset
+        if buf_offset < 0 or length < 0 or buf_offset + length > buf.nbytes:
+            raise ValueError(
+                f"[{buf_offset}, {buf_offset + length}) is outside registered buffer "
+                f"{buf_index} ({buf.nbytes} bytes)"
+            )
+        return table, buf.address + buf_offset, length
+
+    def prep_read_fixed(self, fd: Any, buf_index: int, offset: int = 0,
+                        user_data: Optional[int] = None, *, length: Optional[int] = None,
+                        buf_offset: int = 0, rw_flags: int = 0, flags: int = 0,
+                        fixed: bool = False) -> int:
+        """``IORING_OP_READ_FIXED``: read into registered buffer *buf_index*
+        (at *buf_offset* within it)."""
+        table, addr, length = self._fixed_buffer(buf_index, buf_offset, length)
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_READ_FIXED, fd, addr, length, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, buf_index, table)
+
+    def prep_write_fixed(self, fd: Any, buf_index: int, offset: int = 0,
+                         user_data: Optional[int] = None, *, length: Optional[int] = None,
+                         buf_offset: int = 0, rw_flags: int = 0, flags: int = 0,
+                         fixed: bool = False) -> int:
+        """``IORING_OP_WRITE_FIXED``: write from registered buffer *buf_index*."""
+        table, addr, length = self._fixed_buffer(buf_index, buf_offset, length)
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_WRITE_FIXED, fd, addr, length, offset, user_data, rw_flags,
+                        flags | _FIXED_FILE if fixed else flags, buf_index, table)
+
+    def prep_fsync(self, fd: Any, user_data: Optional[int] = None, *, datasync: bool = False,
+                   offset: int = 0, length: int = 0, flags: int = 0, fixed: bool = False) -> int:
+        """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC``: fdatasync).  With
+        *length*, only that range is synced."""
+        fd = self._file(fd, fixed)
+        return self._rw(_OP_FSYNC, fd, 0, length, offset, user_data,
+                        int(abi.IORING_FSYNC_DATASYNC) if datasync else 0,
+                        flags | _FIXED_FILE if fixed else flags, 0, None)
