@@ -110,6 +110,29 @@ def test_bad_arguments_are_refused_before_the_kernel(ring: uring.Ring, datafile:
     assert [c.user_data for c in ring.wait(1)] == [3]
 
 
+def test_failed_prep_leaves_no_half_written_sqe(datafile: tuple) -> None:
+    """A prep that fails half-way through packing must not leave a slot the
+    next NOP mistakes for clean: the kernel would run the half-written
+    READ into freed memory.  (Found by this suite as a segfault.)"""
+    require_uring()
+    fd, _, _ = datafile
+    failing_preps = [
+        lambda r: r.prep_read(fd, bytearray(4), 0, user_data=1 << 64),
+        lambda r: r.prep_write(fd, b"abcd", 0, user_data=1 << 64),
+        lambda r: r.prep(uring.abi.IORING_OP_READ, fd=fd, len=1 << 40, user_data=5),
+    ]
+    for fail in failing_preps:
+        with uring.Ring(1) as r:  # one slot: every prep reuses it
+            r.prep_nop(1)
+            assert r.wait(1)[0].res == 0
+            with pytest.raises(ValueError):
+                fail(r)
+            r.prep_nop(2)
+            (cqe,) = r.wait(1)
+            assert (cqe.user_data, cqe.res) == (2, 0)
+            assert r.read_sqe(0).opcode == uring.abi.IORING_OP_NOP
+
+
 def test_live_user_data_is_not_reused(ring: uring.Ring) -> None:
     r, w = os.pipe()
     try:

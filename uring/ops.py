@@ -8,27 +8,31 @@ Each ``prep_*`` reserves one SQE, fills it, and returns its ``user_data``
 final completion is reaped; a read refuses a read-only buffer here, before
 the kernel could be asked to write into it.
 
-The fast path: an SQE is eight 64-bit words.  Slots are written through a
-``Q`` view of the SQE array, and each slot remembers which of its words are
-known to hold zeros (``_slot_shape``), so a slot that already holds a NOP
-needs only ``user_data`` rewritten, and a read or write needs five words,
-not eight.  The kernel never writes the SQE array, so what we wrote last is
-what is there.
+The fast path: a read or write SQE is written whole with one
+``struct.pack_into`` (one C call, every field range-checked), which costs no
+more than storing its five changing 64-bit words one by one.  A NOP is
+cheaper still: each slot remembers whether it already holds a flagless NOP
+(``_slot_shape``), and then only its ``user_data`` word is rewritten.  The
+kernel never writes the SQE array, so what we wrote last is what is there.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Optional, Sequence
 
 from . import abi
 from .buffers import IovecArray, PinnedBuffer, pin
 from .register import RegisterMixin, _fileno
-from .ring import SQE_STRUCT
+from .ring import SQE_STRUCT, op_name
+
+# ``off`` packed signed: -1 (the file position) is the u64 all-ones the
+# kernel expects, and no valid offset needs bit 63.
+_pack_sqe = struct.Struct("<BBHiqQIIQHHiQQ").pack_into
 
 __all__ = ["Ring"]
 
 _U32 = 0xFFFFFFFF
-_U64 = (1 << 64) - 1
 _OP_NOP = int(abi.IORING_OP_NOP)
 _OP_READ = int(abi.IORING_OP_READ)
 _OP_WRITE = int(abi.IORING_OP_WRITE)
@@ -40,11 +44,8 @@ _OP_FSYNC = int(abi.IORING_OP_FSYNC)
 _FIXED_FILE = int(abi.IOSQE_FIXED_FILE)
 _SKIP_SUCCESS = int(abi.IOSQE_CQE_SKIP_SUCCESS)
 
-# _slot_shape bits: what a slot's words are known to hold.
-_W5_ZERO = 1  # word 5: buf_index, personality, splice_fd_in/file_index
-_W67_ZERO = 2  # words 6-7: addr3, __pad2
-_IS_NOP = 4  # words 0-3 are a flagless NOP (fd -1)
-_NOP_SHAPE = _W5_ZERO | _W67_ZERO | _IS_NOP
+# _slot_shape: 1 when the slot holds a flagless NOP (all but user_data fixed).
+_NOP_SHAPE = 1
 
 
 class Ring(RegisterMixin):
@@ -70,7 +71,9 @@ class Ring(RegisterMixin):
     def _rw(self, opcode: int, fd: int, addr: int, length: int, offset: int,
             user_data: Optional[int], rw_flags: int, sqe_flags: int,
             buf_index: int, keep: Any) -> int:
-        """Fill a read/write-shaped SQE (words 0-5) in the next free slot."""
+        """Fill a read/write-shaped SQE in the next free slot, holding *keep*
+        until its completion.  One ``pack_into`` writes the whole SQE: one C
+        call that also range-checks every field."""
         if self._state is not None:
             self._check()
         if user_data is None:
@@ -88,26 +91,16 @@ class Ring(RegisterMixin):
                     f"user_data {user_data} belongs to a request still in flight; "
                     "reusing it would make its completion ambiguous"
                 )
-        w = self._sqe_words
-        b = slot << self._sqe_shift
-        shape = self._slot_shape[slot]
+        # Forget the slot's shape first: a failed pack_into may have written
+        # some fields, and the slot must never again pass for a clean NOP.
+        self._slot_shape[slot] = 0
         try:
-            w[b + 4] = user_data
-            w[b] = opcode | (sqe_flags << 8) | ((fd & _U32) << 32)
-            w[b + 1] = offset & _U64
-            w[b + 2] = addr
-            w[b + 3] = length | (rw_flags << 32)
-            if buf_index or not shape & _W5_ZERO:
-                w[b + 5] = buf_index
-        except (ValueError, OverflowError, TypeError) as exc:
+            _pack_sqe(self._sqe_bytes, slot * self._sqe_size, opcode, sqe_flags, 0, fd,
+                      offset, addr, length, rw_flags, user_data, buf_index, 0, 0, 0, 0)
+        except struct.error as exc:
             if keep is not None and not sqe_flags & _SKIP_SUCCESS:
                 self._keep.pop(user_data, None)
-            self._slot_shape[slot] = 0
-            raise ValueError(f"{abi.IoringOp(opcode).name}: {exc}") from None
-        if not shape & _W67_ZERO:
-            w[b + 6] = 0
-            w[b + 7] = 0
-        self._slot_shape[slot] = _W67_ZERO if buf_index else _W67_ZERO | _W5_ZERO
+            raise ValueError(f"{op_name(opcode)}: {exc}") from None
         self._sq_free -= 1
         self._sqe_tail = (tail + 1) & _U32
         return user_data
@@ -152,7 +145,8 @@ class Ring(RegisterMixin):
             length = buf.nbytes
         elif not 0 <= length <= buf.nbytes:
             raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
-        fd = self._file(fd, fixed)
+        if fd.__class__ is not int or fd < 0 or fixed:
+            fd = self._file(fd, fixed)
         return self._rw(_OP_READ, fd, buf.address, length, offset, user_data, rw_flags,
                         flags | _FIXED_FILE if fixed else flags, 0, buf)
 
@@ -166,7 +160,8 @@ class Ring(RegisterMixin):
             length = buf.nbytes
         elif not 0 <= length <= buf.nbytes:
             raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
-        fd = self._file(fd, fixed)
+        if fd.__class__ is not int or fd < 0 or fixed:
+            fd = self._file(fd, fixed)
         return self._rw(_OP_WRITE, fd, buf.address, length, offset, user_data, rw_flags,
                         flags | _FIXED_FILE if fixed else flags, 0, buf)
 

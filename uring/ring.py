@@ -138,6 +138,14 @@ class Cqe(tuple):  # type: ignore[type-arg]
 _make_cqe = partial(tuple.__new__, Cqe)
 
 
+def op_name(opcode: int) -> str:
+    """``IORING_OP_*`` name of *opcode* (or the number, if unknown here)."""
+    try:
+        return abi.IoringOp(opcode).name
+    except ValueError:
+        return f"opcode {opcode}"
+
+
 def _seconds(timeout: Any) -> float:
     if hasattr(timeout, "total_seconds"):
         timeout = timeout.total_seconds()
@@ -545,6 +553,7 @@ class RingCore:
             user_data = self._next_user_data
             self._next_user_data += 1
         slot = self.get_sqe()
+        self._slot_shape[slot] = 0  # before packing: a failed pack is partial
         try:
             SQE_STRUCT.pack_into(
                 self._sqe_bytes, slot * self._sqe_size,
@@ -553,8 +562,7 @@ class RingCore:
             )
         except struct.error as exc:
             self._unreserve(slot)
-            raise ValueError(f"{abi.IoringOp(opcode).name}: field out of range ({exc})") from None
-        self._slot_shape[slot] = 0
+            raise ValueError(f"{op_name(opcode)}: field out of range ({exc})") from None
         if keep is not None:
             self._hold(user_data, keep, flags, slot)
         return user_data
@@ -584,8 +592,8 @@ class RingCore:
         if len(raw) != self._sqe_size:
             raise ValueError(f"an SQE of this ring is {self._sqe_size} bytes, got {len(raw)}")
         start = slot * self._sqe_size
-        self._sqe_bytes[start: start + self._sqe_size] = raw
         self._slot_shape[slot] = 0
+        self._sqe_bytes[start: start + self._sqe_size] = raw
         if keep is not None:
             user_data = int.from_bytes(raw[32:40], "little")
             flags = raw[1]
