@@ -387,3 +387,19 @@ def test_repr_and_facts(ring: uring.Ring) -> None:
     assert os.fstat(ring.fd)  # a real fd
     ring.close()
     assert repr(ring) == "<Ring closed>"
+
+
+def test_raw_records_are_plain_tuples_with_the_same_fields(ring: uring.Ring) -> None:
+    ring.prep(abi.IORING_OP_NOP, user_data=1, op_flags=abi.IORING_NOP_INJECT_RESULT, len=77)
+    ring.prep_nop(2)
+    raw = ring.wait(2, raw=True)
+    assert all(type(c) is tuple for c in raw)
+    assert sorted(raw) == [(1, 77, 0), (2, 0, 0)]
+    ring.prep_nop(3)
+    ring.submit_and_wait(1)
+    (one,) = ring.reap(raw=True)
+    assert one == (3, 0, 0)
+    with try_ring(4, flags=abi.IORING_SETUP_CQE32) as big:
+        big.prep_nop(4)
+        (rec,) = big.wait(1, raw=True)
+        assert type(rec) is tuple and rec[:3] == (4, 0, 0) and len(rec) == 5

@@ -32,7 +32,6 @@ _pack_sqe = struct.Struct("<BBHiqQIIQHHiQQ").pack_into
 
 __all__ = ["Ring"]
 
-_U32 = 0xFFFFFFFF
 _OP_NOP = int(abi.IORING_OP_NOP)
 _OP_READ = int(abi.IORING_OP_READ)
 _OP_WRITE = int(abi.IORING_OP_WRITE)
@@ -79,9 +78,9 @@ class Ring(RegisterMixin):
         if user_data is None:
             user_data = self._next_user_data
             self._next_user_data = user_data + 1
-        if self._sq_free <= 0:
-            self._make_room()
         tail = self._sqe_tail
+        if tail >= self._sq_limit:
+            self._make_room()
         slot = tail & self._sq_mask
         if keep is not None:
             if sqe_flags & _SKIP_SUCCESS:
@@ -101,8 +100,7 @@ class Ring(RegisterMixin):
             if keep is not None and not sqe_flags & _SKIP_SUCCESS:
                 self._keep.pop(user_data, None)
             raise ValueError(f"{op_name(opcode)}: {exc}") from None
-        self._sq_free -= 1
-        self._sqe_tail = (tail + 1) & _U32
+        self._sqe_tail = tail + 1
         return user_data
 
     # -- control -----------------------------------------------------------
@@ -115,9 +113,9 @@ class Ring(RegisterMixin):
         if user_data is None:
             user_data = self._next_user_data
             self._next_user_data = user_data + 1
-        if self._sq_free <= 0:
-            self._make_room()
         tail = self._sqe_tail
+        if tail >= self._sq_limit:
+            self._make_room()
         slot = tail & self._sq_mask
         b = slot << self._sqe_shift
         if flags or self._slot_shape[slot] != _NOP_SHAPE:
@@ -128,8 +126,7 @@ class Ring(RegisterMixin):
             self._sqe_words[b + 4] = user_data
         except (ValueError, OverflowError, TypeError) as exc:
             raise ValueError(f"IORING_OP_NOP: user_data {user_data!r}: {exc}") from None
-        self._sq_free -= 1
-        self._sqe_tail = (tail + 1) & _U32
+        self._sqe_tail = tail + 1
         return user_data
 
     # -- files ---------------------------------------------------------------
