@@ -194,7 +194,7 @@ def test_against_the_system_header(tmp_path: "os.PathLike[str]") -> None:
                               "IORING_TIMEOUT_UPDATE_MASK") if n in present]
     text = open(HEADER).read()
     structs = [cls for cls, _, _ in LAYOUT
-               if re.search(r"struct %s \{" % cls.__name__, text)]
+               if re.search(r"struct " + cls.__name__ + r" \{", text)]
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/io_uring.h>",
              "int main(void) {"]
     for name in constants:
@@ -205,7 +205,7 @@ def test_against_the_system_header(tmp_path: "os.PathLike[str]") -> None:
         # Reserved padding (pad*, resv*) is what later kernels carve new
         # fields out of, so its offsets legitimately differ by version.
         fields = [f for f, _ in next(x for x in LAYOUT if x[0] is cls)[2].items()
-                  if re.search(r"\b%s\b" % re.escape(f), text)
+                  if re.search(r"\b" + re.escape(f) + r"\b", text)
                   and not re.match(r"_*(pad|resv)", f)]
         for f in fields:
             lines.append(f'printf("O {name} {f} %zu %zu\\n", offsetof(struct {name}, {f}), '

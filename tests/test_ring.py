@@ -403,3 +403,14 @@ def test_raw_records_are_plain_tuples_with_the_same_fields(ring: uring.Ring) -> 
         big.prep_nop(4)
         (rec,) = big.wait(1, raw=True)
         assert type(rec) is tuple and rec[:3] == (4, 0, 0) and len(rec) == 5
+
+
+def test_cqe_repr_names_errno_and_flags() -> None:
+    from uring.ring import Cqe
+
+    assert repr(Cqe.of(1, -errno.ENOENT, 0)) == "Cqe(user_data=1, res=-ENOENT, flags=0)"
+    more = Cqe.of(5, 4096, abi.IORING_CQE_F_BUFFER | abi.IORING_CQE_F_MORE | (3 << 16))
+    assert repr(more) == ("Cqe(user_data=5, res=4096, "
+                          "flags=IORING_CQE_F_BUFFER|IORING_CQE_F_MORE, buffer_id=3)")
+    assert more.buffer_id == 3 and more.more
+    assert repr(Cqe.of(1, 0, 0, 7, 8)).endswith("big=(7, 8))")

@@ -4,6 +4,7 @@ corrupt or free what the kernel may still use."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
@@ -276,9 +277,11 @@ def test_forked_child_cannot_use_the_parents_ring() -> None:
         assert r.sq_head == r.sq_tail == 2
 
 
-def test_real_eintr_during_wait_is_retried(ring: uring.Ring) -> None:
+@pytest.mark.parametrize("timeout", [None, 10.0], ids=["direct-path", "ext-arg-path"])
+def test_real_eintr_during_wait_is_retried(ring: uring.Ring, timeout: object) -> None:
     """A real signal interrupts io_uring_enter while it waits: the kernel
-    returns EINTR, the ring runs the handler and waits again."""
+    returns EINTR, the ring runs the handler and waits again (both wait
+    paths: the direct libc call, and the EXT_ARG wait with a timeout)."""
     rd, wr = os.pipe()
     fired = []
 
@@ -291,7 +294,7 @@ def test_real_eintr_during_wait_is_retried(ring: uring.Ring) -> None:
         buf = bytearray(1)
         ring.prep_read(rd, buf, -1, user_data=1)
         signal.setitimer(signal.ITIMER_REAL, 0.05)
-        (cqe,) = ring.wait(1, timeout=10)
+        (cqe,) = ring.wait(1, timeout=timeout)  # type: ignore[call-overload]
         assert fired == [signal.SIGALRM]
         assert cqe.res == 1 and buf == b"!"
     finally:
@@ -299,3 +302,23 @@ def test_real_eintr_during_wait_is_retried(ring: uring.Ring) -> None:
         signal.signal(signal.SIGALRM, old)
         os.close(rd)
         os.close(wr)
+
+
+def test_kernel_error_on_the_direct_wait_path_is_named(ring: uring.Ring) -> None:
+    """A real io_uring_enter failure on wait's direct path: put /dev/null
+    behind the ring's fd number, so the kernel answers EOPNOTSUPP (not an
+    io_uring fd).  The error names the call; the queued SQE is not lost."""
+    saved = os.dup(ring.fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, ring.fd)
+        ring.prep_nop(1)
+        with pytest.raises(OSError) as info:
+            ring.wait(1)
+        assert info.value.errno == errno.EOPNOTSUPP
+        assert "io_uring_enter" in str(info.value)
+    finally:
+        os.dup2(saved, ring.fd)
+        os.close(saved)
+        os.close(null)
+    assert [c.user_data for c in ring.wait(1)] == [1]

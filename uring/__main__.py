@@ -7,7 +7,7 @@ import os
 import sys
 from typing import List, Optional
 
-from . import abi
+from . import abi, barriers
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -25,7 +25,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"last_op     {probe.last_op}")
     feats = [f.name for f in abi.IoringFeat if f.value and params.features & f.value]
     print(f"features    {' '.join(n.replace('IORING_FEAT_', '') for n in feats if n)}")
-    print(f"setup       {setup!r}  (a 1-entry ring: sq={params.sq_entries} cq={params.cq_entries})")
+    names = [f.name for f in abi.IoringSetup if f.value and setup & f.value and f.name]
+    print(f"setup       {' | '.join(names) or 0}  (the probe's own 1-entry ring: "
+          f"sq={params.sq_entries} cq={params.cq_entries})")
+    print(f"fence       {barriers.FENCE_KIND}")
     print()
     table = probe.table()
     known = {int(op) for op in abi.IoringOp}
@@ -55,4 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `python3 -m uring probe | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
-from typing import Any, Type
+from typing import Any
 
 _u8 = ctypes.c_uint8
 _u16 = ctypes.c_uint16
@@ -32,11 +32,6 @@ _u32 = ctypes.c_uint32
 _u64 = ctypes.c_uint64
 _s64 = ctypes.c_int64
 
-
-def _export(cls: Type[enum.Enum]) -> Type[enum.Enum]:
-    """Make every member of *cls* a module-level name too."""
-    globals().update(cls.__members__)
-    return cls
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +178,6 @@ IORING_RW_ATTR_FLAG_PI = 1 << 0
 IORING_FILE_INDEX_ALLOC = 0xFFFFFFFF
 
 
-@_export
 class IosqeBit(enum.IntEnum):
     """``enum io_uring_sqe_flags_bit``: bit numbers of ``sqe.flags``."""
 
@@ -196,7 +190,6 @@ class IosqeBit(enum.IntEnum):
     IOSQE_CQE_SKIP_SUCCESS_BIT = 6
 
 
-@_export
 class IosqeFlags(enum.IntFlag):
     """``sqe.flags``: how the kernel treats this one request."""
 
@@ -209,7 +202,6 @@ class IosqeFlags(enum.IntFlag):
     IOSQE_CQE_SKIP_SUCCESS = 1 << 6  # post no CQE if the request succeeds
 
 
-@_export
 class IoringSetup(enum.IntFlag):
     """``io_uring_setup(2)`` flags (``io_uring_params.flags``)."""
 
@@ -234,7 +226,6 @@ class IoringSetup(enum.IntFlag):
     IORING_SETUP_CQE_MIXED = 1 << 18  # 16- and 32-byte CQEs in one ring (6.18)
 
 
-@_export
 class IoringOp(enum.IntEnum):
     """``enum io_uring_op``: what an SQE asks the kernel to do."""
 
@@ -304,7 +295,6 @@ class IoringOp(enum.IntEnum):
     IORING_OP_LAST = 63  # "this goes last, obviously"
 
 
-@_export
 class IoringUringCmd(enum.IntFlag):
     """``sqe.uring_cmd_flags``."""
 
@@ -312,17 +302,15 @@ class IoringUringCmd(enum.IntFlag):
     IORING_URING_CMD_MULTISHOT = 1 << 1  # multishot command (with provided buffers)
 
 
-IORING_URING_CMD_MASK = IORING_URING_CMD_FIXED | IORING_URING_CMD_MULTISHOT
+IORING_URING_CMD_MASK = IoringUringCmd.IORING_URING_CMD_FIXED | IoringUringCmd.IORING_URING_CMD_MULTISHOT
 
 
-@_export
 class IoringFsync(enum.IntFlag):
     """``sqe.fsync_flags``."""
 
     IORING_FSYNC_DATASYNC = 1 << 0  # fdatasync(2) instead of fsync(2)
 
 
-@_export
 class IoringTimeout(enum.IntFlag):
     """``sqe.timeout_flags`` for TIMEOUT, TIMEOUT_REMOVE and LINK_TIMEOUT."""
 
@@ -335,14 +323,13 @@ class IoringTimeout(enum.IntFlag):
     IORING_TIMEOUT_MULTISHOT = 1 << 6  # fire repeatedly (count in sqe.off)
 
 
-IORING_TIMEOUT_CLOCK_MASK = IORING_TIMEOUT_BOOTTIME | IORING_TIMEOUT_REALTIME
-IORING_TIMEOUT_UPDATE_MASK = IORING_TIMEOUT_UPDATE | IORING_LINK_TIMEOUT_UPDATE
+IORING_TIMEOUT_CLOCK_MASK = IoringTimeout.IORING_TIMEOUT_BOOTTIME | IoringTimeout.IORING_TIMEOUT_REALTIME
+IORING_TIMEOUT_UPDATE_MASK = IoringTimeout.IORING_TIMEOUT_UPDATE | IoringTimeout.IORING_LINK_TIMEOUT_UPDATE
 
 #: ``sqe.splice_flags``: splice_fd_in is a registered file index.
 SPLICE_F_FD_IN_FIXED = 1 << 31
 
 
-@_export
 class IoringPoll(enum.IntFlag):
     """POLL_ADD / POLL_REMOVE command flags (in ``sqe.len``; ``poll32_events``
     holds the poll mask itself)."""
@@ -353,7 +340,6 @@ class IoringPoll(enum.IntFlag):
     IORING_POLL_ADD_LEVEL = 1 << 3  # level-triggered
 
 
-@_export
 class IoringAsyncCancel(enum.IntFlag):
     """``sqe.cancel_flags`` (ASYNC_CANCEL and ``io_uring_sync_cancel_reg``)."""
 
@@ -365,7 +351,6 @@ class IoringAsyncCancel(enum.IntFlag):
     IORING_ASYNC_CANCEL_OP = 1 << 5  # match on opcode (sqe.len)
 
 
-@_export
 class IoringRecvSend(enum.IntFlag):
     """send/recv flags, carried in ``sqe.ioprio``."""
 
@@ -381,7 +366,6 @@ class IoringRecvSend(enum.IntFlag):
 IORING_NOTIF_USAGE_ZC_COPIED = 1 << 31
 
 
-@_export
 class IoringAccept(enum.IntFlag):
     """accept flags, carried in ``sqe.ioprio``."""
 
@@ -390,7 +374,6 @@ class IoringAccept(enum.IntFlag):
     IORING_ACCEPT_POLL_FIRST = 1 << 2
 
 
-@_export
 class IoringMsgRingOp(enum.IntEnum):
     """``enum io_uring_msg_ring_flags``: what MSG_RING sends (in ``sqe.addr``)."""
 
@@ -398,7 +381,6 @@ class IoringMsgRingOp(enum.IntEnum):
     IORING_MSG_SEND_FD = 1  # install one of our registered files in the target
 
 
-@_export
 class IoringMsgRing(enum.IntFlag):
     """``sqe.msg_ring_flags``."""
 
@@ -406,14 +388,12 @@ class IoringMsgRing(enum.IntFlag):
     IORING_MSG_RING_FLAGS_PASS = 1 << 1  # pass sqe.file_index as the target CQE's flags
 
 
-@_export
 class IoringFixedFdInstall(enum.IntFlag):
     """``sqe.install_fd_flags``."""
 
     IORING_FIXED_FD_NO_CLOEXEC = 1 << 0
 
 
-@_export
 class IoringNop(enum.IntFlag):
     """``sqe.nop_flags``: NOP's test hooks."""
 
@@ -443,7 +423,6 @@ class io_uring_cqe32(ctypes.Structure):
     _fields_ = [("user_data", _u64), ("res", _s32), ("flags", _u32), ("big_cqe", _u64 * 2)]
 
 
-@_export
 class IoringCqeF(enum.IntFlag):
     """``cqe.flags``."""
 
@@ -463,7 +442,6 @@ IORING_CQE_BUFFER_SHIFT = 16
 # mmap offsets and the ring offset tables
 
 
-@_export
 class IoringOff(enum.IntEnum):
     """Magic ``mmap`` offsets of the ring fd's regions."""
 
@@ -493,7 +471,6 @@ class io_sqring_offsets(ctypes.Structure):
     ]
 
 
-@_export
 class IoringSqFlags(enum.IntFlag):
     """The SQ ring's ``flags`` word, written by the kernel."""
 
@@ -518,14 +495,12 @@ class io_cqring_offsets(ctypes.Structure):
     ]
 
 
-@_export
 class IoringCqFlags(enum.IntFlag):
     """The CQ ring's ``flags`` word, written by user space."""
 
     IORING_CQ_EVENTFD_DISABLED = 1 << 0  # do not signal the registered eventfd
 
 
-@_export
 class IoringEnter(enum.IntFlag):
     """``io_uring_enter(2)`` flags."""
 
@@ -556,7 +531,6 @@ class io_uring_params(ctypes.Structure):
     ]
 
 
-@_export
 class IoringFeat(enum.IntFlag):
     """``io_uring_params.features``: what this kernel does, reported at setup."""
 
@@ -584,7 +558,6 @@ class IoringFeat(enum.IntFlag):
 # io_uring_register(2)
 
 
-@_export
 class IoringRegisterOp(enum.IntEnum):
     """``enum io_uring_register_op``."""
 
@@ -631,7 +604,6 @@ class IoringRegisterOp(enum.IntEnum):
 IORING_REGISTER_USE_REGISTERED_RING = 1 << 31
 
 
-@_export
 class IoWqType(enum.IntEnum):
     """io-wq worker kinds, indexes of IORING_REGISTER_IOWQ_MAX_WORKERS's array."""
 
@@ -736,7 +708,6 @@ class io_uring_clock_register(ctypes.Structure):
     _fields_ = [("clockid", _u32), ("__resv", _u32 * 3)]
 
 
-@_export
 class IoringRegisterCloneFlags(enum.IntFlag):
     """``io_uring_clone_buffers.flags``."""
 
@@ -774,7 +745,6 @@ class io_uring_buf_ring(ctypes.Structure):
     _fields_ = [("_head", _buf_ring_head)]
 
 
-@_export
 class IouPbufRing(enum.IntFlag):
     """``enum io_uring_register_pbuf_ring_flags`` (``io_uring_buf_reg.flags``)."""
 
@@ -800,7 +770,6 @@ class io_uring_buf_status(ctypes.Structure):
     _fields_ = [("buf_group", _u32), ("head", _u32), ("resv", _u32 * 8)]
 
 
-@_export
 class IoUringNapiOp(enum.IntEnum):
     """``enum io_uring_napi_op``."""
 
@@ -809,7 +778,6 @@ class IoUringNapiOp(enum.IntEnum):
     IO_URING_NAPI_STATIC_DEL_ID = 2
 
 
-@_export
 class IoUringNapiTracking(enum.IntEnum):
     """``enum io_uring_napi_tracking_strategy``."""
 
@@ -829,7 +797,6 @@ class io_uring_napi(ctypes.Structure):
     ]
 
 
-@_export
 class IoringRestriction(enum.IntEnum):
     """``enum io_uring_register_restriction_op`` (``io_uring_restriction.opcode``)."""
 
@@ -890,7 +857,6 @@ class io_uring_recvmsg_out(ctypes.Structure):
     _fields_ = [("namelen", _u32), ("controllen", _u32), ("payloadlen", _u32), ("flags", _u32)]
 
 
-@_export
 class IoUringSocketOp(enum.IntEnum):
     """``enum io_uring_socket_op``: URING_CMD on sockets (``sqe.cmd_op``)."""
 
@@ -940,7 +906,6 @@ class io_uring_zcrx_offsets(ctypes.Structure):
     ]
 
 
-@_export
 class IoUringZcrxArea(enum.IntFlag):
     """``enum io_uring_zcrx_area_flags``."""
 
@@ -973,3 +938,308 @@ class io_uring_zcrx_ifq_reg(ctypes.Structure):
         ("__resv2", _u32),
         ("__resv", _u64 * 3),
     ]
+
+
+# ---------------------------------------------------------------------------
+# Every constant under its own name, as C code spells it (IORING_OP_READ, not
+# IoringOp.IORING_OP_READ).  Written out, not generated at import, so that
+# type checkers and readers see them; tests/test_abi.py checks that each
+# enum member is here and is the member itself.
+
+# IosqeBit
+IOSQE_FIXED_FILE_BIT = IosqeBit.IOSQE_FIXED_FILE_BIT
+IOSQE_IO_DRAIN_BIT = IosqeBit.IOSQE_IO_DRAIN_BIT
+IOSQE_IO_LINK_BIT = IosqeBit.IOSQE_IO_LINK_BIT
+IOSQE_IO_HARDLINK_BIT = IosqeBit.IOSQE_IO_HARDLINK_BIT
+IOSQE_ASYNC_BIT = IosqeBit.IOSQE_ASYNC_BIT
+IOSQE_BUFFER_SELECT_BIT = IosqeBit.IOSQE_BUFFER_SELECT_BIT
+IOSQE_CQE_SKIP_SUCCESS_BIT = IosqeBit.IOSQE_CQE_SKIP_SUCCESS_BIT
+
+# IosqeFlags
+IOSQE_FIXED_FILE = IosqeFlags.IOSQE_FIXED_FILE
+IOSQE_IO_DRAIN = IosqeFlags.IOSQE_IO_DRAIN
+IOSQE_IO_LINK = IosqeFlags.IOSQE_IO_LINK
+IOSQE_IO_HARDLINK = IosqeFlags.IOSQE_IO_HARDLINK
+IOSQE_ASYNC = IosqeFlags.IOSQE_ASYNC
+IOSQE_BUFFER_SELECT = IosqeFlags.IOSQE_BUFFER_SELECT
+IOSQE_CQE_SKIP_SUCCESS = IosqeFlags.IOSQE_CQE_SKIP_SUCCESS
+
+# IoringSetup
+IORING_SETUP_IOPOLL = IoringSetup.IORING_SETUP_IOPOLL
+IORING_SETUP_SQPOLL = IoringSetup.IORING_SETUP_SQPOLL
+IORING_SETUP_SQ_AFF = IoringSetup.IORING_SETUP_SQ_AFF
+IORING_SETUP_CQSIZE = IoringSetup.IORING_SETUP_CQSIZE
+IORING_SETUP_CLAMP = IoringSetup.IORING_SETUP_CLAMP
+IORING_SETUP_ATTACH_WQ = IoringSetup.IORING_SETUP_ATTACH_WQ
+IORING_SETUP_R_DISABLED = IoringSetup.IORING_SETUP_R_DISABLED
+IORING_SETUP_SUBMIT_ALL = IoringSetup.IORING_SETUP_SUBMIT_ALL
+IORING_SETUP_COOP_TASKRUN = IoringSetup.IORING_SETUP_COOP_TASKRUN
+IORING_SETUP_TASKRUN_FLAG = IoringSetup.IORING_SETUP_TASKRUN_FLAG
+IORING_SETUP_SQE128 = IoringSetup.IORING_SETUP_SQE128
+IORING_SETUP_CQE32 = IoringSetup.IORING_SETUP_CQE32
+IORING_SETUP_SINGLE_ISSUER = IoringSetup.IORING_SETUP_SINGLE_ISSUER
+IORING_SETUP_DEFER_TASKRUN = IoringSetup.IORING_SETUP_DEFER_TASKRUN
+IORING_SETUP_NO_MMAP = IoringSetup.IORING_SETUP_NO_MMAP
+IORING_SETUP_REGISTERED_FD_ONLY = IoringSetup.IORING_SETUP_REGISTERED_FD_ONLY
+IORING_SETUP_NO_SQARRAY = IoringSetup.IORING_SETUP_NO_SQARRAY
+IORING_SETUP_HYBRID_IOPOLL = IoringSetup.IORING_SETUP_HYBRID_IOPOLL
+IORING_SETUP_CQE_MIXED = IoringSetup.IORING_SETUP_CQE_MIXED
+
+# IoringOp
+IORING_OP_NOP = IoringOp.IORING_OP_NOP
+IORING_OP_READV = IoringOp.IORING_OP_READV
+IORING_OP_WRITEV = IoringOp.IORING_OP_WRITEV
+IORING_OP_FSYNC = IoringOp.IORING_OP_FSYNC
+IORING_OP_READ_FIXED = IoringOp.IORING_OP_READ_FIXED
+IORING_OP_WRITE_FIXED = IoringOp.IORING_OP_WRITE_FIXED
+IORING_OP_POLL_ADD = IoringOp.IORING_OP_POLL_ADD
+IORING_OP_POLL_REMOVE = IoringOp.IORING_OP_POLL_REMOVE
+IORING_OP_SYNC_FILE_RANGE = IoringOp.IORING_OP_SYNC_FILE_RANGE
+IORING_OP_SENDMSG = IoringOp.IORING_OP_SENDMSG
+IORING_OP_RECVMSG = IoringOp.IORING_OP_RECVMSG
+IORING_OP_TIMEOUT = IoringOp.IORING_OP_TIMEOUT
+IORING_OP_TIMEOUT_REMOVE = IoringOp.IORING_OP_TIMEOUT_REMOVE
+IORING_OP_ACCEPT = IoringOp.IORING_OP_ACCEPT
+IORING_OP_ASYNC_CANCEL = IoringOp.IORING_OP_ASYNC_CANCEL
+IORING_OP_LINK_TIMEOUT = IoringOp.IORING_OP_LINK_TIMEOUT
+IORING_OP_CONNECT = IoringOp.IORING_OP_CONNECT
+IORING_OP_FALLOCATE = IoringOp.IORING_OP_FALLOCATE
+IORING_OP_OPENAT = IoringOp.IORING_OP_OPENAT
+IORING_OP_CLOSE = IoringOp.IORING_OP_CLOSE
+IORING_OP_FILES_UPDATE = IoringOp.IORING_OP_FILES_UPDATE
+IORING_OP_STATX = IoringOp.IORING_OP_STATX
+IORING_OP_READ = IoringOp.IORING_OP_READ
+IORING_OP_WRITE = IoringOp.IORING_OP_WRITE
+IORING_OP_FADVISE = IoringOp.IORING_OP_FADVISE
+IORING_OP_MADVISE = IoringOp.IORING_OP_MADVISE
+IORING_OP_SEND = IoringOp.IORING_OP_SEND
+IORING_OP_RECV = IoringOp.IORING_OP_RECV
+IORING_OP_OPENAT2 = IoringOp.IORING_OP_OPENAT2
+IORING_OP_EPOLL_CTL = IoringOp.IORING_OP_EPOLL_CTL
+IORING_OP_SPLICE = IoringOp.IORING_OP_SPLICE
+IORING_OP_PROVIDE_BUFFERS = IoringOp.IORING_OP_PROVIDE_BUFFERS
+IORING_OP_REMOVE_BUFFERS = IoringOp.IORING_OP_REMOVE_BUFFERS
+IORING_OP_TEE = IoringOp.IORING_OP_TEE
+IORING_OP_SHUTDOWN = IoringOp.IORING_OP_SHUTDOWN
+IORING_OP_RENAMEAT = IoringOp.IORING_OP_RENAMEAT
+IORING_OP_UNLINKAT = IoringOp.IORING_OP_UNLINKAT
+IORING_OP_MKDIRAT = IoringOp.IORING_OP_MKDIRAT
+IORING_OP_SYMLINKAT = IoringOp.IORING_OP_SYMLINKAT
+IORING_OP_LINKAT = IoringOp.IORING_OP_LINKAT
+IORING_OP_MSG_RING = IoringOp.IORING_OP_MSG_RING
+IORING_OP_FSETXATTR = IoringOp.IORING_OP_FSETXATTR
+IORING_OP_SETXATTR = IoringOp.IORING_OP_SETXATTR
+IORING_OP_FGETXATTR = IoringOp.IORING_OP_FGETXATTR
+IORING_OP_GETXATTR = IoringOp.IORING_OP_GETXATTR
+IORING_OP_SOCKET = IoringOp.IORING_OP_SOCKET
+IORING_OP_URING_CMD = IoringOp.IORING_OP_URING_CMD
+IORING_OP_SEND_ZC = IoringOp.IORING_OP_SEND_ZC
+IORING_OP_SENDMSG_ZC = IoringOp.IORING_OP_SENDMSG_ZC
+IORING_OP_READ_MULTISHOT = IoringOp.IORING_OP_READ_MULTISHOT
+IORING_OP_WAITID = IoringOp.IORING_OP_WAITID
+IORING_OP_FUTEX_WAIT = IoringOp.IORING_OP_FUTEX_WAIT
+IORING_OP_FUTEX_WAKE = IoringOp.IORING_OP_FUTEX_WAKE
+IORING_OP_FUTEX_WAITV = IoringOp.IORING_OP_FUTEX_WAITV
+IORING_OP_FIXED_FD_INSTALL = IoringOp.IORING_OP_FIXED_FD_INSTALL
+IORING_OP_FTRUNCATE = IoringOp.IORING_OP_FTRUNCATE
+IORING_OP_BIND = IoringOp.IORING_OP_BIND
+IORING_OP_LISTEN = IoringOp.IORING_OP_LISTEN
+IORING_OP_RECV_ZC = IoringOp.IORING_OP_RECV_ZC
+IORING_OP_EPOLL_WAIT = IoringOp.IORING_OP_EPOLL_WAIT
+IORING_OP_READV_FIXED = IoringOp.IORING_OP_READV_FIXED
+IORING_OP_WRITEV_FIXED = IoringOp.IORING_OP_WRITEV_FIXED
+IORING_OP_PIPE = IoringOp.IORING_OP_PIPE
+IORING_OP_LAST = IoringOp.IORING_OP_LAST
+
+# IoringUringCmd
+IORING_URING_CMD_FIXED = IoringUringCmd.IORING_URING_CMD_FIXED
+IORING_URING_CMD_MULTISHOT = IoringUringCmd.IORING_URING_CMD_MULTISHOT
+
+# IoringFsync
+IORING_FSYNC_DATASYNC = IoringFsync.IORING_FSYNC_DATASYNC
+
+# IoringTimeout
+IORING_TIMEOUT_ABS = IoringTimeout.IORING_TIMEOUT_ABS
+IORING_TIMEOUT_UPDATE = IoringTimeout.IORING_TIMEOUT_UPDATE
+IORING_TIMEOUT_BOOTTIME = IoringTimeout.IORING_TIMEOUT_BOOTTIME
+IORING_TIMEOUT_REALTIME = IoringTimeout.IORING_TIMEOUT_REALTIME
+IORING_LINK_TIMEOUT_UPDATE = IoringTimeout.IORING_LINK_TIMEOUT_UPDATE
+IORING_TIMEOUT_ETIME_SUCCESS = IoringTimeout.IORING_TIMEOUT_ETIME_SUCCESS
+IORING_TIMEOUT_MULTISHOT = IoringTimeout.IORING_TIMEOUT_MULTISHOT
+
+# IoringPoll
+IORING_POLL_ADD_MULTI = IoringPoll.IORING_POLL_ADD_MULTI
+IORING_POLL_UPDATE_EVENTS = IoringPoll.IORING_POLL_UPDATE_EVENTS
+IORING_POLL_UPDATE_USER_DATA = IoringPoll.IORING_POLL_UPDATE_USER_DATA
+IORING_POLL_ADD_LEVEL = IoringPoll.IORING_POLL_ADD_LEVEL
+
+# IoringAsyncCancel
+IORING_ASYNC_CANCEL_ALL = IoringAsyncCancel.IORING_ASYNC_CANCEL_ALL
+IORING_ASYNC_CANCEL_FD = IoringAsyncCancel.IORING_ASYNC_CANCEL_FD
+IORING_ASYNC_CANCEL_ANY = IoringAsyncCancel.IORING_ASYNC_CANCEL_ANY
+IORING_ASYNC_CANCEL_FD_FIXED = IoringAsyncCancel.IORING_ASYNC_CANCEL_FD_FIXED
+IORING_ASYNC_CANCEL_USERDATA = IoringAsyncCancel.IORING_ASYNC_CANCEL_USERDATA
+IORING_ASYNC_CANCEL_OP = IoringAsyncCancel.IORING_ASYNC_CANCEL_OP
+
+# IoringRecvSend
+IORING_RECVSEND_POLL_FIRST = IoringRecvSend.IORING_RECVSEND_POLL_FIRST
+IORING_RECV_MULTISHOT = IoringRecvSend.IORING_RECV_MULTISHOT
+IORING_RECVSEND_FIXED_BUF = IoringRecvSend.IORING_RECVSEND_FIXED_BUF
+IORING_SEND_ZC_REPORT_USAGE = IoringRecvSend.IORING_SEND_ZC_REPORT_USAGE
+IORING_RECVSEND_BUNDLE = IoringRecvSend.IORING_RECVSEND_BUNDLE
+IORING_SEND_VECTORIZED = IoringRecvSend.IORING_SEND_VECTORIZED
+
+# IoringAccept
+IORING_ACCEPT_MULTISHOT = IoringAccept.IORING_ACCEPT_MULTISHOT
+IORING_ACCEPT_DONTWAIT = IoringAccept.IORING_ACCEPT_DONTWAIT
+IORING_ACCEPT_POLL_FIRST = IoringAccept.IORING_ACCEPT_POLL_FIRST
+
+# IoringMsgRingOp
+IORING_MSG_DATA = IoringMsgRingOp.IORING_MSG_DATA
+IORING_MSG_SEND_FD = IoringMsgRingOp.IORING_MSG_SEND_FD
+
+# IoringMsgRing
+IORING_MSG_RING_CQE_SKIP = IoringMsgRing.IORING_MSG_RING_CQE_SKIP
+IORING_MSG_RING_FLAGS_PASS = IoringMsgRing.IORING_MSG_RING_FLAGS_PASS
+
+# IoringFixedFdInstall
+IORING_FIXED_FD_NO_CLOEXEC = IoringFixedFdInstall.IORING_FIXED_FD_NO_CLOEXEC
+
+# IoringNop
+IORING_NOP_INJECT_RESULT = IoringNop.IORING_NOP_INJECT_RESULT
+IORING_NOP_FILE = IoringNop.IORING_NOP_FILE
+IORING_NOP_FIXED_FILE = IoringNop.IORING_NOP_FIXED_FILE
+IORING_NOP_FIXED_BUFFER = IoringNop.IORING_NOP_FIXED_BUFFER
+IORING_NOP_TW = IoringNop.IORING_NOP_TW
+IORING_NOP_CQE32 = IoringNop.IORING_NOP_CQE32
+
+# IoringCqeF
+IORING_CQE_F_BUFFER = IoringCqeF.IORING_CQE_F_BUFFER
+IORING_CQE_F_MORE = IoringCqeF.IORING_CQE_F_MORE
+IORING_CQE_F_SOCK_NONEMPTY = IoringCqeF.IORING_CQE_F_SOCK_NONEMPTY
+IORING_CQE_F_NOTIF = IoringCqeF.IORING_CQE_F_NOTIF
+IORING_CQE_F_BUF_MORE = IoringCqeF.IORING_CQE_F_BUF_MORE
+IORING_CQE_F_SKIP = IoringCqeF.IORING_CQE_F_SKIP
+IORING_CQE_F_32 = IoringCqeF.IORING_CQE_F_32
+
+# IoringOff
+IORING_OFF_SQ_RING = IoringOff.IORING_OFF_SQ_RING
+IORING_OFF_CQ_RING = IoringOff.IORING_OFF_CQ_RING
+IORING_OFF_SQES = IoringOff.IORING_OFF_SQES
+IORING_OFF_PBUF_RING = IoringOff.IORING_OFF_PBUF_RING
+
+# IoringSqFlags
+IORING_SQ_NEED_WAKEUP = IoringSqFlags.IORING_SQ_NEED_WAKEUP
+IORING_SQ_CQ_OVERFLOW = IoringSqFlags.IORING_SQ_CQ_OVERFLOW
+IORING_SQ_TASKRUN = IoringSqFlags.IORING_SQ_TASKRUN
+
+# IoringCqFlags
+IORING_CQ_EVENTFD_DISABLED = IoringCqFlags.IORING_CQ_EVENTFD_DISABLED
+
+# IoringEnter
+IORING_ENTER_GETEVENTS = IoringEnter.IORING_ENTER_GETEVENTS
+IORING_ENTER_SQ_WAKEUP = IoringEnter.IORING_ENTER_SQ_WAKEUP
+IORING_ENTER_SQ_WAIT = IoringEnter.IORING_ENTER_SQ_WAIT
+IORING_ENTER_EXT_ARG = IoringEnter.IORING_ENTER_EXT_ARG
+IORING_ENTER_REGISTERED_RING = IoringEnter.IORING_ENTER_REGISTERED_RING
+IORING_ENTER_ABS_TIMER = IoringEnter.IORING_ENTER_ABS_TIMER
+IORING_ENTER_EXT_ARG_REG = IoringEnter.IORING_ENTER_EXT_ARG_REG
+IORING_ENTER_NO_IOWAIT = IoringEnter.IORING_ENTER_NO_IOWAIT
+
+# IoringFeat
+IORING_FEAT_SINGLE_MMAP = IoringFeat.IORING_FEAT_SINGLE_MMAP
+IORING_FEAT_NODROP = IoringFeat.IORING_FEAT_NODROP
+IORING_FEAT_SUBMIT_STABLE = IoringFeat.IORING_FEAT_SUBMIT_STABLE
+IORING_FEAT_RW_CUR_POS = IoringFeat.IORING_FEAT_RW_CUR_POS
+IORING_FEAT_CUR_PERSONALITY = IoringFeat.IORING_FEAT_CUR_PERSONALITY
+IORING_FEAT_FAST_POLL = IoringFeat.IORING_FEAT_FAST_POLL
+IORING_FEAT_POLL_32BITS = IoringFeat.IORING_FEAT_POLL_32BITS
+IORING_FEAT_SQPOLL_NONFIXED = IoringFeat.IORING_FEAT_SQPOLL_NONFIXED
+IORING_FEAT_EXT_ARG = IoringFeat.IORING_FEAT_EXT_ARG
+IORING_FEAT_NATIVE_WORKERS = IoringFeat.IORING_FEAT_NATIVE_WORKERS
+IORING_FEAT_RSRC_TAGS = IoringFeat.IORING_FEAT_RSRC_TAGS
+IORING_FEAT_CQE_SKIP = IoringFeat.IORING_FEAT_CQE_SKIP
+IORING_FEAT_LINKED_FILE = IoringFeat.IORING_FEAT_LINKED_FILE
+IORING_FEAT_REG_REG_RING = IoringFeat.IORING_FEAT_REG_REG_RING
+IORING_FEAT_RECVSEND_BUNDLE = IoringFeat.IORING_FEAT_RECVSEND_BUNDLE
+IORING_FEAT_MIN_TIMEOUT = IoringFeat.IORING_FEAT_MIN_TIMEOUT
+IORING_FEAT_RW_ATTR = IoringFeat.IORING_FEAT_RW_ATTR
+IORING_FEAT_NO_IOWAIT = IoringFeat.IORING_FEAT_NO_IOWAIT
+
+# IoringRegisterOp
+IORING_REGISTER_BUFFERS = IoringRegisterOp.IORING_REGISTER_BUFFERS
+IORING_UNREGISTER_BUFFERS = IoringRegisterOp.IORING_UNREGISTER_BUFFERS
+IORING_REGISTER_FILES = IoringRegisterOp.IORING_REGISTER_FILES
+IORING_UNREGISTER_FILES = IoringRegisterOp.IORING_UNREGISTER_FILES
+IORING_REGISTER_EVENTFD = IoringRegisterOp.IORING_REGISTER_EVENTFD
+IORING_UNREGISTER_EVENTFD = IoringRegisterOp.IORING_UNREGISTER_EVENTFD
+IORING_REGISTER_FILES_UPDATE = IoringRegisterOp.IORING_REGISTER_FILES_UPDATE
+IORING_REGISTER_EVENTFD_ASYNC = IoringRegisterOp.IORING_REGISTER_EVENTFD_ASYNC
+IORING_REGISTER_PROBE = IoringRegisterOp.IORING_REGISTER_PROBE
+IORING_REGISTER_PERSONALITY = IoringRegisterOp.IORING_REGISTER_PERSONALITY
+IORING_UNREGISTER_PERSONALITY = IoringRegisterOp.IORING_UNREGISTER_PERSONALITY
+IORING_REGISTER_RESTRICTIONS = IoringRegisterOp.IORING_REGISTER_RESTRICTIONS
+IORING_REGISTER_ENABLE_RINGS = IoringRegisterOp.IORING_REGISTER_ENABLE_RINGS
+IORING_REGISTER_FILES2 = IoringRegisterOp.IORING_REGISTER_FILES2
+IORING_REGISTER_FILES_UPDATE2 = IoringRegisterOp.IORING_REGISTER_FILES_UPDATE2
+IORING_REGISTER_BUFFERS2 = IoringRegisterOp.IORING_REGISTER_BUFFERS2
+IORING_REGISTER_BUFFERS_UPDATE = IoringRegisterOp.IORING_REGISTER_BUFFERS_UPDATE
+IORING_REGISTER_IOWQ_AFF = IoringRegisterOp.IORING_REGISTER_IOWQ_AFF
+IORING_UNREGISTER_IOWQ_AFF = IoringRegisterOp.IORING_UNREGISTER_IOWQ_AFF
+IORING_REGISTER_IOWQ_MAX_WORKERS = IoringRegisterOp.IORING_REGISTER_IOWQ_MAX_WORKERS
+IORING_REGISTER_RING_FDS = IoringRegisterOp.IORING_REGISTER_RING_FDS
+IORING_UNREGISTER_RING_FDS = IoringRegisterOp.IORING_UNREGISTER_RING_FDS
+IORING_REGISTER_PBUF_RING = IoringRegisterOp.IORING_REGISTER_PBUF_RING
+IORING_UNREGISTER_PBUF_RING = IoringRegisterOp.IORING_UNREGISTER_PBUF_RING
+IORING_REGISTER_SYNC_CANCEL = IoringRegisterOp.IORING_REGISTER_SYNC_CANCEL
+IORING_REGISTER_FILE_ALLOC_RANGE = IoringRegisterOp.IORING_REGISTER_FILE_ALLOC_RANGE
+IORING_REGISTER_PBUF_STATUS = IoringRegisterOp.IORING_REGISTER_PBUF_STATUS
+IORING_REGISTER_NAPI = IoringRegisterOp.IORING_REGISTER_NAPI
+IORING_UNREGISTER_NAPI = IoringRegisterOp.IORING_UNREGISTER_NAPI
+IORING_REGISTER_CLOCK = IoringRegisterOp.IORING_REGISTER_CLOCK
+IORING_REGISTER_CLONE_BUFFERS = IoringRegisterOp.IORING_REGISTER_CLONE_BUFFERS
+IORING_REGISTER_SEND_MSG_RING = IoringRegisterOp.IORING_REGISTER_SEND_MSG_RING
+IORING_REGISTER_ZCRX_IFQ = IoringRegisterOp.IORING_REGISTER_ZCRX_IFQ
+IORING_REGISTER_RESIZE_RINGS = IoringRegisterOp.IORING_REGISTER_RESIZE_RINGS
+IORING_REGISTER_MEM_REGION = IoringRegisterOp.IORING_REGISTER_MEM_REGION
+IORING_REGISTER_QUERY = IoringRegisterOp.IORING_REGISTER_QUERY
+IORING_REGISTER_LAST = IoringRegisterOp.IORING_REGISTER_LAST
+
+# IoWqType
+IO_WQ_BOUND = IoWqType.IO_WQ_BOUND
+IO_WQ_UNBOUND = IoWqType.IO_WQ_UNBOUND
+
+# IoringRegisterCloneFlags
+IORING_REGISTER_SRC_REGISTERED = IoringRegisterCloneFlags.IORING_REGISTER_SRC_REGISTERED
+IORING_REGISTER_DST_REPLACE = IoringRegisterCloneFlags.IORING_REGISTER_DST_REPLACE
+
+# IouPbufRing
+IOU_PBUF_RING_MMAP = IouPbufRing.IOU_PBUF_RING_MMAP
+IOU_PBUF_RING_INC = IouPbufRing.IOU_PBUF_RING_INC
+
+# IoUringNapiOp
+IO_URING_NAPI_REGISTER_OP = IoUringNapiOp.IO_URING_NAPI_REGISTER_OP
+IO_URING_NAPI_STATIC_ADD_ID = IoUringNapiOp.IO_URING_NAPI_STATIC_ADD_ID
+IO_URING_NAPI_STATIC_DEL_ID = IoUringNapiOp.IO_URING_NAPI_STATIC_DEL_ID
+
+# IoUringNapiTracking
+IO_URING_NAPI_TRACKING_DYNAMIC = IoUringNapiTracking.IO_URING_NAPI_TRACKING_DYNAMIC
+IO_URING_NAPI_TRACKING_STATIC = IoUringNapiTracking.IO_URING_NAPI_TRACKING_STATIC
+IO_URING_NAPI_TRACKING_INACTIVE = IoUringNapiTracking.IO_URING_NAPI_TRACKING_INACTIVE
+
+# IoringRestriction
+IORING_RESTRICTION_REGISTER_OP = IoringRestriction.IORING_RESTRICTION_REGISTER_OP
+IORING_RESTRICTION_SQE_OP = IoringRestriction.IORING_RESTRICTION_SQE_OP
+IORING_RESTRICTION_SQE_FLAGS_ALLOWED = IoringRestriction.IORING_RESTRICTION_SQE_FLAGS_ALLOWED
+IORING_RESTRICTION_SQE_FLAGS_REQUIRED = IoringRestriction.IORING_RESTRICTION_SQE_FLAGS_REQUIRED
+IORING_RESTRICTION_LAST = IoringRestriction.IORING_RESTRICTION_LAST
+
+# IoUringSocketOp
+SOCKET_URING_OP_SIOCINQ = IoUringSocketOp.SOCKET_URING_OP_SIOCINQ
+SOCKET_URING_OP_SIOCOUTQ = IoUringSocketOp.SOCKET_URING_OP_SIOCOUTQ
+SOCKET_URING_OP_GETSOCKOPT = IoUringSocketOp.SOCKET_URING_OP_GETSOCKOPT
+SOCKET_URING_OP_SETSOCKOPT = IoUringSocketOp.SOCKET_URING_OP_SETSOCKOPT
+SOCKET_URING_OP_TX_TIMESTAMP = IoUringSocketOp.SOCKET_URING_OP_TX_TIMESTAMP
+
+# IoUringZcrxArea
+IORING_ZCRX_AREA_DMABUF = IoUringZcrxArea.IORING_ZCRX_AREA_DMABUF

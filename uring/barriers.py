@@ -40,7 +40,7 @@ import os
 import platform
 import struct
 import sys
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
     "FENCE_KIND",
@@ -126,7 +126,7 @@ def _code_arch(machine: str = _MACHINE, pointer: int = _POINTER) -> Optional[str
 # --- the machine-code page --------------------------------------------------
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_code_pages = []  # never unmapped: the fence may be called until exit
+_code_pages: List[mmap.mmap] = []  # never unmapped: the fence may be called until exit
 
 
 def _machine_code_fence(arch: str) -> Callable[[], int]:
@@ -261,16 +261,16 @@ class FenceCounter:
 @contextlib.contextmanager
 def instrument() -> Iterator[FenceCounter]:
     """Count ``full_fence`` calls made through this module while active."""
-    module = sys.modules[__name__]
+    global full_fence
     counter = FenceCounter()
-    original = module.full_fence
+    original = full_fence
 
     def counting() -> None:
         counter.count += 1
         original()
 
-    module.full_fence = counting  # type: ignore[assignment]
+    full_fence = counting  # rebinds the module function: callers use barriers.full_fence
     try:
         yield counter
     finally:
-        module.full_fence = original  # type: ignore[assignment]
+        full_fence = original

@@ -61,6 +61,10 @@ class PinnedBuffer:
     """
 
     __slots__ = ("obj", "address", "nbytes", "writable", "_view", "__weakref__")
+    obj: Any
+    address: int
+    nbytes: int
+    writable: bool
 
     def __init__(self, obj: Any, *, writable: bool = False) -> None:
         self._view: _Py_buffer | None = None

@@ -40,6 +40,7 @@ _OP_WRITEV = int(abi.IORING_OP_WRITEV)
 _OP_READ_FIXED = int(abi.IORING_OP_READ_FIXED)
 _OP_WRITE_FIXED = int(abi.IORING_OP_WRITE_FIXED)
 _OP_FSYNC = int(abi.IORING_OP_FSYNC)
+_OP_FALLOCATE = int(abi.IORING_OP_FALLOCATE)
 _FIXED_FILE = int(abi.IOSQE_FIXED_FILE)
 _SKIP_SUCCESS = int(abi.IOSQE_CQE_SKIP_SUCCESS)
 
@@ -228,4 +229,18 @@ class Ring(RegisterMixin):
         fd = self._file(fd, fixed)
         return self._rw(_OP_FSYNC, fd, 0, length, offset, user_data,
                         int(abi.IORING_FSYNC_DATASYNC) if datasync else 0,
+                        flags | _FIXED_FILE if fixed else flags, 0, None)
+
+    def prep_fallocate(self, fd: Any, mode: int, offset: int, length: int,
+                       user_data: Optional[int] = None, *, flags: int = 0,
+                       fixed: bool = False) -> int:
+        """``IORING_OP_FALLOCATE``: ``fallocate(fd, mode, offset, length)``
+        (``FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`` to discard,
+        ``FALLOC_FL_ZERO_RANGE`` to zero).  The SQE carries the length in
+        ``addr`` and the mode in ``len``, as the kernel's ``io_fallocate_prep``
+        reads them."""
+        fd = self._file(fd, fixed)
+        if length < 0 or offset < 0:
+            raise ValueError(f"IORING_OP_FALLOCATE: negative offset/length {offset}/{length}")
+        return self._rw(_OP_FALLOCATE, fd, length, mode, offset, user_data, 0,
                         flags | _FIXED_FILE if fixed else flags, 0, None)

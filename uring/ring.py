@@ -43,7 +43,7 @@ import time
 import weakref
 from functools import partial
 from itertools import chain
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, TypeVar, Union, overload
 
 from . import abi, barriers
 from .errors import (
@@ -75,6 +75,7 @@ _CQE_F_MORE = int(abi.IORING_CQE_F_MORE)
 _CQE_F_SKIP = int(abi.IORING_CQE_F_SKIP)
 _CQE_F_32 = int(abi.IORING_CQE_F_32)
 _NO_LIMIT = 1 << 62
+_R = TypeVar("_R", bound="RingCore")
 _NSIG_BYTES = 8  # _NSIG / 8: the kernel's sigset_t size, for io_uring_getevents_arg
 
 #: One whole SQE, field by field, as ``io_uring_sqe`` lays it out:
@@ -127,9 +128,14 @@ class Cqe(tuple):  # type: ignore[type-arg]
         return None
 
     def __repr__(self) -> str:
-        flags = abi.IoringCqeF(self[2] & 0xFFFF)
+        res, flags = self[1], self[2]
+        res_text = f"-{_errno.errorcode.get(-res, -res)}" if res < 0 else str(res)
+        names = [f.name or "" for f in abi.IoringCqeF if f.value and flags & f.value]
+        flag_text = "|".join(names) or "0"
+        if flags & abi.IORING_CQE_F_BUFFER:
+            flag_text += f", buffer_id={flags >> abi.IORING_CQE_BUFFER_SHIFT}"
         extra = f", big={self.big}" if len(self) > 3 else ""
-        return f"Cqe(user_data={self[0]}, res={self[1]}, flags={flags!r}{extra})"
+        return f"Cqe(user_data={self[0]}, res={res_text}, flags={flag_text}{extra})"
 
     @classmethod
     def of(cls, user_data: int, res: int, flags: int, *big: int) -> "Cqe":
@@ -310,7 +316,7 @@ class RingCore:
             v = memoryview(m)
             self._views.append(v)
             if fmt != "B":
-                v = v.cast(fmt)
+                v = v.cast(fmt)  # type: ignore[call-overload]
                 self._views.append(v)
             return v
 
@@ -368,6 +374,7 @@ class RingCore:
         self._ext_arg.sigmask_sz = _NSIG_BYTES
         self._ext_arg.ts = ctypes.addressof(self._ts)
         self._enter_fd = self._fd  # or the registered index, see _enter
+        self._raw_enter = self._kernel.raw_enter()
         self._registered_thread = 0
 
     # ------------------------------------------------------------------
@@ -605,7 +612,7 @@ class RingCore:
             flags = raw[1]
             self._hold(user_data, keep, flags, slot)
 
-    def read_sqe(self, slot: int) -> abi.io_uring_sqe:
+    def read_sqe(self, slot: int) -> Union[abi.io_uring_sqe, abi.io_uring_sqe128]:
         """A copy of the SQE in *slot*, as the ``io_uring_sqe`` structure."""
         start = slot * self._sqe_size
         cls = abi.io_uring_sqe128 if self._sqe_size == 128 else abi.io_uring_sqe
@@ -713,7 +720,14 @@ class RingCore:
     # ------------------------------------------------------------------
     # the completion side
 
-    def reap(self, max_cqes: Optional[int] = None, *, raw: bool = False) -> List[Cqe]:
+    @overload
+    def reap(self, max_cqes: Optional[int] = None, *, raw: Literal[False] = False) -> List[Cqe]: ...
+    @overload
+    def reap(self, max_cqes: Optional[int] = None, *, raw: Literal[True]) -> List[Tuple[int, ...]]: ...
+    @overload
+    def reap(self, max_cqes: Optional[int] = None, *, raw: bool) -> List[Any]: ...
+
+    def reap(self, max_cqes: Optional[int] = None, *, raw: bool = False) -> List[Any]:
         """Copy out every completion available now (at most *max_cqes*),
         oldest first, and hand their slots back to the kernel.
 
@@ -735,11 +749,11 @@ class RingCore:
             out += self._reap_from_kernel(limit - len(out), raw)
         return out
 
-    def _reap_from_kernel(self, limit: int, raw: bool) -> List[Cqe]:
+    def _reap_from_kernel(self, limit: int, raw: bool) -> List[Any]:
         """Enter with GETEVENTS to flush the overflow list / run task work
         into the CQ (emptied by the caller), and go on while the kernel
         flags that it holds more for us."""
-        out: List[Cqe] = []
+        out: List[Any] = []
         flags_word, i_flags = self._sq_u32, self._i_sq_flags
         while len(out) < limit:
             self._enter(0, 0, _ENTER_GETEVENTS)
@@ -749,7 +763,7 @@ class RingCore:
                 break
         return out
 
-    def _reap_ring(self, limit: int, raw: bool = False) -> List[Cqe]:
+    def _reap_ring(self, limit: int, raw: bool = False) -> List[Any]:
         """Copy CQEs between our head and the kernel's tail, then release
         the head.  The tail load is the acquire that makes the CQE bytes
         written before it visible to us."""
@@ -793,11 +807,11 @@ class RingCore:
                     pop(cqe[0], None)
         return out
 
-    def _reap_mixed(self, head: int, ready: int, raw: bool) -> Tuple[List[Cqe], int]:
+    def _reap_mixed(self, head: int, ready: int, raw: bool) -> Tuple[List[Any], int]:
         """``IORING_SETUP_CQE_MIXED``: 16-byte slots; a CQE flagged
         ``IORING_CQE_F_32`` takes two, and a ``IORING_CQE_F_SKIP`` filler
         (posted where a big CQE would have wrapped) is stepped over."""
-        out: List[Cqe] = []
+        out: List[Any] = []
         mask = self._cq_mask
         cqes = self._cqes
         i = 0
@@ -822,7 +836,14 @@ class RingCore:
         got = self.reap(1)
         return got[0] if got else None
 
-    def wait(self, n: int = 1, timeout: Timeout = None, *, raw: bool = False) -> List[Cqe]:
+    @overload
+    def wait(self, n: int = 1, timeout: Timeout = None, *, raw: Literal[False] = False) -> List[Cqe]: ...
+    @overload
+    def wait(self, n: int = 1, timeout: Timeout = None, *, raw: Literal[True]) -> List[Tuple[int, ...]]: ...
+    @overload
+    def wait(self, n: int = 1, timeout: Timeout = None, *, raw: bool) -> List[Any]: ...
+
+    def wait(self, n: int = 1, timeout: Timeout = None, *, raw: bool = False) -> List[Any]:
         """Submit anything prepared, then wait until at least *n* completions
         are available (or *timeout* seconds pass) and reap them all.
 
@@ -833,21 +854,59 @@ class RingCore:
         """
         if self._state is not None:
             self._check()
+        if timeout is None and self._raw_enter is not None and not (self._sqpoll or self._iopoll):
+            return self._wait_direct(n, raw)
         if self._cq_u32[self._i_cq_tail] != self._cq_head or self._sq_u32[self._i_sq_flags]:
             out = self.reap(raw=raw)
         else:
             out = []  # nothing posted, nothing flagged: skip the reap
         if timeout is None and not self._sqpoll and not self._iopoll:
-            # The common case: one io_uring_enter both submits and waits.
+            # One io_uring_enter both submits and waits.
             while len(out) < n:
                 self._enter(self._publish(), n - len(out), _ENTER_GETEVENTS)
                 out += self.reap(raw=raw)
-            if self._sqe_tail != self._sq_published:
-                self.submit()
             return out
         return self._wait_slow(out, n, timeout, raw)
 
-    def _wait_slow(self, out: List[Cqe], n: int, timeout: Timeout, raw: bool) -> List[Cqe]:
+    def _wait_direct(self, n: int, raw: bool) -> List[Any]:
+        """``wait`` without a timeout on the real kernel: the hot path.
+
+        Publish the tail, and unless *n* completions are already there and
+        nothing is pending, make one ``io_uring_enter(to_submit, n,
+        GETEVENTS)`` straight through libc (see ``Kernel.raw_enter``: at
+        batch size 1 the frames of ``_enter``/``Kernel.enter`` cost as
+        much as the system call); the kernel returns once the CQ holds
+        *n*, counting the ones we have not reaped.  Then reap everything.
+        """
+        syscall, number = self._raw_enter  # type: ignore[misc]
+        fd, flags = self._enter_fd, _ENTER_GETEVENTS
+        if fd != self._fd:
+            if threading.get_ident() == self._registered_thread:
+                flags |= _ENTER_REGISTERED_RING
+            else:
+                fd = self._fd
+        sq, cq = self._sq_u32, self._cq_u32
+        out: List[Any] = []
+        while True:
+            want = n - len(out)
+            pending = self._publish()
+            if pending or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
+                if syscall(number, fd, pending, want if want > 0 else 0, flags, None, 0) < 0:
+                    self._raw_enter_failed()  # EINTR: nothing consumed; go round
+            out += self._reap_ring(_NO_LIMIT, raw)
+            if sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
+                out += self._reap_from_kernel(_NO_LIMIT, raw)
+            if len(out) >= n:
+                return out
+
+    def _raw_enter_failed(self) -> None:
+        """The errno of a failed direct ``io_uring_enter``: return on EINTR
+        (the caller retries, as ``_enter`` does), raise anything else."""
+        err = ctypes.get_errno()
+        if err != _errno.EINTR:
+            raise kernel_error(err, "io_uring_enter")
+
+    def _wait_slow(self, out: List[Any], n: int, timeout: Timeout, raw: bool) -> List[Any]:
         """``wait`` with a deadline and/or an SQ thread to wake."""
         pending = self._publish()
         if len(out) >= n:
@@ -1002,7 +1061,7 @@ class RingCore:
                 pass
         self._maps = []
 
-    def __enter__(self) -> "RingCore":
+    def __enter__(self: _R) -> _R:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of the ring itself: this package, liburing from C, the
+compiled ``liburing`` package from PyPI, and plain ``os.pread``.
+
+    python3 tools/bench_ring.py                       # everything available
+    python3 tools/bench_ring.py --only nop --rounds 5
+    python3 tools/bench_ring.py --liburing-python /path/to/venv/bin/python
+
+Cells (each a fresh subprocess, so one cell's heap or page faults never
+bias the next), run in interleaved rounds because these machines drift up
+to 40% between runs; ratios are computed within a round, then the median
+over rounds is printed:
+
+* ``nop-*-b32`` / ``nop-*-b1``: NOP submit + reap, batches of 32 and of 1.
+* ``rr-*``: 4 KiB random reads, queue depth 32, refilled as completions
+  arrive, from a hot file (read whole and checked with ``mincore`` just
+  before every cell: idle pages are evicted here after about a minute).
+
+The C programs are built from ``tools/c`` into ``tools/c/build`` when a C
+compiler and ``liburing.h`` are there (``apt-get install liburing-dev``); the
+PyPI cells run under ``--liburing-python`` (default: this interpreter, if it
+can import ``liburing``).  Missing yardsticks are reported, not faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]  # run from a checkout: the package and tools/pagecache
+BS = 4096
+QD = 32
+N_OFFSETS = 1 << 20
+
+
+# ---------------------------------------------------------------------------
+# cells: each runs in its own process and prints {"rate": ops per second}
+
+
+def _offsets(path: str) -> List[int]:
+    blocks = os.path.getsize(path) // BS
+    rnd = random.Random(1)
+    return [rnd.randrange(blocks) * BS for _ in range(N_OFFSETS)]
+
+
+def cell_nop_uring(batch: int, seconds: float) -> float:
+    import uring
+
+    with uring.Ring(64) as ring:
+        prep, wait = ring.prep_nop, ring.wait
+        n = 0
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while True:
+            for _ in range(64 // batch or 1):
+                for i in range(batch):
+                    prep(i)
+                got = wait(batch, raw=True)
+                for c in got:
+                    if c[1] != 0:
+                        raise SystemExit(f"bad completion {c}")
+                n += len(got)
+            if time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
+
+
+def cell_nop_liburing(batch: int, seconds: float) -> float:
+    import liburing as L  # type: ignore[import-not-found]  # the compiled PyPI package
+
+    ring = L.io_uring()
+    cqe = L.io_uring_cqe()
+    L.io_uring_queue_init(64, ring, 0)
+    get_sqe, prep_nop, set_data = L.io_uring_get_sqe, L.io_uring_prep_nop, L.io_uring_sqe_set_data64
+    submit_and_wait, wait_cqe = L.io_uring_submit_and_wait, L.io_uring_wait_cqe
+    cq_ready, cq_advance = L.io_uring_cq_ready, L.io_uring_cq_advance
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    try:
+        while True:
+            for _ in range(64 // batch or 1):
+                for i in range(batch):
+                    sqe = get_sqe(ring)
+                    prep_nop(sqe)
+                    set_data(sqe, i)
+                submit_and_wait(ring, batch)
+                wait_cqe(ring, cqe)
+                ready = cq_ready(ring)
+                for i in range(ready):
+                    c = cqe[i]
+                    if c.res != 0:
+                        raise SystemExit(f"bad completion {c.user_data} {c.res}")
+                cq_advance(ring, ready)
+                n += ready
+            if time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
+    finally:
+        L.io_uring_queue_exit(ring)
+
+
+def cell_rr_pread(path: str, seconds: float) -> float:
+    """The honest baseline for page-cache hits: one synchronous call per read."""
+    offs = _offsets(path)
+    fd = os.open(path, os.O_RDONLY)
+    pread = os.pread
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    try:
+        while True:
+            for i in range(n, n + 1024):
+                if len(pread(fd, BS, offs[i & (N_OFFSETS - 1)])) != BS:
+                    raise SystemExit("short read")
+            n += 1024
+            if time.perf_counter() >= end:
+                break
+    finally:
+        os.close(fd)
+    return n / (time.perf_counter() - t0)
+
+
+def cell_rr_uring(path: str, seconds: float, fixed: bool, sqpoll: bool) -> float:
+    import uring
+    from uring import abi
+
+    offs = _offsets(path)
+    mask = N_OFFSETS - 1
+    fd = os.open(path, os.O_RDONLY)
+    flags = abi.IORING_SETUP_SQPOLL if sqpoll else 0
+    try:
+        with uring.Ring(QD * 2, flags=flags, sq_thread_idle=100) as ring:
+            arena = bytearray(QD * BS)
+            views = [memoryview(arena)[i * BS:(i + 1) * BS] for i in range(QD)]
+            bufs = [uring.PinnedBuffer(v, writable=True) for v in views]
+            target = fd
+            if fixed:
+                ring.register_buffers(views)
+                ring.register_files([fd])
+                target = 0
+
+            prep_read, prep_fixed, wait = ring.prep_read, ring.prep_read_fixed, ring.wait
+            k = 0
+            for i in range(QD):  # fill the queue, then refill one per completion
+                if fixed:
+                    prep_fixed(target, i, offs[k], i, length=BS, fixed=True)
+                else:
+                    prep_read(target, bufs[i], offs[k], i)
+                k += 1
+            n = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while True:
+                got = wait(1, raw=True)
+                for c in got:
+                    i = c[0]
+                    if c[1] != BS:
+                        raise SystemExit(f"bad completion {c}")
+                    if fixed:
+                        prep_fixed(target, i, offs[k & mask], i, length=BS, fixed=True)
+                    else:
+                        prep_read(target, bufs[i], offs[k & mask], i)
+                    k += 1
+                n += len(got)
+                if n & 0x3FF < len(got) and time.perf_counter() >= end:
+                    break
+            rate = n / (time.perf_counter() - t0)
+            ring.wait(QD)  # reap what is still in flight before the buffers go
+            return rate
+    finally:
+        os.close(fd)
+
+
+def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
+    kind, _, rest = name.partition("-")
+    out: Dict[str, float] = {}
+    if kind == "rr":
+        import pagecache
+
+        out["residency"] = pagecache.ensure_hot(args.file)
+    if name.startswith("nop-uring-b"):
+        out["rate"] = cell_nop_uring(int(name.rsplit("b", 1)[1]), args.seconds)
+    elif name.startswith("nop-liburing-b"):
+        out["rate"] = cell_nop_liburing(int(name.rsplit("b", 1)[1]), args.seconds)
+    elif name == "rr-pread":
+        out["rate"] = cell_rr_pread(args.file, args.seconds)
+    elif name.startswith("rr-uring"):
+        out["rate"] = cell_rr_uring(args.file, args.seconds, "fixed" in name, "sqpoll" in name)
+    else:
+        raise SystemExit(f"unknown cell {name}")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the driver
+
+
+def build_c() -> Optional[str]:
+    """Compile the liburing yardsticks; the build dir, or None with a reason printed."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not os.path.exists("/usr/include/liburing.h"):
+        print("# C yardsticks skipped: need a C compiler and liburing.h "
+              "(apt-get install liburing-dev)", file=sys.stderr)
+        return None
+    src, build = os.path.join(HERE, "c"), os.path.join(HERE, "c", "build")
+    os.makedirs(build, exist_ok=True)
+    for prog in ("nop_bench", "randread_bench"):
+        c_file, exe = os.path.join(src, prog + ".c"), os.path.join(build, prog)
+        if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(c_file):
+            subprocess.run([cc, "-O2", "-Wall", "-o", exe, c_file, "-luring"], check=True)
+    return build
+
+
+def liburing_python(requested: Optional[str]) -> Optional[str]:
+    candidates = [requested] if requested else [sys.executable]
+    for exe in candidates:
+        probe = subprocess.run([exe, "-c", "import liburing"], capture_output=True)
+        if probe.returncode == 0:
+            return exe
+    print("# PyPI liburing cells skipped: no interpreter here imports `liburing` "
+          "(pass --liburing-python)", file=sys.stderr)
+    return None
+
+
+def c_cell(build: str, name: str, args: argparse.Namespace) -> List[str]:
+    if name.startswith("nop-c-b"):
+        return [os.path.join(build, "nop_bench"), name.rsplit("b", 1)[1], str(args.seconds)]
+    extra = [w for w in ("fixed", "sqpoll") if w in name]
+    return [os.path.join(build, "randread_bench"), args.file, str(args.seconds), str(QD), *extra]
+
+
+def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Optional[str]) -> float:
+    if name.startswith("nop-c-") or name == "rr-c" or name.startswith("rr-c-"):
+        assert build is not None
+        if name.startswith("rr-"):
+            import pagecache
+
+            pagecache.ensure_hot(args.file)
+        cmd = c_cell(build, name, args)
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        return float(res.get("ops_per_sec") or res["iops"])
+    exe = lpy if "liburing" in name else sys.executable
+    assert exe is not None
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [exe, os.path.abspath(__file__), "--cell", name, "--seconds", str(args.seconds),
+           "--file", args.file or ""]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr}")
+    return float(json.loads(proc.stdout)["rate"])
+
+
+RATIOS = [
+    ("nop b32: uring / PyPI liburing", "nop-uring-b32", "nop-liburing-b32"),
+    ("nop b1:  uring / PyPI liburing", "nop-uring-b1", "nop-liburing-b1"),
+    ("nop b32: uring / C liburing", "nop-uring-b32", "nop-c-b32"),
+    ("nop b1:  uring / C liburing", "nop-uring-b1", "nop-c-b1"),
+    ("randread QD32: uring / C liburing", "rr-uring", "rr-c"),
+    ("randread QD32: uring fixed / C fixed", "rr-uring-fixed", "rr-c-fixed"),
+    ("randread QD32: uring sqpoll / C sqpoll", "rr-uring-sqpoll", "rr-c-sqpoll"),
+    ("randread QD32: uring / os.pread loop", "rr-uring", "rr-pread"),
+    ("randread QD32: uring fixed / os.pread loop", "rr-uring-fixed", "rr-pread"),
+]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="per cell (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--size", default="1G", help="random-read file size (default 1G)")
+    ap.add_argument("--file", help="use this file for random reads instead of a temp file")
+    ap.add_argument("--only", choices=["nop", "rr"], help="run one group")
+    ap.add_argument("--liburing-python", help="interpreter that can import PyPI liburing")
+    ap.add_argument("--json", help="write all samples here")
+    ap.add_argument("--cell", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.cell:
+        print(json.dumps(run_cell(args.cell, args)))
+        return 0
+
+    build = build_c()
+    lpy = liburing_python(args.liburing_python)
+    cells: List[str] = []
+    if args.only in (None, "nop"):
+        for b in (32, 1):
+            cells += [f"nop-uring-b{b}"] + ([f"nop-liburing-b{b}"] if lpy else []) + (
+                [f"nop-c-b{b}"] if build else [])
+    tmpdir = None
+    if args.only in (None, "rr"):
+        cells += ["rr-pread", "rr-uring", "rr-uring-fixed", "rr-uring-sqpoll"]
+        if build:
+            cells += ["rr-c", "rr-c-fixed", "rr-c-sqpoll"]
+        if not args.file:
+            import pagecache
+
+            tmpdir = tempfile.mkdtemp(prefix="uring-bench-")
+            args.file = os.path.join(tmpdir, "randread.img")
+            size = parse_size(args.size)
+            print(f"# creating {args.file} ({size >> 20} MiB)", file=sys.stderr)
+            pagecache.make_file(args.file, size)
+
+    samples: Dict[str, List[float]] = {c: [] for c in cells}
+    try:
+        for rnd in range(args.rounds):
+            for cell in cells:
+                rate = measure(cell, args, build, lpy)
+                samples[cell].append(rate)
+                print(f"# round {rnd + 1} {cell:18s} {rate / 1e3:9.1f} k/s", file=sys.stderr)
+    finally:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    print(f"\n{'cell':20s} {'median k ops/s':>15s}   samples")
+    for cell in cells:
+        print(f"{cell:20s} {statistics.median(samples[cell]) / 1e3:15.1f}   "
+              + " ".join(f"{s / 1e3:.0f}" for s in samples[cell]))
+    print(f"\n{'ratio (within each round, median over rounds)':46s} {'median':>7s}   per round")
+    ratios: Dict[str, List[float]] = {}
+    for label, num, den in RATIOS:
+        if num in samples and den in samples:
+            per = [a / b for a, b in zip(samples[num], samples[den])]
+            ratios[label] = per
+            print(f"{label:46s} {statistics.median(per):7.2f}   " + " ".join(f"{r:.2f}" for r in per))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"samples": samples, "ratios": ratios, "seconds": args.seconds,
+                       "python": sys.version.split()[0]}, f, indent=1)
+    return 0
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().rstrip("B").rstrip("I")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

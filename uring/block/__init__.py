@@ -1,0 +1,18 @@
+"""A thin block layer in the spirit of QEMU's ``-drive aio=...,cache=...``.
+
+    from uring import block
+    with block.open_image("disk.img", aio="io_uring", cache="none") as img:
+        data = img.pread(4096, 0)
+        img.pwrite(data, 8192)
+        img.flush()
+
+Three engines behind one interface (``uring/block/engine.py``):
+``io_uring`` (this package's ring), ``native`` (Linux AIO through the raw
+system calls) and ``threads`` (a worker pool doing ``preadv``/``pwritev``).
+"""
+
+from .faults import IoFaults
+from .image import CACHE_MODES, ENGINES, Image, open_image
+from .request import Op, Request
+
+__all__ = ["CACHE_MODES", "ENGINES", "Image", "IoFaults", "Op", "Request", "open_image"]

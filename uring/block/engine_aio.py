@@ -1,0 +1,130 @@
+"""``aio=native``: Linux AIO through the raw system calls (QEMU's
+``block/linux-aio.c``), from ``uring.linux_aio``.
+
+Each read or write becomes one ``iocb`` (PREADV/PWRITEV over the request's
+pinned buffers; FDSYNC for a flush), staged and handed to ``io_submit`` as
+one batch.  Every iocb carries ``IOCB_FLAG_RESFD``: the kernel bumps one
+eventfd per completion (QEMU's completion mode, and the fd an event loop
+watches: ``notifier_fd``).  Completions are taken straight from the
+completion ring in user memory (``AioContext.peek``, no system call); only
+when nothing is there and the caller must wait does it block, in a read of
+the eventfd.  Linux AIO has no fallocate: discard and write-zeroes run
+``fallocate(2)`` inline on the submitting thread (QEMU hands them to its
+thread pool).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..buffers import IovecArray
+from ..linux_aio import AioContext, iocb
+from .engine import Engine
+from .faults import IoFaults
+from .request import Op, Request
+from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
+
+__all__ = ["AioEngine"]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _eventfd() -> int:
+    make = getattr(os, "eventfd", None)  # Python 3.10+
+    if make is not None:
+        return int(make(0, os.EFD_CLOEXEC))  # type: ignore[attr-defined]
+    fd = _libc.eventfd(0, 0o2000000)  # EFD_CLOEXEC
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"eventfd: {os.strerror(err)}")
+    return int(fd)
+
+
+class AioEngine(Engine):
+    name = "native"
+
+    def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
+                 datasync: bool = True) -> None:
+        super().__init__(fd, queue_depth, faults)
+        self.ctx = AioContext(queue_depth)
+        self.notifier_fd = _eventfd()
+        self.datasync = datasync
+        self._staged: List[Tuple[iocb, Request]] = []
+        self._table: Dict[int, Tuple[Request, Any]] = {}
+        self._next = 1
+        self.peeked = 0  # events taken from the ring without a system call
+
+    def _issue(self, req: Request) -> bool:
+        key = self._next
+        self._next = key + 1
+        cb = iocb()
+        keep: Any = None
+        if req.op is Op.READ or req.op is Op.WRITE:
+            offset, views = self._transfer(req)
+            keep = IovecArray(views, writable=req.op is Op.READ)
+            prep = AioContext.prep_preadv if req.op is Op.READ else AioContext.prep_pwritev
+            prep(cb, self.fd, keep.address, keep.count, offset, key)
+        elif req.op is Op.FLUSH:
+            (AioContext.prep_fdsync if self.datasync else AioContext.prep_fsync)(cb, self.fd, key)
+        else:
+            mode = (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE if req.op is Op.DISCARD
+                    else FALLOC_FL_ZERO_RANGE)
+            try:
+                fallocate(self.fd, mode, req.offset, req.length)
+                res = 0
+            except OSError as exc:
+                res = -(exc.errno or errno.EIO)
+            self._synthetic.append((req, res))
+            return True
+        AioContext.set_eventfd(cb, self.notifier_fd)
+        self._table[key] = (req, (cb, keep))  # alive until the event is reaped
+        self._staged.append((cb, req))
+        return True
+
+    def _commit(self) -> None:
+        staged, self._staged = self._staged, []
+        self.submit_calls += 1
+        try:
+            accepted = self.ctx.submit([cb for cb, _ in staged])
+        except BlockingIOError:
+            accepted = 0  # EAGAIN: nothing taken; back to the queue
+        except OSError as exc:
+            # Refused at submission (e.g. EBADF, EINVAL): the first iocb is
+            # bad; fail it and let the rest go again.
+            cb, req = staged[0]
+            del self._table[cb.aio_data]
+            self._completed(req, -(exc.errno or errno.EIO))
+            staged = staged[1:]
+            accepted = 0
+            self._unstage(staged)
+            if self.pending and not self.plugged:
+                self.kick()
+            return
+        if accepted < len(staged):
+            self._unstage(staged[accepted:])
+            self.blocked = True  # resubmitted from the completion path
+
+    def _unstage(self, staged: List[Tuple[iocb, Request]]) -> None:
+        for cb, req in reversed(staged):
+            del self._table[cb.aio_data]
+            self.in_flight -= 1
+            self.pending.appendleft(req)
+
+    def _reap(self, wait: bool) -> int:
+        events = self.ctx.peek(self.queue_depth)
+        while not events and wait:
+            os.read(self.notifier_fd, 8)  # blocks until a completion is posted
+            events = self.ctx.peek(self.queue_depth)
+        self.peeked += len(events)
+        table = self._table
+        for key, res, _res2 in events:
+            req, _keep = table.pop(key)
+            self._completed(req, res)
+        return len(events)
+
+    def _close(self) -> None:
+        self.ctx.close()
+        os.close(self.notifier_fd)

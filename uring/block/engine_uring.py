@@ -1,0 +1,167 @@
+"""``aio=io_uring``: block requests as SQEs on one ring (QEMU's
+``block/io_uring.c``).
+
+Each request becomes one SQE (READ/WRITE for one buffer, READV/WRITEV for
+several, READ_FIXED/WRITE_FIXED when the buffer lies inside a registered
+one, FSYNC, FALLOCATE); ``user_data`` maps the CQE back to it.  Submission
+is one ``io_uring_enter`` per batch; completions are reaped from the CQ
+without a system call when they are already there.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .. import abi
+from ..errors import SubmissionQueueFull
+from ..ops import Ring
+from ..syscalls import Kernel
+from .engine import Engine
+from .faults import IoFaults
+from .request import Op, Request
+from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
+
+__all__ = ["UringEngine"]
+
+
+class UringEngine(Engine):
+    name = "io_uring"
+
+    def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
+                 datasync: bool = True, fixed_files: bool = False, sqpoll: bool = False,
+                 iopoll: bool = False, sq_thread_idle: int = 1000,
+                 kernel: Optional[Kernel] = None) -> None:
+        super().__init__(fd, queue_depth, faults)
+        flags = 0
+        if sqpoll:
+            flags |= abi.IORING_SETUP_SQPOLL
+        if iopoll:
+            flags |= abi.IORING_SETUP_IOPOLL
+        self.ring = Ring(queue_depth, flags=flags, kernel=kernel,
+                         sq_thread_idle=sq_thread_idle if sqpoll else None)
+        self.fixed_buffer_ops = 0
+        self.datasync = datasync
+        self.target = fd
+        self.fixed_files = fixed_files
+        if fixed_files:
+            self.ring.register_files([fd])
+            self.target = 0
+        self.iopoll = iopoll
+        self._table: Dict[int, Request] = {}
+        self._next = 1
+        self._fixed: List[Tuple[int, int, int]] = []  # (address, end, index)
+
+    # -- registered buffers --------------------------------------------------------
+
+    def register_buffers(self, buffers: Sequence[Any]) -> None:
+        """Register *buffers* (``IORING_REGISTER_BUFFERS``); a request whose
+        single buffer lies inside one of them goes as READ_FIXED/WRITE_FIXED."""
+        addresses = self.ring.register_buffers(buffers)
+        self._fixed = [(a, a + memoryview(b).nbytes, i)
+                       for i, (a, b) in enumerate(zip(addresses, buffers))]
+
+    def _fixed_index(self, view: memoryview) -> Optional[Tuple[int, int]]:
+        from ..buffers import PinnedBuffer
+
+        if not self._fixed:
+            return None
+        p = PinnedBuffer(view)
+        try:
+            start, end = p.address, p.address + p.nbytes
+        finally:
+            p.release()
+        for lo, hi, index in self._fixed:
+            if lo <= start and end <= hi:
+                return index, start - lo
+        return None
+
+    # -- hooks ----------------------------------------------------------------------
+
+    def _issue(self, req: Request) -> bool:
+        ud = self._next
+        self._next = ud + 1
+        ring, target, fixed = self.ring, self.target, self.fixed_files
+        try:
+            if req.op is Op.READ or req.op is Op.WRITE:
+                offset, views = self._transfer(req)
+                reading = req.op is Op.READ
+                if len(views) == 1:
+                    found = self._fixed_index(views[0]) if self._fixed else None
+                    if found is not None:
+                        self.fixed_buffer_ops += 1
+                        prep_fixed = ring.prep_read_fixed if reading else ring.prep_write_fixed
+                        prep_fixed(target, found[0], offset, ud, length=views[0].nbytes,
+                                   buf_offset=found[1], fixed=fixed)
+                    else:
+                        prep = ring.prep_read if reading else ring.prep_write
+                        prep(target, views[0], offset, ud, fixed=fixed)
+                else:
+                    prepv = ring.prep_readv if reading else ring.prep_writev
+                    prepv(target, views, offset, ud, fixed=fixed)
+            elif req.op is Op.FLUSH:
+                ring.prep_fsync(target, ud, datasync=self.datasync, fixed=fixed)
+            elif req.op is Op.DISCARD:
+                ring.prep_fallocate(target, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                    req.offset, req.length, ud, fixed=fixed)
+            else:
+                ring.prep_fallocate(target, FALLOC_FL_ZERO_RANGE, req.offset, req.length,
+                                    ud, fixed=fixed)
+        except SubmissionQueueFull:
+            return False
+        self._table[ud] = req
+        return True
+
+    def _commit(self) -> None:
+        self.submit_calls += 1
+        try:
+            self.ring.submit()
+        except (BlockingIOError, OSError) as exc:
+            # EAGAIN/EBUSY from io_uring_enter: nothing was consumed, the
+            # SQEs stay in the ring; the completion path submits again.
+            if exc.errno not in (errno.EAGAIN, errno.EBUSY):
+                raise
+            self.blocked = True
+
+    def _reap(self, wait: bool) -> int:
+        ring = self.ring
+        if self.blocked or ring.sq_ready:
+            self._commit()  # SQEs left by a short or refused submit
+        cqes = ring.wait(1, raw=True) if wait else ring.reap(raw=True)
+        table = self._table
+        for ud, res, _flags, *_ in cqes:
+            req = table.pop(ud)
+            if res == -errno.EOPNOTSUPP and self.iopoll:
+                self.in_flight -= 1
+                req.error = None
+                req.fail(errno.EOPNOTSUPP)
+                continue
+            self._completed(req, res)
+        return len(cqes)
+
+    def _close(self) -> None:
+        self.ring.close()
+
+    def check_iopoll(self) -> None:
+        """IOPOLL needs a device with poll queues; without them every read
+        completes with -EOPNOTSUPP.  Found at open with one real read."""
+        if not self.iopoll:
+            return
+        import mmap
+
+        page = mmap.mmap(-1, 4096)
+        try:
+            req = Request(Op.READ, 0, 4096, [memoryview(page)])
+            self.enqueue(req)
+            while not req.finished:
+                self.poll(wait=True)
+            if req.error is not None and req.error.errno == errno.EOPNOTSUPP:
+                raise OSError(
+                    errno.EOPNOTSUPP,
+                    "iopoll: the device under this file has no poll queues (NVMe with "
+                    "nvme.poll_queues=0, or a device that cannot be polled), so every "
+                    "IORING_SETUP_IOPOLL read fails with EOPNOTSUPP; open without iopoll",
+                )
+        finally:
+            del req
+            page.close()

@@ -1,0 +1,433 @@
+"""``Image``: a disk image (file or block device) opened the way QEMU's
+``-drive file=...,aio=...,cache=...`` opens it.
+
+The image is the front end: it checks and shapes requests (O_DIRECT
+alignment, bounce buffers, read-modify-write) and hands the engine only
+what the kernel will accept.  The engine (``aio``) moves bytes.
+
+Cache modes, as QEMU defines them (``cache.direct``, ``cache.no-flush``,
+writethrough):
+
+============  ==========  ==========  ==============================
+cache         O_DIRECT    flush       writes
+============  ==========  ==========  ==============================
+writeback     no          fdatasync   to the page cache
+none          yes         fdatasync   to the device
+writethrough  no          fdatasync   O_DSYNC: durable on completion
+directsync    yes         fdatasync   O_DSYNC: durable on completion
+unsafe        no          no-op       to the page cache
+============  ==========  ==========  ==============================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections import deque
+from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
+
+from ..buffers import PinnedBuffer
+from .engine import Engine
+from .faults import IoFaults
+from .request import Callback, Op, Request, as_views, total
+from .sysops import aligned_buffer, probe_alignment
+
+__all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
+
+CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
+ENGINES = ("io_uring", "native", "threads")
+
+
+def _make_engine(aio: str, fd: int, queue_depth: int, faults: Optional[IoFaults],
+                 opts: dict) -> Engine:
+    if aio == "io_uring":
+        from .engine_uring import UringEngine
+
+        return UringEngine(fd, queue_depth, faults=faults, **opts)
+    for key in ("fixed_files", "sqpoll", "iopoll", "kernel"):
+        if opts.get(key):
+            raise ValueError(f"{key} is an io_uring option; aio={aio} has no such thing")
+    if aio == "native":
+        from .engine_aio import AioEngine
+
+        return AioEngine(fd, queue_depth, faults=faults)
+    if aio == "threads":
+        from .engine_threads import ThreadsEngine
+
+        return ThreadsEngine(fd, queue_depth, faults=faults)
+    raise ValueError(f"aio must be one of {ENGINES} or 'auto', got {aio!r}")
+
+
+class Image:
+    """See ``open_image``."""
+
+    def __init__(self, path: "str | os.PathLike[str]", *, aio: str = "auto",
+                 cache: str = "writeback", queue_depth: int = 64, read_only: bool = False,
+                 fixed_files: bool = False, fixed_buffers: bool = False, sqpoll: bool = False,
+                 iopoll: bool = False, faults: Optional[IoFaults] = None,
+                 kernel: Any = None) -> None:
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+        self.path = os.fspath(path)
+        self.cache = cache
+        self.direct = cache in ("none", "directsync")
+        self.no_flush = cache == "unsafe"
+        flags = os.O_RDONLY if read_only else os.O_RDWR
+        if self.direct:
+            flags |= os.O_DIRECT
+        if cache in ("writethrough", "directsync"):
+            flags |= os.O_DSYNC
+        self.read_only = read_only
+        self.fd = os.open(self.path, flags | os.O_CLOEXEC)
+        try:
+            st = os.fstat(self.fd)
+            self.is_block_device = stat.S_ISBLK(st.st_mode)
+            if self.direct:
+                self.request_alignment, self.memory_alignment = probe_alignment(self.fd)
+            else:
+                self.request_alignment = self.memory_alignment = 1
+            opts = dict(fixed_files=fixed_files, sqpoll=sqpoll, iopoll=iopoll, kernel=kernel)
+            self.auto_reason = ""
+            if aio == "auto":
+                self.engine = self._auto(queue_depth, faults, opts)
+            else:
+                self.engine = _make_engine(aio, self.fd, queue_depth, faults,
+                                           {k: v for k, v in opts.items() if v})
+            if iopoll:
+                if not self.direct:
+                    raise ValueError("iopoll needs O_DIRECT: use cache=none or directsync")
+                self.engine.check_iopoll()  # type: ignore[attr-defined]
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.fixed_buffers = fixed_buffers
+        self.aio = self.engine.name
+        self._outstanding = 0  # outer requests not finished
+        self._rmw_active = 0
+        self._deferred: Deque[Tuple[Request, bool]] = deque()
+        self.bounced = 0
+        self.rmw = 0
+
+    def _auto(self, queue_depth: int, faults: Optional[IoFaults], opts: dict) -> Engine:
+        """``aio=auto``: io_uring if it can be set up, else Linux AIO for
+        O_DIRECT, else threads; ``auto_reason`` says why."""
+        reasons = []
+        try:
+            engine = _make_engine("io_uring", self.fd, queue_depth, faults,
+                                  {k: v for k, v in opts.items() if v})
+            self.auto_reason = "io_uring: available"
+            return engine
+        except OSError as exc:
+            reasons.append(f"io_uring unavailable ({exc})")
+        if self.direct:
+            try:
+                engine = _make_engine("native", self.fd, queue_depth, faults, {})
+                self.auto_reason = "; ".join(reasons + ["native: Linux AIO with O_DIRECT"])
+                return engine
+            except OSError as exc:
+                reasons.append(f"native unavailable ({exc})")
+        else:
+            reasons.append("native skipped (without O_DIRECT Linux AIO blocks in io_submit)")
+        self.auto_reason = "; ".join(reasons + ["threads"])
+        return _make_engine("threads", self.fd, queue_depth, faults, {})
+
+    # -- facts -------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        if self.is_block_device:
+            return os.lseek(self.fd, 0, os.SEEK_END)
+        return os.fstat(self.fd).st_size
+
+    def __repr__(self) -> str:
+        return (f"<Image {self.path!r} aio={self.aio} cache={self.cache} "
+                f"qd={self.engine.queue_depth}>")
+
+    def register_buffers(self, buffers: Sequence[Any]) -> None:
+        """io_uring with ``fixed_buffers``: register *buffers*; requests whose
+        buffer lies inside one go as READ_FIXED/WRITE_FIXED."""
+        if not self.fixed_buffers or self.aio != "io_uring":
+            raise ValueError("register_buffers needs aio=io_uring and fixed_buffers=True")
+        self.engine.register_buffers(buffers)  # type: ignore[attr-defined]
+
+    # -- submission (non-blocking) --------------------------------------------------
+
+    def submit_readv(self, buffers: Sequence[Any], offset: int,
+                     callback: Optional[Callback] = None) -> Request:
+        views = as_views(buffers, writable=True)
+        return self._submit(Request(Op.READ, offset, total(views), views, callback))
+
+    def submit_writev(self, buffers: Sequence[Any], offset: int,
+                      callback: Optional[Callback] = None) -> Request:
+        if self.read_only:
+            raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
+        views = as_views(buffers, writable=False)
+        return self._submit(Request(Op.WRITE, offset, total(views), views, callback))
+
+    def submit_read(self, buf: Any, offset: int, callback: Optional[Callback] = None) -> Request:
+        return self.submit_readv([buf], offset, callback)
+
+    def submit_write(self, data: Any, offset: int, callback: Optional[Callback] = None) -> Request:
+        return self.submit_writev([data], offset, callback)
+
+    def submit_flush(self, callback: Optional[Callback] = None) -> Request:
+        req = Request(Op.FLUSH, 0, 0, [], callback)
+        if self.no_flush:  # cache=unsafe: flush is a no-op
+            req.complete(0)
+            return req
+        return self._submit(req)
+
+    def submit_discard(self, offset: int, length: int,
+                       callback: Optional[Callback] = None) -> Request:
+        return self._submit(Request(Op.DISCARD, offset, length, [], callback))
+
+    def submit_write_zeroes(self, offset: int, length: int,
+                            callback: Optional[Callback] = None) -> Request:
+        return self._submit(Request(Op.WRITE_ZEROES, offset, length, [], callback))
+
+    def _submit(self, req: Request) -> Request:
+        if self.engine.closed:
+            raise ValueError(f"I/O on a closed image {self.path!r}")
+        if req.offset < 0 or req.length < 0:
+            raise ValueError(f"negative offset or length: {req.offset}, {req.length}")
+        if req.op is not Op.FLUSH and req.offset + req.length > (1 << 63) - 1:
+            raise ValueError("range beyond the largest file offset")
+        if req.op is Op.READ or req.op is Op.WRITE:
+            if req.length == 0:
+                req.complete(0)
+                return req
+        req.image = self
+        self._outstanding += 1
+        req.add_done_callback(self._outer_done)
+        if self.direct and req.op in (Op.READ, Op.WRITE) and not self._aligned(req):
+            self._submit_unaligned(req)
+        else:
+            self._enqueue_or_defer(req, False)
+        return req
+
+    def _enqueue_or_defer(self, req: Request, rmw: bool) -> None:
+        """Requests keep their order behind a read-modify-write: while one
+        is waiting or running, everything after it waits here."""
+        if self._deferred or self._rmw_active or rmw:
+            self._deferred.append((req, rmw))
+            self._pump()
+        else:
+            self.engine.enqueue(req)
+
+    def _pump(self) -> None:
+        deferred, engine = self._deferred, self.engine
+        while deferred and not self._rmw_active:
+            req, rmw = deferred[0]
+            if rmw:
+                if engine.in_flight or engine.pending:
+                    return  # a read-modify-write starts on an idle queue
+                deferred.popleft()
+                self._start_rmw(req)
+            else:
+                deferred.popleft()
+                engine.enqueue(req)
+
+    def _outer_done(self, req: Request) -> None:
+        self._outstanding -= 1
+        if self._deferred:
+            self._pump()
+
+    # -- O_DIRECT alignment ------------------------------------------------------------
+
+    def _aligned(self, req: Request) -> bool:
+        ra, ma = self.request_alignment, self.memory_alignment
+        if req.offset % ra or req.length % ra:
+            return False
+        for v in req.views:
+            if v.nbytes % ra:
+                return False
+            p = PinnedBuffer(v)
+            address = p.address
+            p.release()
+            if address % ma:
+                return False
+        return True
+
+    def _submit_unaligned(self, outer: Request) -> None:
+        """Never hand O_DIRECT a misaligned buffer, offset or length (the
+        kernel would answer EINVAL).  A misaligned *buffer* with an aligned
+        range is bounced through aligned memory; a misaligned *range* is
+        widened to whole blocks: a read reads them and copies out, a write
+        reads them, patches, and writes them back (read-modify-write),
+        serialised against every other request so no neighbour's write in
+        the same block is lost."""
+        self.bounced += 1
+        ra = self.request_alignment
+        start = outer.offset // ra * ra
+        end = -(-(outer.offset + outer.length) // ra) * ra
+        if outer.op is Op.READ:
+            bounce = aligned_buffer(end - start)
+            inner = Request(Op.READ, start, end - start, [memoryview(bounce)])
+
+            def copy_out(r: Request) -> None:
+                if r.error is not None:
+                    outer.fail(r.error.errno or errno.EIO)
+                    return
+                at = outer.offset - start
+                for v in outer.views:
+                    v[:] = bounce[at: at + v.nbytes]
+                    at += v.nbytes
+                outer.complete(outer.length)
+
+            inner.add_done_callback(copy_out)
+            self._enqueue_or_defer(inner, False)
+        elif start == outer.offset and end == outer.offset + outer.length:
+            bounce = aligned_buffer(end - start)
+            at = 0
+            for v in outer.views:
+                bounce[at: at + v.nbytes] = v
+                at += v.nbytes
+            inner = Request(Op.WRITE, start, end - start, [memoryview(bounce)])
+            inner.add_done_callback(lambda r: outer.fail(r.error.errno or errno.EIO)
+                                    if r.error is not None else outer.complete(outer.length))
+            self._enqueue_or_defer(inner, False)
+        else:
+            self._enqueue_or_defer(outer, True)
+
+    def _start_rmw(self, outer: Request) -> None:
+        self.rmw += 1
+        self._rmw_active += 1
+        ra = self.request_alignment
+        start = outer.offset // ra * ra
+        end = -(-(outer.offset + outer.length) // ra) * ra
+        bounce = aligned_buffer(end - start)
+        view = memoryview(bounce)
+
+        def finish(err: Optional[OSError]) -> None:
+            self._rmw_active -= 1
+            if err is not None:
+                outer.fail(err.errno or errno.EIO)
+            else:
+                outer.complete(outer.length)
+
+        def written(r: Request) -> None:
+            finish(r.error)
+
+        def patched(r: Request) -> None:
+            if r.error is not None:
+                finish(r.error)
+                return
+            at = outer.offset - start
+            for v in outer.views:
+                bounce[at: at + v.nbytes] = v
+                at += v.nbytes
+            self.engine.enqueue(Request(Op.WRITE, start, end - start, [view], written))
+
+        self.engine.enqueue(Request(Op.READ, start, end - start, [view], patched))
+
+    # -- progress --------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Handle completions that are ready, without blocking."""
+        return self.engine.poll(wait=False)
+
+    def wait(self, req: Optional[Request] = None) -> None:
+        """Block until *req* (default: everything submitted) has finished."""
+        engine = self.engine
+        if req is None:
+            while self._outstanding:
+                self._progress(engine)
+            return
+        while not req.finished:
+            self._progress(engine)
+
+    def _progress(self, engine: Engine) -> None:
+        if engine.plugged and not engine.in_flight:
+            raise RuntimeError("waiting while plugged with nothing in flight: unplug first")
+        engine.poll(wait=True)
+
+    def plug(self) -> None:
+        self.engine.plug()
+
+    def unplug(self) -> None:
+        self.engine.unplug()
+
+    @contextlib.contextmanager
+    def plugged(self) -> Iterator["Image"]:
+        """Queue everything submitted in the block; submit it as one batch
+        at the end (QEMU's ``blk_io_plug``/``blk_io_unplug``)."""
+        self.plug()
+        try:
+            yield self
+        finally:
+            self.unplug()
+
+    # -- synchronous API ----------------------------------------------------------------------
+
+    def _run(self, req: Request) -> int:
+        self.wait(req)
+        return req.value()
+
+    def pread(self, length: int, offset: int) -> bytes:
+        buf = bytearray(length)
+        self._run(self.submit_read(buf, offset))
+        return bytes(buf)
+
+    def readinto(self, buf: Any, offset: int) -> int:
+        return self._run(self.submit_read(buf, offset))
+
+    def preadv(self, buffers: Sequence[Any], offset: int) -> int:
+        return self._run(self.submit_readv(buffers, offset))
+
+    def pwrite(self, data: Any, offset: int) -> int:
+        return self._run(self.submit_write(data, offset))
+
+    def pwritev(self, buffers: Sequence[Any], offset: int) -> int:
+        return self._run(self.submit_writev(buffers, offset))
+
+    def flush(self) -> None:
+        self._run(self.submit_flush())
+
+    def discard(self, offset: int, length: int) -> None:
+        self._run(self.submit_discard(offset, length))
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        self._run(self.submit_write_zeroes(offset, length))
+
+    # -- life --------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish everything in flight, then close the engine and the file."""
+        if self.fd < 0:
+            return
+        try:
+            if self.engine.plugged:
+                self.engine.plugged = 1
+                self.engine.unplug()
+            self.wait()
+            self.engine.close()
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Image":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:
+    """Open *path* as a block device with QEMU's options:
+
+    aio:           ``io_uring``, ``native`` (Linux AIO), ``threads``, or
+                   ``auto`` (the best that works; ``image.auto_reason`` says why).
+    cache:         ``writeback`` (default), ``none``, ``writethrough``,
+                   ``directsync``, ``unsafe`` (see the module docstring).
+    queue_depth:   requests in the kernel's hands at once (default 64);
+                   more wait in a software queue.
+    read_only:     open O_RDONLY.
+    fixed_files, fixed_buffers, sqpoll, iopoll:  io_uring features.
+    faults:        an ``IoFaults`` plan (tests).
+    kernel:        io_uring's syscall seam, e.g. a ``FaultInjector`` (tests).
+    """
+    return Image(path, **options)
+
+
