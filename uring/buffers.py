@@ -52,6 +52,24 @@ _Release.argtypes = [ctypes.POINTER(_Py_buffer)]
 _Release.restype = None
 
 
+_c_char = ctypes.c_char
+_addressof = ctypes.addressof
+
+
+def _bytes_address_slow(b: bytes) -> int:
+    # A c_char_p made from bytes points into the object itself (no copy).
+    return ctypes.cast(ctypes.c_char_p(b), ctypes.c_void_p).value or 0
+
+
+# Where CPython keeps a bytes object's data: a fixed distance from the
+# object (PyBytesObject.ob_sval).  Measured here, checked on a second object.
+_first, _second = bytes(range(5)), bytes(range(7))
+_BYTES_OFFSET = _bytes_address_slow(_first) - id(_first)
+if _bytes_address_slow(_second) - id(_second) != _BYTES_OFFSET:  # pragma: no cover
+    raise ImportError("bytes objects do not keep their data at a fixed offset here")
+del _first, _second
+
+
 class PinnedBuffer:
     """A contiguous buffer held in place: ``address`` and ``nbytes`` stay valid
     until ``release()`` (or until this object is collected).
@@ -60,7 +78,7 @@ class PinnedBuffer:
     receives); it refuses read-only objects with ``TypeError``.
     """
 
-    __slots__ = ("obj", "address", "nbytes", "writable", "_view", "__weakref__")
+    __slots__ = ("obj", "address", "nbytes", "writable", "_view", "_export", "__weakref__")
     obj: Any
     address: int
     nbytes: int
@@ -68,8 +86,30 @@ class PinnedBuffer:
 
     def __init__(self, obj: Any, *, writable: bool = False) -> None:
         self._view: _Py_buffer | None = None
+        self._export: Any = None
         if isinstance(obj, PinnedBuffer):
             obj = obj.obj
+        self.obj = obj
+        self.writable = writable
+        # Fast paths (a request pins its buffer every time, so this is hot):
+        # a writable buffer is exported by ctypes' from_buffer, which holds
+        # a memoryview, hence the export, as long as it lives; bytes are
+        # immutable and never move, so a reference is the pin.
+        if obj.__class__ is bytes and not writable:
+            self._export = obj
+            self.address = id(obj) + _BYTES_OFFSET
+            self.nbytes = len(obj)
+            return
+        try:
+            mv = memoryview(obj)
+        except TypeError as exc:
+            raise TypeError(f"a {type(obj).__name__} cannot be pinned: {exc}") from None
+        if not mv.readonly and mv.c_contiguous and mv.nbytes:
+            self._export = _c_char.from_buffer(mv)
+            self.address = _addressof(self._export)
+            self.nbytes = mv.nbytes
+            return
+        mv.release()
         view = _Py_buffer()
         try:
             _GetBuffer(obj, ctypes.byref(view), _PyBUF_WRITABLE if writable else _PyBUF_SIMPLE)
@@ -82,14 +122,13 @@ class PinnedBuffer:
                     "or an mmap"
                 ) from None
             raise TypeError(f"a {kind} cannot be pinned: {exc}") from None
-        self.obj = obj
         self._view = view
-        self.address: int = view.buf or 0
-        self.nbytes: int = view.len
-        self.writable = writable
+        self.address = view.buf or 0
+        self.nbytes = view.len
 
     def release(self) -> None:
         """Give the export back (the object may be resized or collected after)."""
+        self._export = None
         view = self._view
         if view is not None:
             self._view = None
@@ -97,7 +136,7 @@ class PinnedBuffer:
 
     @property
     def pinned(self) -> bool:
-        return self._view is not None
+        return self._view is not None or self._export is not None
 
     def __len__(self) -> int:
         return self.nbytes
@@ -106,7 +145,7 @@ class PinnedBuffer:
         self.release()
 
     def __repr__(self) -> str:
-        state = "pinned" if self._view is not None else "released"
+        state = "pinned" if self.pinned else "released"
         return f"<PinnedBuffer {self.nbytes} bytes at {self.address:#x} {state}>"
 
 
