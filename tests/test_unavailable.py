@@ -80,3 +80,34 @@ def test_io_uring_disabled_sysctl_raises_unavailable() -> None:
             f.write(old)
     assert out.stdout.startswith("RAISED 1 "), out.stdout + out.stderr
     assert "io_uring_disabled" in out.stdout
+
+
+def test_block_layer_with_io_uring_blocked(tmp_path: "os.PathLike[str]") -> None:
+    """Under the same seccomp filter: aio=io_uring raises the clear error,
+    aio=auto falls back (native for O_DIRECT, threads for the page cache)
+    and says why, and the image still reads."""
+    require_uring()
+    path = os.path.join(tmp_path, "disk.img")
+    with open(path, "wb") as f:
+        f.write(os.urandom(1 << 20))
+    child = SECCOMP_CHILD.split("\nimport uring\n")[0] + textwrap.dedent(f'''
+        import uring
+        from uring import block
+        try:
+            block.open_image({path!r}, aio="io_uring")
+        except uring.UringUnavailableError as exc:
+            print("RAISED", exc.errno)
+        for cache in ("none", "writeback"):
+            with block.open_image({path!r}, aio="auto", cache=cache) as img:
+                data = img.pread(4096, 4096)
+                print("AUTO", cache, img.aio, len(data), "|", img.auto_reason)
+        ''')
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("SKIP"):
+        pytest.skip("seccomp filters cannot be installed here: " + out.stdout)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "RAISED 38", out.stdout
+    assert lines[1].startswith("AUTO none native 4096 |") and "io_uring unavailable" in lines[1]
+    assert lines[2].startswith("AUTO writeback threads 4096 |") and "seccomp" in lines[2]
