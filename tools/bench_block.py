@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,9 +147,9 @@ def cell_block(path: str, seconds: float, qd: int, direct: bool, engine: str) ->
             k = state["k"]
             state["k"] = k + 1
             started[i] = now()
-            submit(views[i], offs[k & mask], lambda r, i=i: done(r, i))
+            submit(views[i], offs[k & mask], partial(done, i=i))
 
-        def done(req: block.Request, i: int) -> None:
+        def done(req: block.Request, *, i: int) -> None:
             lat.append(now() - started[i])
             if req.error is not None:
                 raise req.error
