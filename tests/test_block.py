@@ -385,3 +385,21 @@ def test_cache_modes_map_to_open_flags_and_flush(image_path: str) -> None:
             assert (img.engine.submit_calls == calls) == (cache == "unsafe"), cache
 
 
+
+
+def test_threads_engine_hands_cache_misses_to_the_pool(image_path: str) -> None:
+    """Reads are tried with RWF_NOWAIT: hits complete in the batch, misses
+    (pages dropped with POSIX_FADV_DONTNEED, a real cold read) go to the
+    blocking queue, and every byte still arrives."""
+    fd = os.open(image_path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    with block.open_image(image_path, aio="threads", queue_depth=16) as img:
+        bufs = [bytearray(4096) for _ in range(64)]
+        reqs = [img.submit_read(b, i * 65536) for i, b in enumerate(bufs)]
+        img.wait()
+        assert all(r.value() == 4096 for r in reqs)
+        assert img.engine.punted > 0  # type: ignore[attr-defined]
+        for i, b in enumerate(bufs):
+            assert b == on_disk(image_path, 4096, i * 65536)

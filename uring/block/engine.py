@@ -159,9 +159,14 @@ class Engine:
                 return
             req.fail(-res)
             return
-        if req.op is Op.READ or req.op is Op.WRITE:
-            req.done += res
-            if req.done < req.length:
+        op = req.op
+        if op is Op.READ or op is Op.WRITE:
+            done = req.done + res
+            req.done = done
+            if done == req.length:
+                req._finish(done, None)  # the common case: all of it
+                return
+            if done < req.length:
                 if res == 0:
                     if req.op is Op.WRITE:
                         req.fail(errno.ENOSPC)

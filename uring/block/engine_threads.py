@@ -2,20 +2,24 @@
 (QEMU's ``util/thread-pool.c``).
 
 Built the way QEMU builds its pool rather than as ``ThreadPoolExecutor``:
-no future per request.  Jobs go through one ``SimpleQueue``; a worker does
-the system call with the GIL released and appends ``(request, result)`` to
-one completion list, waking the reaper only when that list goes from empty
-to non-empty.  The submitting thread collects the whole list at once in
+no future per request.  A submitted batch goes into one job queue with one
+lock round trip; a worker takes the queue, does the system calls, and
+appends all its ``(request, result)`` pairs to one completion list, waking
+the reaper only when that list goes from empty to non-empty.  Reads are
+tried with ``RWF_NOWAIT`` first, the way io_uring itself tries a read
+inline before punting it to io-wq (see ``_worker``).  The submitting thread collects the whole list at once in
 ``poll``/``wait`` and runs the callbacks there: one hand-off per batch, and
 callbacks always on the submitting thread.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
-import queue
 import threading
-from typing import List, Optional, Tuple
+from collections import deque
+from typing import Deque, List, Optional, Tuple
 
 from .engine import Engine
 from .faults import IoFaults
@@ -23,6 +27,8 @@ from .request import Op, Request
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
 
 __all__ = ["ThreadsEngine"]
+
+_Job = Tuple[Request, Op, int, list]
 
 
 class ThreadsEngine(Engine):
@@ -32,9 +38,19 @@ class ThreadsEngine(Engine):
                  datasync: bool = True, workers: Optional[int] = None) -> None:
         super().__init__(fd, queue_depth, faults)
         self.datasync = datasync
-        self._jobs: "queue.SimpleQueue[Optional[Tuple[Request, Op, int, list]]]" = queue.SimpleQueue()
-        self._cond = threading.Condition(threading.Lock())
+        # Reads are first tried without blocking (RWF_NOWAIT): a page-cache
+        # hit is done at once, a miss goes to the blocking queue.  With
+        # O_DIRECT every read waits for the device: straight to blocking.
+        self._try_nowait = (hasattr(os, "RWF_NOWAIT")
+                            and not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        self._fast: Deque[_Job] = deque()
+        self._slow: Deque[_Job] = deque()
+        self._staged: List[_Job] = []
+        self._job_cond = threading.Condition(threading.Lock())
+        self._done_cond = threading.Condition(threading.Lock())
         self._done: List[Tuple[Request, int]] = []
+        self._stopping = False
+        self.punted = 0  # reads that would have blocked: handed to the pool
         count = workers if workers is not None else min(queue_depth, 8)
         self._threads = [threading.Thread(target=self._worker, name=f"uring-block-{i}",
                                           daemon=True) for i in range(max(count, 1))]
@@ -42,57 +58,109 @@ class ThreadsEngine(Engine):
             t.start()
 
     def _worker(self) -> None:
-        fd, get, cond = self.fd, self._jobs.get, self._cond
+        """Blocking jobs one at a time (so they overlap across the pool);
+        otherwise the whole fast queue at once, reads with ``RWF_NOWAIT``:
+        on page-cache hits one worker that keeps the GIL for a batch is
+        several times faster than workers trading it per request.  Reads
+        that would block are handed to the blocking queue and more workers
+        woken, so misses still fan out over the pool."""
+        fast, slow, job_cond, done_cond = self._fast, self._slow, self._job_cond, self._done_cond
+        run, fd, threads = self._run, self.fd, len(self._threads)
+        nowait = getattr(os, "RWF_NOWAIT", 0)
         while True:
-            job = get()
-            if job is None:
-                return
-            req, op, offset, views = job
-            try:
-                if op is Op.READ:
-                    res = os.preadv(fd, views, offset)
-                elif op is Op.WRITE:
-                    res = os.pwritev(fd, views, offset)
-                elif op is Op.FLUSH:
-                    (os.fdatasync if self.datasync else os.fsync)(fd)
-                    res = 0
-                elif op is Op.DISCARD:
-                    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, req.length)
-                    res = 0
+            with job_cond:
+                while not fast and not slow:
+                    if self._stopping:
+                        return
+                    job_cond.wait()
+                if slow:
+                    batch, blocking = [slow.popleft()], True
                 else:
-                    fallocate(fd, FALLOC_FL_ZERO_RANGE, offset, req.length)
-                    res = 0
-            except OSError as exc:
-                res = -(exc.errno or 5)
-            with cond:
-                done = self._done
-                done.append((req, res))
-                if len(done) == 1:
-                    cond.notify()
+                    batch, blocking = list(fast), False
+                    fast.clear()
+            results: List[Tuple[Request, int]] = []
+            punted: List[_Job] = []
+            for job in batch:
+                req, op, offset, views = job
+                if not blocking and op is Op.READ and self._try_nowait:
+                    try:
+                        results.append((req, os.preadv(fd, views, offset, nowait)))
+                    except BlockingIOError:
+                        punted.append(job)
+                    except OSError as exc:
+                        if exc.errno == errno.EOPNOTSUPP:  # this file cannot NOWAIT
+                            self._try_nowait = False
+                            punted.append(job)
+                        else:
+                            results.append((req, -(exc.errno or errno.EIO)))
+                    continue
+                results.append((req, run(req, op, offset, views)))
+            if punted:
+                with job_cond:
+                    self.punted += len(punted)
+                    slow.extend(punted)
+                    job_cond.notify(min(len(punted), threads))
+            if results:
+                with done_cond:
+                    done = self._done
+                    was_empty = not done
+                    done.extend(results)
+                    if was_empty:
+                        done_cond.notify()
+
+    def _run(self, req: Request, op: Op, offset: int, views: list) -> int:
+        fd = self.fd
+        try:
+            if op is Op.READ:
+                return os.preadv(fd, views, offset)
+            if op is Op.WRITE:
+                return os.pwritev(fd, views, offset)
+            if op is Op.FLUSH:
+                (os.fdatasync if self.datasync else os.fsync)(fd)
+            elif op is Op.DISCARD:
+                fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, req.length)
+            else:
+                fallocate(fd, FALLOC_FL_ZERO_RANGE, offset, req.length)
+            return 0
+        except OSError as exc:
+            return -(exc.errno or errno.EIO)
 
     def _issue(self, req: Request) -> bool:
         if req.op is Op.READ or req.op is Op.WRITE:
             offset, views = self._transfer(req)
         else:
             offset, views = req.offset, []
-        self._jobs.put((req, req.op, offset, views))
+        self._staged.append((req, req.op, offset, views))
         return True
 
     def _commit(self) -> None:
-        self.submit_calls += 1  # the jobs are already queued: nothing to hand over
+        """Queue the staged batch with one lock round trip: to the fast
+        queue for one worker, or (O_DIRECT) to the blocking queue for as
+        many workers as there are jobs."""
+        self.submit_calls += 1
+        staged, self._staged = self._staged, []
+        with self._job_cond:
+            if self._try_nowait:
+                self._fast.extend(staged)
+                self._job_cond.notify()
+            else:
+                self._slow.extend(staged)
+                self._job_cond.notify(min(len(staged), len(self._threads)))
 
     def _reap(self, wait: bool) -> int:
-        with self._cond:
+        with self._done_cond:
             if wait:
                 while not self._done:
-                    self._cond.wait()
+                    self._done_cond.wait()
             batch, self._done = self._done, []
+        completed = self._completed
         for req, res in batch:
-            self._completed(req, res)
+            completed(req, res)
         return len(batch)
 
     def _close(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
+        with self._job_cond:
+            self._stopping = True
+            self._job_cond.notify_all()
         for t in self._threads:
             t.join()

@@ -82,6 +82,14 @@ class UringEngine(Engine):
         ud = self._next
         self._next = ud + 1
         ring, target, fixed = self.ring, self.target, self.fixed_files
+        if (req.op is Op.READ and not req.done and self.faults is None and not self._fixed
+                and len(req.views) == 1):
+            try:  # the common case, straight to the prep
+                ring.prep_read(target, req.views[0], req.offset, ud, fixed=fixed)
+            except SubmissionQueueFull:
+                return False
+            self._table[ud] = req
+            return True
         try:
             if req.op is Op.READ or req.op is Op.WRITE:
                 offset, views = self._transfer(req)
@@ -128,15 +136,14 @@ class UringEngine(Engine):
         if self.blocked or ring.sq_ready:
             self._commit()  # SQEs left by a short or refused submit
         cqes = ring.wait(1, raw=True) if wait else ring.reap(raw=True)
-        table = self._table
-        for ud, res, _flags, *_ in cqes:
-            req = table.pop(ud)
+        pop, completed = self._table.pop, self._completed
+        for cqe in cqes:
+            req, res = pop(cqe[0]), cqe[1]
             if res == -errno.EOPNOTSUPP and self.iopoll:
                 self.in_flight -= 1
-                req.error = None
                 req.fail(errno.EOPNOTSUPP)
                 continue
-            self._completed(req, res)
+            completed(req, res)
         return len(cqes)
 
     def _close(self) -> None:

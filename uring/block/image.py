@@ -31,10 +31,12 @@ from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
 from ..buffers import PinnedBuffer
 from .engine import Engine
 from .faults import IoFaults
-from .request import Callback, Op, Request, as_views, total
+from .request import Callback, Op, Request, as_view, as_views, total
 from .sysops import aligned_buffer, probe_alignment
 
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
+
+_MAX_OFFSET = (1 << 63) - 1
 
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
 ENGINES = ("io_uring", "native", "threads")
@@ -167,10 +169,14 @@ class Image:
         return self._submit(Request(Op.WRITE, offset, total(views), views, callback))
 
     def submit_read(self, buf: Any, offset: int, callback: Optional[Callback] = None) -> Request:
-        return self.submit_readv([buf], offset, callback)
+        v = as_view(buf, True)
+        return self._submit(Request(Op.READ, offset, v.nbytes, [v], callback))
 
     def submit_write(self, data: Any, offset: int, callback: Optional[Callback] = None) -> Request:
-        return self.submit_writev([data], offset, callback)
+        if self.read_only:
+            raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
+        v = as_view(data, False)
+        return self._submit(Request(Op.WRITE, offset, v.nbytes, [v], callback))
 
     def submit_flush(self, callback: Optional[Callback] = None) -> Request:
         req = Request(Op.FLUSH, 0, 0, [], callback)
@@ -190,17 +196,13 @@ class Image:
     def _submit(self, req: Request) -> Request:
         if self.engine.closed:
             raise ValueError(f"I/O on a closed image {self.path!r}")
-        if req.offset < 0 or req.length < 0:
-            raise ValueError(f"negative offset or length: {req.offset}, {req.length}")
-        if req.op is not Op.FLUSH and req.offset + req.length > (1 << 63) - 1:
-            raise ValueError("range beyond the largest file offset")
-        if req.op is Op.READ or req.op is Op.WRITE:
-            if req.length == 0:
-                req.complete(0)
-                return req
+        if not 0 <= req.offset <= _MAX_OFFSET - req.length or req.length < 0:
+            raise ValueError(f"bad offset or length: {req.offset}, {req.length}")
+        if not req.length and (req.op is Op.READ or req.op is Op.WRITE):
+            req.complete(0)
+            return req
         req.image = self
         self._outstanding += 1
-        req.add_done_callback(self._outer_done)
         if self.direct and req.op in (Op.READ, Op.WRITE) and not self._aligned(req):
             self._submit_unaligned(req)
         else:

@@ -13,7 +13,7 @@ import errno
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["Op", "Request", "advance", "as_views", "total"]
+__all__ = ["Op", "Request", "advance", "as_view", "as_views", "total"]
 
 
 class Op(enum.Enum):
@@ -24,17 +24,21 @@ class Op(enum.Enum):
     WRITE_ZEROES = "write_zeroes"
 
 
-def as_views(buffers: Sequence[Any], writable: bool) -> List[memoryview]:
-    """Flat byte views of *buffers*; a read's buffers must be writable."""
-    views = []
-    for b in buffers:
-        v = memoryview(b)
-        if writable and v.readonly:
-            raise TypeError(f"cannot read into a read-only {type(b).__name__}")
+def as_view(b: Any, writable: bool) -> memoryview:
+    """A flat byte view of *b*; a read's buffer must be writable."""
+    v = b if b.__class__ is memoryview else memoryview(b)
+    if writable and v.readonly:
+        raise TypeError(f"cannot read into a read-only {type(b).__name__}")
+    if v.format != "B" or v.ndim != 1:
         if not v.contiguous:
             raise ValueError("buffers must be contiguous")
-        views.append(v.cast("B") if v.format != "B" or v.ndim != 1 else v)
-    return views
+        v = v.cast("B")
+    return v
+
+
+def as_views(buffers: Sequence[Any], writable: bool) -> List[memoryview]:
+    """Flat byte views of *buffers*."""
+    return [as_view(b, writable) for b in buffers]
 
 
 def total(views: Sequence[memoryview]) -> int:
@@ -106,8 +110,11 @@ class Request:
         if self.finished:  # pragma: no cover - an engine bug, never silent
             raise RuntimeError(f"request completed twice: {self!r}")
         self.finished = True
-        self.result, self.error = result, error
+        self.result = result
+        self.error = error
         self.engine_data = None
+        if self.image is not None:
+            self.image._outer_done(self)  # the image's own bookkeeping first
         for cb in self.callbacks:
             cb(self)
 
