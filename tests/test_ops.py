@@ -153,15 +153,35 @@ def test_probe() -> None:
     assert not p.supports(250)
 
 
-def test_probe_cli() -> None:
-    import subprocess
-    import sys
+def test_prep_nops_fills_slots_in_order_across_the_wrap(ring: uring.Ring) -> None:
+    ring.prep_nop(1000)
+    ring.wait(1)  # the tail is now at an odd slot: the next batch wraps
+    assert ring.prep_nops(range(64)) == 64
+    got = ring.wait(64)
+    assert [c.user_data for c in got] == list(range(64))
+    assert all(c.res == 0 for c in got)
 
-    from conftest import require_uring
 
-    require_uring()
-    out = subprocess.run([sys.executable, "-m", "uring", "probe"], capture_output=True,
-                         text=True, check=True).stdout
-    assert os.uname().release in out
-    assert "IORING_OP_NOP" in out and "yes" in out
-    assert "NODROP" in out
+def test_prep_nops_rewrites_slots_that_held_other_ops(ring: uring.Ring, datafile: tuple) -> None:
+    """Slots that held a READ must become whole NOPs again (not a READ with
+    a new user_data): each completes with res 0, not a byte count."""
+    fd, _, _ = datafile
+    bufs = [bytearray(100) for _ in range(64)]
+    for i, b in enumerate(bufs):
+        ring.prep_read(fd, b, 0, user_data=i)
+    assert {c.res for c in ring.wait(64)} == {100}
+    ring.prep_nops(range(64))
+    assert {c.res for c in ring.wait(64)} == {0}
+
+
+def test_prep_nops_is_all_or_nothing(ring: uring.Ring) -> None:
+    for i in range(60):
+        ring.prep_nop(i)
+    with pytest.raises(uring.SubmissionQueueFull):
+        ring.prep_nops(range(100, 110))
+    with pytest.raises(ValueError):
+        ring.prep_nops([1, -1])
+    with pytest.raises(ValueError):
+        ring.prep_nops(range(65))
+    assert ring.sq_ready == 60  # nothing half-written was queued
+    assert sorted(c.user_data for c in ring.wait(60)) == list(range(60))

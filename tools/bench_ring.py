@@ -11,7 +11,8 @@ bias the next), run in interleaved rounds because these machines drift up
 to 40% between runs; ratios are computed within a round, then the median
 over rounds is printed:
 
-* ``nop-*-b32`` / ``nop-*-b1``: NOP submit + reap, batches of 32 and of 1.
+* ``nop-*-b32`` / ``nop-*-b1``: NOP submit + reap, batches of 32 and of 1
+  (``nop-nops-b32``: the batch filled by one ``prep_nops`` call).
 * ``rr-*``: 4 KiB random reads, queue depth 32, refilled as completions
   arrive, from a hot file (read whole and checked with ``mincore`` just
   before every cell: idle pages are evicted here after about a minute).
@@ -66,6 +67,29 @@ def cell_nop_uring(batch: int, seconds: float) -> float:
             for _ in range(64 // batch or 1):
                 for i in range(batch):
                     prep(i)
+                got = wait(batch, raw=True)
+                for c in got:
+                    if c[1] != 0:
+                        raise SystemExit(f"bad completion {c}")
+                n += len(got)
+            if time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
+
+
+def cell_nop_uring_vectored(batch: int, seconds: float) -> float:
+    """The same NOP loop with ``prep_nops``: one call fills the batch."""
+    import uring
+
+    with uring.Ring(64) as ring:
+        prep, wait = ring.prep_nops, ring.wait
+        uds = list(range(batch))
+        n = 0
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while True:
+            for _ in range(64 // batch or 1):
+                prep(uds)
                 got = wait(batch, raw=True)
                 for c in got:
                     if c[1] != 0:
@@ -190,7 +214,9 @@ def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
         import pagecache
 
         out["residency"] = pagecache.ensure_hot(args.file)
-    if name.startswith("nop-uring-b"):
+    if name.startswith("nop-nops-b"):
+        out["rate"] = cell_nop_uring_vectored(int(name.rsplit("b", 1)[1]), args.seconds)
+    elif name.startswith("nop-uring-b"):
         out["rate"] = cell_nop_uring(int(name.rsplit("b", 1)[1]), args.seconds)
     elif name.startswith("nop-liburing-b"):
         out["rate"] = cell_nop_liburing(int(name.rsplit("b", 1)[1]), args.seconds)
@@ -264,6 +290,7 @@ def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Opti
 
 RATIOS = [
     ("nop b32: uring / PyPI liburing", "nop-uring-b32", "nop-liburing-b32"),
+    ("nop b32: uring prep_nops / PyPI liburing", "nop-nops-b32", "nop-liburing-b32"),
     ("nop b1:  uring / PyPI liburing", "nop-uring-b1", "nop-liburing-b1"),
     ("nop b32: uring / C liburing", "nop-uring-b32", "nop-c-b32"),
     ("nop b1:  uring / C liburing", "nop-uring-b1", "nop-c-b1"),
@@ -296,8 +323,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     cells: List[str] = []
     if args.only in (None, "nop"):
         for b in (32, 1):
-            cells += [f"nop-uring-b{b}"] + ([f"nop-liburing-b{b}"] if lpy else []) + (
-                [f"nop-c-b{b}"] if build else [])
+            cells += [f"nop-uring-b{b}"] + (["nop-nops-b32"] if b == 32 else []) + (
+                [f"nop-liburing-b{b}"] if lpy else []) + ([f"nop-c-b{b}"] if build else [])
     tmpdir = None
     if args.only in (None, "rr"):
         cells += ["rr-pread", "rr-uring", "rr-uring-fixed", "rr-uring-sqpoll"]
