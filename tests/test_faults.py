@@ -5,6 +5,7 @@ bad SQE stopping a batch, a real full CQ) are in test_ring/test_safety."""
 from __future__ import annotations
 
 import errno
+import time
 
 import pytest
 from conftest import require_uring
@@ -113,3 +114,18 @@ def test_unavailable_names_cause_and_fix(err: int, words: str) -> None:
         uring.Ring(8, kernel=k)
     assert info.value.errno == err and words in str(info.value)
     assert isinstance(info.value, OSError)
+
+
+def test_wait_submits_what_is_prepared_even_when_enough_are_there() -> None:
+    """Through the seam (no direct path): completions already in the CQ
+    satisfy the wait, and the SQEs prepared since still go to the kernel."""
+    require_uring()
+    kernel = FaultInjector()
+    with uring.Ring(8, kernel=kernel) as ring:
+        ring.prep_nop(1)
+        ring.submit()
+        time.sleep(0.01)
+        ring.prep_nop(2)
+        assert [c.user_data for c in ring.wait(1)] == [1]
+        assert ring.sq_ready == 0  # NOP 2 was submitted
+        assert [c.user_data for c in ring.wait(1)] == [2]

@@ -865,6 +865,8 @@ class RingCore:
             while len(out) < n:
                 self._enter(self._publish(), n - len(out), _ENTER_GETEVENTS)
                 out += self.reap(raw=raw)
+            if self._sqe_tail != self._sq_published:
+                self.submit()  # enough were already there: submit what is prepared
             return out
         return self._wait_slow(out, n, timeout, raw)
 

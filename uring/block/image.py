@@ -341,6 +341,8 @@ class Image:
             self._progress(engine)
 
     def _progress(self, engine: Engine) -> None:
+        if self._deferred and not engine.in_flight and not engine.pending:
+            self._pump()  # an idle queue: a waiting read-modify-write can start
         if engine.plugged and not engine.in_flight:
             raise RuntimeError("waiting while plugged with nothing in flight: unplug first")
         engine.poll(wait=True)
