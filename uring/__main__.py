@@ -52,14 +52,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("probe", help="print the kernel version, features and the op table")
     args = parser.parse_args(argv)
     if args.command == "probe":
-        return cmd_probe(args)
+        try:
+            return cmd_probe(args)
+        except BrokenPipeError:  # `python3 -m uring probe | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     parser.error(f"unknown command {args.command}")
     return 2
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # `python3 -m uring probe | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    sys.exit(main())
