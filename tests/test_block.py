@@ -163,6 +163,21 @@ def test_plugged_requests_go_in_one_submit(image_path: str, aio: str) -> None:
 
 
 @pytest.mark.parametrize("aio", ENGINES)
+def test_plug_submits_early_at_max_batch(image_path: str, aio: str) -> None:
+    """QEMU's aio-max-batch: a plug holds at most max_batch requests; then
+    they go, so the device starts while the rest are prepared."""
+    needs(aio)
+    with block.open_image(image_path, aio=aio, queue_depth=32, max_batch=4) as img:
+        calls = img.engine.submit_calls
+        with img.plugged():
+            reqs = [img.submit_read(bytearray(4096), i * 4096) for i in range(10)]
+            assert img.engine.submit_calls == calls + 2 and img.engine.in_flight == 8
+        assert img.engine.submit_calls == calls + 3
+        img.wait()
+        assert all(r.value() == 4096 for r in reqs)
+
+
+@pytest.mark.parametrize("aio", ENGINES)
 def test_beyond_queue_depth_waits_in_software(image_path: str, aio: str) -> None:
     needs(aio)
     with block.open_image(image_path, aio=aio, queue_depth=4) as img:

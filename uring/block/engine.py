@@ -5,8 +5,9 @@ jobs) and completions back into finished requests.  The rules around that
 are the same for all three, as in QEMU's ``block/io_uring.c`` and
 ``block/linux-aio.c``, so they live here once:
 
-- **plug/unplug**: while plugged, requests only queue; the unplug that ends
-  the outermost plug submits the whole batch with one submit.
+- **plug/unplug**: while plugged, requests only queue, up to ``max_batch``
+  (QEMU's ``aio-max-batch``); the unplug that ends the outermost plug
+  submits the rest with one submit.
 - **queue depth**: at most ``queue_depth`` requests are in the kernel's
   hands; the rest wait in a software queue (``pending``) and go as
   completions free slots.
@@ -44,11 +45,16 @@ MAX_RETRIES = 1000
 class Engine:
     name = "?"
 
-    def __init__(self, fd: int, queue_depth: int, faults: Optional[IoFaults] = None) -> None:
+    def __init__(self, fd: int, queue_depth: int, faults: Optional[IoFaults] = None,
+                 max_batch: Optional[int] = None) -> None:
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be >= 1, got {queue_depth}")
         self.fd = fd
         self.queue_depth = queue_depth
+        # QEMU's aio-max-batch: even while plugged, submit once this many
+        # wait, so the device starts on the first ones while the rest are
+        # still being prepared (a whole queue in lockstep leaves it idle).
+        self.max_batch = max_batch if max_batch else max(1, queue_depth // 2)
         self.faults = faults
         self.pending: Deque[Request] = deque()
         self.in_flight = 0
@@ -80,7 +86,7 @@ class Engine:
         if self.closed:
             raise ValueError(f"{self.name} engine is closed")
         self.pending.append(req)
-        if not self.plugged:
+        if not self.plugged or len(self.pending) >= self.max_batch:
             self.kick()
 
     def plug(self) -> None:

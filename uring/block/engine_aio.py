@@ -47,8 +47,9 @@ class AioEngine(Engine):
     name = "native"
 
     def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
+                 max_batch: Optional[int] = None,
                  datasync: bool = True) -> None:
-        super().__init__(fd, queue_depth, faults)
+        super().__init__(fd, queue_depth, faults, max_batch)
         self.ctx = AioContext(queue_depth)
         self.notifier_fd = _eventfd()
         self.datasync = datasync

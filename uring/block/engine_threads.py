@@ -35,8 +35,9 @@ class ThreadsEngine(Engine):
     name = "threads"
 
     def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
+                 max_batch: Optional[int] = None,
                  datasync: bool = True, workers: Optional[int] = None) -> None:
-        super().__init__(fd, queue_depth, faults)
+        super().__init__(fd, queue_depth, faults, max_batch)
         self.datasync = datasync
         # Reads are first tried without blocking (RWF_NOWAIT): a page-cache
         # hit is done at once, a miss goes to the blocking queue.  With

@@ -29,10 +29,11 @@ class UringEngine(Engine):
     name = "io_uring"
 
     def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
+                 max_batch: Optional[int] = None,
                  datasync: bool = True, fixed_files: bool = False, sqpoll: bool = False,
                  iopoll: bool = False, sq_thread_idle: int = 1000,
                  kernel: Optional[Kernel] = None) -> None:
-        super().__init__(fd, queue_depth, faults)
+        super().__init__(fd, queue_depth, faults, max_batch)
         flags = 0
         if sqpoll:
             flags |= abi.IORING_SETUP_SQPOLL

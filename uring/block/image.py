@@ -44,21 +44,22 @@ ENGINES = ("io_uring", "native", "threads")
 
 def _make_engine(aio: str, fd: int, queue_depth: int, faults: Optional[IoFaults],
                  opts: dict) -> Engine:
+    max_batch = opts.pop("max_batch", None)
     if aio == "io_uring":
         from .engine_uring import UringEngine
 
-        return UringEngine(fd, queue_depth, faults=faults, **opts)
+        return UringEngine(fd, queue_depth, faults=faults, max_batch=max_batch, **opts)
     for key in ("fixed_files", "sqpoll", "iopoll", "kernel"):
         if opts.get(key):
             raise ValueError(f"{key} is an io_uring option; aio={aio} has no such thing")
     if aio == "native":
         from .engine_aio import AioEngine
 
-        return AioEngine(fd, queue_depth, faults=faults)
+        return AioEngine(fd, queue_depth, faults=faults, max_batch=max_batch)
     if aio == "threads":
         from .engine_threads import ThreadsEngine
 
-        return ThreadsEngine(fd, queue_depth, faults=faults)
+        return ThreadsEngine(fd, queue_depth, faults=faults, max_batch=max_batch)
     raise ValueError(f"aio must be one of {ENGINES} or 'auto', got {aio!r}")
 
 
@@ -69,7 +70,7 @@ class Image:
                  cache: str = "writeback", queue_depth: int = 64, read_only: bool = False,
                  fixed_files: bool = False, fixed_buffers: bool = False, sqpoll: bool = False,
                  iopoll: bool = False, faults: Optional[IoFaults] = None,
-                 kernel: Any = None) -> None:
+                 kernel: Any = None, max_batch: Optional[int] = None) -> None:
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
         self.path = os.fspath(path)
@@ -90,7 +91,8 @@ class Image:
                 self.request_alignment, self.memory_alignment = probe_alignment(self.fd)
             else:
                 self.request_alignment = self.memory_alignment = 1
-            opts = dict(fixed_files=fixed_files, sqpoll=sqpoll, iopoll=iopoll, kernel=kernel)
+            opts = dict(fixed_files=fixed_files, sqpoll=sqpoll, iopoll=iopoll, kernel=kernel,
+                        max_batch=max_batch)
             self.auto_reason = ""
             if aio == "auto":
                 self.engine = self._auto(queue_depth, faults, opts)
@@ -125,7 +127,8 @@ class Image:
             reasons.append(f"io_uring unavailable ({exc})")
         if self.direct:
             try:
-                engine = _make_engine("native", self.fd, queue_depth, faults, {})
+                engine = _make_engine("native", self.fd, queue_depth, faults,
+                                      {"max_batch": opts.get("max_batch")})
                 self.auto_reason = "; ".join(reasons + ["native: Linux AIO with O_DIRECT"])
                 return engine
             except OSError as exc:
@@ -133,7 +136,8 @@ class Image:
         else:
             reasons.append("native skipped (without O_DIRECT Linux AIO blocks in io_submit)")
         self.auto_reason = "; ".join(reasons + ["threads"])
-        return _make_engine("threads", self.fd, queue_depth, faults, {})
+        return _make_engine("threads", self.fd, queue_depth, faults,
+                            {"max_batch": opts.get("max_batch")})
 
     # -- facts -------------------------------------------------------------------
 
@@ -427,6 +431,8 @@ def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:
                    ``directsync``, ``unsafe`` (see the module docstring).
     queue_depth:   requests in the kernel's hands at once (default 64);
                    more wait in a software queue.
+    max_batch:     QEMU's aio-max-batch: submit while plugged once this many
+                   are queued (default: half the queue depth).
     read_only:     open O_RDONLY.
     fixed_files, fixed_buffers, sqpoll, iopoll:  io_uring features.
     faults:        an ``IoFaults`` plan (tests).
