@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -55,41 +55,29 @@ def _offsets(path: str) -> List[int]:
     return [rnd.randrange(blocks) * BS for _ in range(N_OFFSETS)]
 
 
-def cell_nop_uring(batch: int, seconds: float) -> float:
+def cell_nop_uring(batch: int, seconds: float, vectored: bool = False) -> float:
+    """NOPs through ``prep_nop`` one by one, or (*vectored*) the whole batch
+    through one ``prep_nops`` call."""
     import uring
 
     with uring.Ring(64) as ring:
-        prep, wait = ring.prep_nop, ring.wait
-        n = 0
-        t0 = time.perf_counter()
-        end = t0 + seconds
-        while True:
-            for _ in range(64 // batch or 1):
-                for i in range(batch):
-                    prep(i)
-                got = wait(batch, raw=True)
-                for c in got:
-                    if c[1] != 0:
-                        raise SystemExit(f"bad completion {c}")
-                n += len(got)
-            if time.perf_counter() >= end:
-                break
-        return n / (time.perf_counter() - t0)
-
-
-def cell_nop_uring_vectored(batch: int, seconds: float) -> float:
-    """The same NOP loop with ``prep_nops``: one call fills the batch."""
-    import uring
-
-    with uring.Ring(64) as ring:
-        prep, wait = ring.prep_nops, ring.wait
+        wait = ring.wait
         uds = list(range(batch))
+        prep = ring.prep_nop
+
+        def one_by_one(uds: Sequence[int]) -> int:
+            for i in uds:
+                prep(i)
+            return len(uds)
+
+        prep_batch: Callable[[Sequence[int]], int] = ring.prep_nops if vectored else one_by_one
+
         n = 0
         t0 = time.perf_counter()
         end = t0 + seconds
         while True:
             for _ in range(64 // batch or 1):
-                prep(uds)
+                prep_batch(uds)
                 got = wait(batch, raw=True)
                 for c in got:
                     if c[1] != 0:
@@ -215,7 +203,7 @@ def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
 
         out["residency"] = pagecache.ensure_hot(args.file)
     if name.startswith("nop-nops-b"):
-        out["rate"] = cell_nop_uring_vectored(int(name.rsplit("b", 1)[1]), args.seconds)
+        out["rate"] = cell_nop_uring(int(name.rsplit("b", 1)[1]), args.seconds, vectored=True)
     elif name.startswith("nop-uring-b"):
         out["rate"] = cell_nop_uring(int(name.rsplit("b", 1)[1]), args.seconds)
     elif name.startswith("nop-liburing-b"):
