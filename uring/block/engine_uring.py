@@ -14,6 +14,7 @@ import errno
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import abi
+from ..buffers import PinnedBuffer
 from ..errors import SubmissionQueueFull
 from ..ops import Ring
 from ..syscalls import Kernel
@@ -63,8 +64,6 @@ class UringEngine(Engine):
                        for i, (a, b) in enumerate(zip(addresses, buffers))]
 
     def _fixed_index(self, view: memoryview) -> Optional[Tuple[int, int]]:
-        from ..buffers import PinnedBuffer
-
         if not self._fixed:
             return None
         p = PinnedBuffer(view)
