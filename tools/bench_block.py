@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from typing import Dict, List, Optional
@@ -35,8 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
 
-BS = 4096
-N_OFFSETS = 1 << 20
+from benchlib import BS, N_OFFSETS, common_arguments, random_offsets, run_cell_process, scratch_file  # noqa: E402
 
 OURS = ["preadv", "tpe", "threads", "native", "io_uring", "io_uring+fixed", "io_uring+sqpoll"]
 FIO = {"fio-psync": ["--ioengine=psync"], "fio-libaio": ["--ioengine=libaio"],
@@ -44,12 +41,6 @@ FIO = {"fio-psync": ["--ioengine=psync"], "fio-libaio": ["--ioengine=libaio"],
        "fio-io_uring+fixed": ["--ioengine=io_uring", "--fixedbufs", "--registerfiles"],
        "fio-io_uring+sqpoll": ["--ioengine=io_uring", "--sqthread_poll=1", "--registerfiles",
                                "--fixedbufs"]}
-
-
-def _offsets(size: int) -> List[int]:
-    rnd = random.Random(1)
-    blocks = size // BS
-    return [rnd.randrange(blocks) * BS for _ in range(N_OFFSETS)]
 
 
 def _percentiles(lat_ns: List[int]) -> Dict[str, float]:
@@ -63,7 +54,7 @@ def _percentiles(lat_ns: List[int]) -> Dict[str, float]:
 def cell_preadv(path: str, seconds: float, direct: bool) -> Dict[str, float]:
     import mmap
 
-    offs = _offsets(os.path.getsize(path))
+    offs = random_offsets(os.path.getsize(path))
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
     buf = [mmap.mmap(-1, BS)]  # page aligned: valid for O_DIRECT too
     preadv, now = os.preadv, time.perf_counter_ns
@@ -89,7 +80,7 @@ def cell_tpe(path: str, seconds: float, qd: int, direct: bool) -> Dict[str, floa
     import concurrent.futures as cf
     import mmap
 
-    offs = _offsets(os.path.getsize(path))
+    offs = random_offsets(os.path.getsize(path))
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
     bufs = [[mmap.mmap(-1, BS)] for _ in range(qd)]
     now = time.perf_counter_ns
@@ -129,7 +120,7 @@ def cell_block(path: str, seconds: float, qd: int, direct: bool, engine: str) ->
         opts = {"fixed_files": True, "fixed_buffers": True}
     elif feature == "sqpoll":
         opts = {"sqpoll": True, "fixed_files": True}
-    offs = _offsets(os.path.getsize(path))
+    offs = random_offsets(os.path.getsize(path))
     mask = N_OFFSETS - 1
     arena = mmap.mmap(-1, qd * BS)
     views = [memoryview(arena)[i * BS:(i + 1) * BS] for i in range(qd)]
@@ -211,34 +202,22 @@ def measure(name: str, cache: str, args: argparse.Namespace) -> Dict[str, float]
     if name.startswith("fio-"):
         ns = argparse.Namespace(**{**vars(args), "cache": cache})
         return run_cell(name, ns)
-    cmd = [sys.executable, os.path.abspath(__file__), "--cell", name, "--cache", cache,
-           "--file", args.file, "--seconds", str(args.seconds), "--iodepth", str(args.iodepth)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} ({cache}) failed:\n{proc.stderr}")
-    return dict(json.loads(proc.stdout))
+    return run_cell_process(__file__, name, ["--cache", cache, "--file", args.file, "--seconds",
+                                             str(args.seconds), "--iodepth", str(args.iodepth)])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from bench_ring import parse_size
-
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--size", default="1G")
-    ap.add_argument("--file")
+    common_arguments(ap)
     ap.add_argument("--iodepth", type=int, default=32)
     ap.add_argument("--cache", choices=["writeback", "none", "both"], default="both")
     ap.add_argument("--only", help="comma-separated cell names")
-    ap.add_argument("--json", help="write every sample here")
-    ap.add_argument("--cell", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.cell:
         print(json.dumps(run_cell(args.cell, args)))
         return 0
 
-    import pagecache
 
     cells = list(OURS)
     if shutil.which("fio"):
@@ -248,15 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.only:
         cells = [c for c in cells if c in args.only.split(",")]
     caches = ["writeback", "none"] if args.cache == "both" else [args.cache]
-    tmpdir = None
-    if not args.file:
-        tmpdir = tempfile.mkdtemp(prefix="uring-bench-", dir="/var/tmp")
-        args.file = os.path.join(tmpdir, "randread.img")
-        size = parse_size(args.size)
-        print(f"# creating {args.file} ({size >> 20} MiB)", file=sys.stderr)
-        pagecache.make_file(args.file, size)
     samples: Dict[str, List[Dict[str, float]]] = {}
-    try:
+    with scratch_file(args):
         for rnd in range(args.rounds):
             for cache in caches:
                 for cell in cells:
@@ -264,9 +236,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                     samples.setdefault(f"{cache}:{cell}", []).append(r)
                     print(f"# round {rnd + 1} {cache:9s} {cell:20s} {r['iops'] / 1e3:8.1f}k IOPS "
                           f"p50 {r['p50_us']:7.1f}us p99 {r['p99_us']:8.1f}us", file=sys.stderr)
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
     print(f"4 KiB random reads, iodepth {args.iodepth}, median of {args.rounds} interleaved rounds\n")
     print(f"{'cache':9s} {'engine':20s} {'kIOPS':>7s} {'p50 us':>7s} {'p99 us':>8s}  ratios (per round, median)")

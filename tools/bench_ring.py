@@ -28,31 +28,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]  # run from a checkout: the package and tools/pagecache
-BS = 4096
+
+from benchlib import BS, N_OFFSETS, common_arguments, random_offsets, run_cell_process, scratch_file  # noqa: E402
+
 QD = 32
-N_OFFSETS = 1 << 20
 
 
 # ---------------------------------------------------------------------------
 # cells: each runs in its own process and prints {"rate": ops per second}
-
-
-def _offsets(path: str) -> List[int]:
-    blocks = os.path.getsize(path) // BS
-    rnd = random.Random(1)
-    return [rnd.randrange(blocks) * BS for _ in range(N_OFFSETS)]
 
 
 def cell_nop_uring(batch: int, seconds: float, vectored: bool = False) -> float:
@@ -125,7 +118,7 @@ def cell_nop_liburing(batch: int, seconds: float) -> float:
 
 def cell_rr_pread(path: str, seconds: float) -> float:
     """The honest baseline for page-cache hits: one synchronous call per read."""
-    offs = _offsets(path)
+    offs = random_offsets(os.path.getsize(path))
     fd = os.open(path, os.O_RDONLY)
     pread = os.pread
     n = 0
@@ -148,7 +141,7 @@ def cell_rr_uring(path: str, seconds: float, fixed: bool, sqpoll: bool) -> float
     import uring
     from uring import abi
 
-    offs = _offsets(path)
+    offs = random_offsets(os.path.getsize(path))
     mask = N_OFFSETS - 1
     fd = os.open(path, os.O_RDONLY)
     flags = abi.IORING_SETUP_SQPOLL if sqpoll else 0
@@ -266,14 +259,8 @@ def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Opti
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         return float(res.get("ops_per_sec") or res["iops"])
     exe = lpy if "liburing" in name else sys.executable
-    assert exe is not None
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [exe, os.path.abspath(__file__), "--cell", name, "--seconds", str(args.seconds),
-           "--file", args.file or ""]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr}")
-    return float(json.loads(proc.stdout)["rate"])
+    cell_args = ["--seconds", str(args.seconds), "--file", args.file or ""]
+    return float(run_cell_process(__file__, name, cell_args, python=exe)["rate"])
 
 
 RATIOS = [
@@ -292,14 +279,9 @@ RATIOS = [
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=2.0, help="per cell (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--size", default="1G", help="random-read file size (default 1G)")
-    ap.add_argument("--file", help="use this file for random reads instead of a temp file")
+    common_arguments(ap)
     ap.add_argument("--only", choices=["nop", "rr"], help="run one group")
     ap.add_argument("--liburing-python", help="interpreter that can import PyPI liburing")
-    ap.add_argument("--json", help="write all samples here")
-    ap.add_argument("--cell", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.cell:
@@ -313,30 +295,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         for b in (32, 1):
             cells += [f"nop-uring-b{b}"] + (["nop-nops-b32"] if b == 32 else []) + (
                 [f"nop-liburing-b{b}"] if lpy else []) + ([f"nop-c-b{b}"] if build else [])
-    tmpdir = None
     if args.only in (None, "rr"):
         cells += ["rr-pread", "rr-uring", "rr-uring-fixed", "rr-uring-sqpoll"]
         if build:
             cells += ["rr-c", "rr-c-fixed", "rr-c-sqpoll"]
-        if not args.file:
-            import pagecache
-
-            tmpdir = tempfile.mkdtemp(prefix="uring-bench-")
-            args.file = os.path.join(tmpdir, "randread.img")
-            size = parse_size(args.size)
-            print(f"# creating {args.file} ({size >> 20} MiB)", file=sys.stderr)
-            pagecache.make_file(args.file, size)
 
     samples: Dict[str, List[float]] = {c: [] for c in cells}
-    try:
+    with scratch_file(args, needed=args.only in (None, "rr")):
         for rnd in range(args.rounds):
             for cell in cells:
                 rate = measure(cell, args, build, lpy)
                 samples[cell].append(rate)
                 print(f"# round {rnd + 1} {cell:18s} {rate / 1e3:9.1f} k/s", file=sys.stderr)
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
 
     print(f"\n{'cell':20s} {'median k ops/s':>15s}   samples")
     for cell in cells:
@@ -354,14 +324,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             json.dump({"samples": samples, "ratios": ratios, "seconds": args.seconds,
                        "python": sys.version.split()[0]}, f, indent=1)
     return 0
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().rstrip("B").rstrip("I")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 if __name__ == "__main__":

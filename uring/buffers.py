@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from . import abi
 
-__all__ = ["PinnedBuffer", "IovecArray", "pin"]
+__all__ = ["IovecArray", "PinnedBuffer", "address_of", "pin"]
 
 _PyBUF_SIMPLE = 0
 _PyBUF_WRITABLE = 0x0001
@@ -154,6 +154,16 @@ def pin(obj: Any, writable: bool) -> PinnedBuffer:
     if type(obj) is PinnedBuffer and obj._view is not None and (obj.writable or not writable):
         return obj
     return PinnedBuffer(obj, writable=writable)
+
+
+def address_of(obj: Any) -> int:
+    """Where *obj*'s bytes are now, for a check (alignment, which registered
+    buffer it lies in); nothing is pinned once this returns."""
+    p = PinnedBuffer(obj)
+    try:
+        return p.address
+    finally:
+        p.release()
 
 
 class IovecArray:

@@ -705,12 +705,7 @@ class RingCore:
         """
         fd = self._enter_fd
         if fd != self._fd:
-            # A registered ring fd is an index into the *registering
-            # thread's* table; other threads use the real fd.
-            if threading.get_ident() == self._registered_thread:
-                flags |= _ENTER_REGISTERED_RING
-            else:
-                fd = self._fd
+            fd, flags = self._registered_target(flags)
         while True:
             try:
                 return self._kernel.enter(fd, to_submit, min_complete, flags, arg, argsz)
@@ -883,10 +878,7 @@ class RingCore:
         syscall, number = self._raw_enter  # type: ignore[misc]
         fd, flags = self._enter_fd, _ENTER_GETEVENTS
         if fd != self._fd:
-            if threading.get_ident() == self._registered_thread:
-                flags |= _ENTER_REGISTERED_RING
-            else:
-                fd = self._fd
+            fd, flags = self._registered_target(flags)
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
         while True:
@@ -900,6 +892,15 @@ class RingCore:
                 out += self._reap_from_kernel(_NO_LIMIT, raw)
             if len(out) >= n:
                 return out
+
+    def _registered_target(self, flags: int) -> Tuple[int, int]:
+        """(fd, flags) for io_uring_enter once the ring fd is registered: the
+        registered index is an entry in the *registering thread's* table,
+        so only that thread passes it (with ``IORING_ENTER_REGISTERED_RING``);
+        other threads use the real fd."""
+        if threading.get_ident() == self._registered_thread:
+            return self._enter_fd, flags | _ENTER_REGISTERED_RING
+        return self._fd, flags
 
     def _raw_enter_failed(self) -> None:
         """The errno of a failed direct ``io_uring_enter``: return on EINTR

@@ -170,7 +170,7 @@ class Engine:
             done = req.done + res
             req.done = done
             if done == req.length:
-                req._finish(done, None)  # the common case: all of it
+                req.complete(done)  # the common case: all of it
                 return
             if done < req.length:
                 if res == 0:

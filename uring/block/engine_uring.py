@@ -14,7 +14,7 @@ import errno
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import abi
-from ..buffers import PinnedBuffer
+from ..buffers import address_of
 from ..errors import SubmissionQueueFull
 from ..ops import Ring
 from ..syscalls import Kernel
@@ -66,11 +66,8 @@ class UringEngine(Engine):
     def _fixed_index(self, view: memoryview) -> Optional[Tuple[int, int]]:
         if not self._fixed:
             return None
-        p = PinnedBuffer(view)
-        try:
-            start, end = p.address, p.address + p.nbytes
-        finally:
-            p.release()
+        start = address_of(view)
+        end = start + view.nbytes
         for lo, hi, index in self._fixed:
             if lo <= start and end <= hi:
                 return index, start - lo
@@ -82,14 +79,6 @@ class UringEngine(Engine):
         ud = self._next
         self._next = ud + 1
         ring, target, fixed = self.ring, self.target, self.fixed_files
-        if (req.op is Op.READ and not req.done and self.faults is None and not self._fixed
-                and len(req.views) == 1):
-            try:  # the common case, straight to the prep
-                ring.prep_read(target, req.views[0], req.offset, ud, fixed=fixed)
-            except SubmissionQueueFull:
-                return False
-            self._table[ud] = req
-            return True
         try:
             if req.op is Op.READ or req.op is Op.WRITE:
                 offset, views = self._transfer(req)
@@ -133,8 +122,10 @@ class UringEngine(Engine):
 
     def _reap(self, wait: bool) -> int:
         ring = self.ring
-        if self.blocked or ring.sq_ready:
-            self._commit()  # SQEs left by a short or refused submit
+        if self.blocked or (not wait and ring.sq_ready):
+            # SQEs left by a short or refused submit (a wait submits them
+            # itself, in the same io_uring_enter)
+            self._commit()
         cqes = ring.wait(1, raw=True) if wait else ring.reap(raw=True)
         pop, completed = self._table.pop, self._completed
         for cqe in cqes:

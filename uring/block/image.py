@@ -28,7 +28,7 @@ import stat
 from collections import deque
 from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
 
-from ..buffers import PinnedBuffer
+from ..buffers import address_of
 from .engine import Engine
 from .faults import IoFaults
 from .request import Callback, Op, Request, as_view, as_views, total
@@ -249,10 +249,7 @@ class Image:
         for v in req.views:
             if v.nbytes % ra:
                 return False
-            p = PinnedBuffer(v)
-            address = p.address
-            p.release()
-            if address % ma:
+            if address_of(v) % ma:
                 return False
         return True
 
@@ -265,65 +262,46 @@ class Image:
         serialised against every other request so no neighbour's write in
         the same block is lost."""
         self.bounced += 1
-        ra = self.request_alignment
-        start = outer.offset // ra * ra
-        end = -(-(outer.offset + outer.length) // ra) * ra
+        start, end = self._widen(outer)
+        if outer.op is Op.WRITE and (start, end) != (outer.offset, outer.offset + outer.length):
+            self._enqueue_or_defer(outer, True)
+            return
+        bounce = aligned_buffer(end - start)
         if outer.op is Op.READ:
-            bounce = aligned_buffer(end - start)
-            inner = Request(Op.READ, start, end - start, [memoryview(bounce)])
 
             def copy_out(r: Request) -> None:
-                if r.error is not None:
-                    outer.fail(r.error.errno or errno.EIO)
-                    return
-                at = outer.offset - start
-                for v in outer.views:
-                    v[:] = bounce[at: at + v.nbytes]
-                    at += v.nbytes
-                outer.complete(outer.length)
+                if r.error is None:
+                    _scatter(bounce, outer.offset - start, outer.views)
+                _finish_from(outer, r)
 
-            inner.add_done_callback(copy_out)
-            self._enqueue_or_defer(inner, False)
-        elif start == outer.offset and end == outer.offset + outer.length:
-            bounce = aligned_buffer(end - start)
-            at = 0
-            for v in outer.views:
-                bounce[at: at + v.nbytes] = v
-                at += v.nbytes
-            inner = Request(Op.WRITE, start, end - start, [memoryview(bounce)])
-            inner.add_done_callback(lambda r: outer.fail(r.error.errno or errno.EIO)
-                                    if r.error is not None else outer.complete(outer.length))
-            self._enqueue_or_defer(inner, False)
+            inner = Request(Op.READ, start, end - start, [memoryview(bounce)], copy_out)
         else:
-            self._enqueue_or_defer(outer, True)
+            _gather(outer.views, bounce, 0)
+            inner = Request(Op.WRITE, start, end - start, [memoryview(bounce)],
+                            lambda r: _finish_from(outer, r))
+        self._enqueue_or_defer(inner, False)
+
+    def _widen(self, req: Request) -> Tuple[int, int]:
+        """The request's range widened to whole O_DIRECT blocks."""
+        ra = self.request_alignment
+        return req.offset // ra * ra, -(-(req.offset + req.length) // ra) * ra
 
     def _start_rmw(self, outer: Request) -> None:
         self.rmw += 1
         self._rmw_active += 1
-        ra = self.request_alignment
-        start = outer.offset // ra * ra
-        end = -(-(outer.offset + outer.length) // ra) * ra
+        start, end = self._widen(outer)
         bounce = aligned_buffer(end - start)
         view = memoryview(bounce)
 
-        def finish(err: Optional[OSError]) -> None:
-            self._rmw_active -= 1
-            if err is not None:
-                outer.fail(err.errno or errno.EIO)
-            else:
-                outer.complete(outer.length)
-
         def written(r: Request) -> None:
-            finish(r.error)
+            self._rmw_active -= 1
+            _finish_from(outer, r)
 
         def patched(r: Request) -> None:
             if r.error is not None:
-                finish(r.error)
+                written(r)
                 return
-            at = outer.offset - start
-            for v in outer.views:
-                bounce[at: at + v.nbytes] = v
-                at += v.nbytes
+            _gather(outer.views, bounce, outer.offset - start)
             self.engine.enqueue(Request(Op.WRITE, start, end - start, [view], written))
 
         self.engine.enqueue(Request(Op.READ, start, end - start, [view], patched))
@@ -420,6 +398,29 @@ class Image:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _gather(views: Sequence[memoryview], buf: Any, at: int) -> None:
+    """Copy *views* one after another into *buf* from offset *at*."""
+    for v in views:
+        buf[at: at + v.nbytes] = v
+        at += v.nbytes
+
+
+def _scatter(buf: Any, at: int, views: Sequence[memoryview]) -> None:
+    """Fill *views* one after another from *buf* at offset *at*."""
+    for v in views:
+        v[:] = buf[at: at + v.nbytes]
+        at += v.nbytes
+
+
+def _finish_from(outer: Request, inner: Request) -> None:
+    """Complete the caller's request with the outcome of the aligned one
+    done on its behalf."""
+    if inner.error is not None:
+        outer.fail(inner.error.errno or errno.EIO)
+    else:
+        outer.complete(outer.length)
 
 
 def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:

@@ -9,7 +9,6 @@ and one completion, delivered once.
 from __future__ import annotations
 
 import enum
-import errno
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -71,7 +70,7 @@ class Request:
     """
 
     __slots__ = ("op", "offset", "length", "views", "done", "result", "error",
-                 "callbacks", "finished", "retries", "engine_data", "image", "__weakref__")
+                 "callbacks", "finished", "retries", "image", "__weakref__")
 
     def __init__(self, op: Op, offset: int, length: int, views: List[memoryview],
                  callback: Optional[Callback] = None) -> None:
@@ -85,7 +84,6 @@ class Request:
         self.callbacks: List[Callback] = [callback] if callback else []
         self.finished = False
         self.retries = 0
-        self.engine_data: Any = None  # what the engine holds while in flight
         self.image: Any = None
 
     # -- what the engine asks -------------------------------------------------
@@ -112,7 +110,6 @@ class Request:
         self.finished = True
         self.result = result
         self.error = error
-        self.engine_data = None
         if self.image is not None:
             self.image._outer_done(self)  # the image's own bookkeeping first
         for cb in self.callbacks:
@@ -137,6 +134,3 @@ class Request:
         state = "done" if self.finished else "in flight"
         return f"<Request {self.op.value} off={self.offset} len={self.length} {state}>"
 
-
-def errno_name(err: int) -> str:
-    return errno.errorcode.get(err, str(err))
