@@ -55,7 +55,6 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno as _errno
-import os
 import platform
 import struct
 import sys
@@ -65,6 +64,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
+from .errors import kernel_error
 
 __all__ = [
     "AIO_RING_MAGIC",
@@ -244,11 +244,6 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 
-def _error(call: str, err: int) -> OSError:
-    # OSError(errno, strerror) picks the errno's subclass (BlockingIOError...).
-    return OSError(err, f"{call}: {os.strerror(err)}")
-
-
 class AioContext:
     """One ``aio_context_t``: submit iocbs, reap io_events.
 
@@ -268,7 +263,7 @@ class AioContext:
             ctypes.c_long(self._nr_setup), ctypes.c_long(nr_events), ctypes.c_void_p(ctypes.addressof(ctx))
         )
         if ret < 0:
-            raise _error("io_setup", ctypes.get_errno())
+            raise kernel_error(ctypes.get_errno(), "io_setup")
         self._ctx = ctx.value
         self.nr_events = nr_events
 
@@ -300,7 +295,7 @@ class AioContext:
             return
         ret = _syscall(ctypes.c_long(self._nr_destroy), ctypes.c_ulong(ctx))
         if ret < 0:
-            raise _error("io_destroy", ctypes.get_errno())
+            raise kernel_error(ctypes.get_errno(), "io_destroy")
 
     def __enter__(self) -> AioContext:
         self._check()
@@ -344,7 +339,7 @@ class AioContext:
                 return int(ret)
             err = ctypes.get_errno()
             if err != _errno.EINTR:
-                raise _error("io_submit", err)
+                raise kernel_error(err, "io_submit")
 
     # -- completion ------------------------------------------------------
 
@@ -380,7 +375,7 @@ class AioContext:
                 return [(ev.data, ev.res, ev.res2) for ev in events[:ret]]
             err = ctypes.get_errno()
             if err != _errno.EINTR:
-                raise _error("io_getevents", err)
+                raise kernel_error(err, "io_getevents")
 
     def peek(self, max_nr: int) -> List[Tuple[int, int, int]]:
         """Reap up to *max_nr* completed events straight from the completion
