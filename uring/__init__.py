@@ -6,7 +6,8 @@
         print(ring.wait(1))         # [Cqe(user_data=1, res=0, flags=...)]
 
 Layers, lowest first: ``abi`` (the header) -> ``syscalls`` (the seam) ->
-``barriers`` -> ``ring`` (the protocol) -> ``register``/``ops`` (``Ring``).
+``barriers`` -> ``ring`` (the protocol) -> ``bufring``/``register``/``request``
+-> ``ops`` (``Ring``, one ``prep_*`` per opcode) -> ``block`` (the block layer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional
 from . import abi
 from .abi import *  # noqa: F401,F403  - the kernel's names, at the top level too
 from .buffers import IovecArray, PinnedBuffer
+from .bufring import BufferRing
 from .errors import (
     RingClosedError,
     RingForkedError,
@@ -23,8 +25,9 @@ from .errors import (
     UnsupportedOperation,
     UringUnavailableError,
 )
-from .ops import Ring
+from .ops import AT_FDCWD, Ring, timespec
 from .probe import Probe
+from .request import Completion, Request
 from .ring import Cqe
 from .syscalls import Kernel, LinuxKernel
 
@@ -44,12 +47,16 @@ def probe() -> Probe:
 
 
 __all__ = [
+    "AT_FDCWD",
+    "BufferRing",
+    "Completion",
     "Cqe",
     "IovecArray",
     "Kernel",
     "LinuxKernel",
     "PinnedBuffer",
     "Probe",
+    "Request",
     "Ring",
     "RingClosedError",
     "RingForkedError",
@@ -58,4 +65,5 @@ __all__ = [
     "UringUnavailableError",
     "abi",
     "probe",
+    "timespec",
 ]

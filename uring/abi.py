@@ -384,7 +384,7 @@ class IoringMsgRingOp(enum.IntEnum):
 class IoringMsgRing(enum.IntFlag):
     """``sqe.msg_ring_flags``."""
 
-    IORING_MSG_RING_CQE_SKIP = 1 << 0  # no CQE in the source ring
+    IORING_MSG_RING_CQE_SKIP = 1 << 0  # post no CQE in the target ring (fd passing only)
     IORING_MSG_RING_FLAGS_PASS = 1 << 1  # pass sqe.file_index as the target CQE's flags
 
 

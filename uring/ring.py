@@ -219,6 +219,7 @@ class RingCore:
         self._views: List[memoryview] = []
         self._keep: Dict[int, Any] = {}
         self._keep_skipped: List[Any] = []
+        self._released: Optional[List[Any]] = None
         if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
             raise ValueError(f"entries must be a positive int, got {entries!r}")
         if sq_full not in ("raise", "submit"):
@@ -566,6 +567,10 @@ class RingCore:
         if user_data is None:
             user_data = self._next_user_data
             self._next_user_data += 1
+        if off < 0:  # -1: "the file position" (and other all-ones sentinels)
+            off &= (1 << 64) - 1
+        if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
+            file_index -= 1 << 32
         slot = self.get_sqe()
         self._slot_shape[slot] = 0  # before packing: a failed pack is partial
         try:
@@ -795,7 +800,13 @@ class RingCore:
             barriers.release_fence()
         self._cq_u32[self._i_cq_head] = head
         keep = self._keep
-        if keep:
+        released = self._released
+        if released is not None:
+            # completions() pairs each CQE with what its request held.
+            for cqe in out:
+                ud = cqe[0]
+                released.append(keep.get(ud) if cqe[2] & _CQE_F_MORE else keep.pop(ud, None))
+        elif keep:
             pop = keep.pop
             for cqe in out:
                 if not cqe[2] & _CQE_F_MORE:
