@@ -34,3 +34,11 @@ def test_probe_prints_the_kernel_and_the_op_table() -> None:
     supported = sum(mark == "yes" for mark in rows.values())
     assert f"{supported} of {len(rows)} opcodes supported" in out
     assert "SINGLE_MMAP" in out.split("features", 1)[1].splitlines()[0]
+
+
+def test_help_lists_probe_and_bench() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "uring", "--help"], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=root), timeout=60)
+    assert proc.returncode == 0
+    assert "probe" in proc.stdout and "bench" in proc.stdout

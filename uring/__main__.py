@@ -1,4 +1,5 @@
-"""``python3 -m uring probe``: what this kernel's io_uring supports."""
+"""``python3 -m uring probe``: what this kernel's io_uring supports;
+``python3 -m uring bench``: the block layer's engines measured, fio-style."""
 
 from __future__ import annotations
 
@@ -47,10 +48,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:  # fio's own option syntax: not argparse's
+        from .bench import main as bench_main
+
+        return bench_main(args_list[1:])
     parser = argparse.ArgumentParser(prog="python3 -m uring", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("probe", help="print the kernel version, features and the op table")
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", help="benchmark the block layer's engines with fio's options "
+                   "(python3 -m uring bench --help)")
+    args = parser.parse_args(args_list)
     if args.command == "probe":
         try:
             return cmd_probe(args)
