@@ -73,3 +73,12 @@ def datafile(tmp_path: "os.PathLike[str]") -> Iterator[tuple]:
         yield fd, path, content
     finally:
         os.close(fd)
+
+
+# Hypothesis profiles: the default keeps CI bounded; ``--hypothesis-profile=long``
+# runs many more programs (by hand, e.g. against a new kernel).
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("ci", max_examples=40, stateful_step_count=40, deadline=None)
+_settings.register_profile("long", max_examples=2000, stateful_step_count=80, deadline=None)
+_settings.load_profile("ci")
