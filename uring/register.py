@@ -260,16 +260,23 @@ class RegisterMixin(RingCore):
             raise ValueError("register_files needs at least one slot")
         array = (ctypes.c_int32 * len(fds))(*fds)
         tag_array = self._tags(tags, len(fds), [fd < 0 for fd in fds], "register_files")
-        if tag_array is None:
-            self.register(abi.IORING_REGISTER_FILES, ctypes.addressof(array), len(fds))
-        else:
-            rr = abi.io_uring_rsrc_register()
-            rr.nr = len(fds)
-            rr.data = ctypes.addressof(array)
-            rr.tags = ctypes.addressof(tag_array)
-            self.register(abi.IORING_REGISTER_FILES2, ctypes.addressof(rr), ctypes.sizeof(rr))
+        self._register_table(abi.IORING_REGISTER_FILES, abi.IORING_REGISTER_FILES2,
+                             array, len(fds), tag_array)
         self._files = len(fds)
         return len(fds)
+
+    def _register_table(self, plain: int, tagged: int, array: Any, count: int,
+                        tag_array: Any) -> None:
+        """A file or buffer table: the plain opcode, or with tags the ``*2``
+        one, whose ``io_uring_rsrc_register`` carries the tag array too."""
+        if tag_array is None:
+            self.register(plain, ctypes.addressof(array), count)
+            return
+        rr = abi.io_uring_rsrc_register()
+        rr.nr = count
+        rr.data = ctypes.addressof(array)
+        rr.tags = ctypes.addressof(tag_array)
+        self.register(tagged, ctypes.addressof(rr), ctypes.sizeof(rr))
 
     def register_files_sparse(self, count: int) -> int:
         """Register *count* empty slots (``IORING_RSRC_REGISTER_SPARSE``)."""
@@ -339,14 +346,8 @@ class RegisterMixin(RingCore):
             raise ValueError("register_buffers needs at least one buffer")
         array = _iovecs(pins)
         tag_array = self._tags(tags, len(pins), [p is None for p in pins], "register_buffers")
-        if tag_array is None:
-            self.register(abi.IORING_REGISTER_BUFFERS, ctypes.addressof(array), len(pins))
-        else:
-            rr = abi.io_uring_rsrc_register()
-            rr.nr = len(pins)
-            rr.data = ctypes.addressof(array)
-            rr.tags = ctypes.addressof(tag_array)
-            self.register(abi.IORING_REGISTER_BUFFERS2, ctypes.addressof(rr), ctypes.sizeof(rr))
+        self._register_table(abi.IORING_REGISTER_BUFFERS, abi.IORING_REGISTER_BUFFERS2,
+                             array, len(pins), tag_array)
         self._buffers = BufferTable(pins)
         return [0 if p is None else p.address for p in pins]
 

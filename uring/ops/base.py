@@ -39,6 +39,7 @@ _SKIP_SUCCESS = int(abi.IOSQE_CQE_SKIP_SUCCESS)
 _FIXED_FILE = int(abi.IOSQE_FIXED_FILE)
 _IO_LINK = int(abi.IOSQE_IO_LINK)
 _IO_HARDLINK = int(abi.IOSQE_IO_HARDLINK)
+_FILE_INDEX_ALLOC = int(abi.IORING_FILE_INDEX_ALLOC)
 
 # Opcodes every kernel this package runs on has (5.6+), and that the hot
 # paths use: not checked against the probe.
@@ -116,6 +117,28 @@ class OpsBase(RegisterMixin):
         except UnsupportedOperation:
             return False
         return True
+
+    def _direct_slot(self, op: str, file_index: Optional[int], *, cloexec: str = "",
+                     own_table: bool = True) -> int:
+        """The SQE ``file_index`` for a *direct descriptor* (a file that goes
+        straight into a registered-file slot, never into the fd table):
+        slot + 1, ``IORING_FILE_INDEX_ALLOC`` as is (the kernel picks a free
+        slot), 0 for None.  *cloexec* names the close-on-exec flag the
+        caller was given (a slot is no fd: the kernel refuses it);
+        *own_table*: check the slot against this ring's table."""
+        if file_index is None:
+            return 0
+        if not isinstance(file_index, int) or isinstance(file_index, bool):
+            raise TypeError(f"{op}: file_index must be an int, not {type(file_index).__name__}")
+        if cloexec:
+            raise ValueError(f"{op}: {cloexec} cannot be combined with file_index")
+        if file_index == _FILE_INDEX_ALLOC:
+            return _FILE_INDEX_ALLOC
+        limit = self._files if own_table else _FILE_INDEX_ALLOC - 1
+        if not 0 <= file_index < limit:
+            where = f"the registered file table ({self._files} slots)" if own_table else "a file table"
+            raise ValueError(f"{op}: file_index {file_index} is outside {where}")
+        return file_index + 1
 
     # -- filling SQEs ----------------------------------------------------------
 

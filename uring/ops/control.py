@@ -596,12 +596,7 @@ class ControlOps(OpsBase):
         if not 0 <= source_slot < self._files:
             raise ValueError(f"IORING_OP_MSG_RING: source slot {source_slot} is outside this "
                              f"ring's registered files ({self._files} slots)")
-        if target_slot == abi.IORING_FILE_INDEX_ALLOC:
-            index = int(abi.IORING_FILE_INDEX_ALLOC)
-        elif 0 <= target_slot < abi.IORING_FILE_INDEX_ALLOC - 1:
-            index = target_slot + 1
-        else:
-            raise ValueError(f"IORING_OP_MSG_RING: bad target slot {target_slot}")
+        index = self._direct_slot("IORING_OP_MSG_RING", target_slot, own_table=False)
         return self._op(abi.IORING_OP_MSG_RING, fd=fd, fixed=fixed,
                         addr=int(abi.IORING_MSG_SEND_FD), addr3=source_slot, file_index=index,
                         off=data, op_flags=int(abi.IORING_MSG_RING_CQE_SKIP) if skip_cqe else 0,
@@ -892,14 +887,7 @@ class ControlOps(OpsBase):
         ``(read_fd, write_fd)`` (slots with *direct*)."""
         if pipe_flags is None:
             pipe_flags = 0 if direct is not None else os.O_CLOEXEC
-        index = 0
-        if direct is not None:
-            if direct == abi.IORING_FILE_INDEX_ALLOC:
-                index = int(abi.IORING_FILE_INDEX_ALLOC)
-            elif 0 <= direct < abi.IORING_FILE_INDEX_ALLOC - 1:
-                index = direct + 1
-            else:
-                raise ValueError(f"IORING_OP_PIPE: bad file slot {direct}")
+        index = self._direct_slot("IORING_OP_PIPE", direct)
         fds = (ctypes.c_int * 2)(-1, -1)
 
         def decode(res: int) -> Tuple[int, int]:

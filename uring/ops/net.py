@@ -379,23 +379,6 @@ class NetOps(OpsBase):
         family = None if fixed else getattr(sock, "family", None)
         return self._file(sock, fixed), (None if family is None else int(family))
 
-    def _net_slot(self, op: str, file_index: Optional[int], cloexec: bool) -> int:
-        """The SQE ``file_index`` for a direct descriptor: slot + 1, or
-        ``IORING_FILE_INDEX_ALLOC`` as is; 0 for *file_index* None."""
-        if file_index is None:
-            return 0
-        if not isinstance(file_index, int) or isinstance(file_index, bool):
-            raise TypeError(f"{op}: file_index must be an int, not {type(file_index).__name__}")
-        if cloexec:
-            # A direct descriptor is no fd: the kernel refuses SOCK_CLOEXEC with it.
-            raise ValueError(f"{op}: SOCK_CLOEXEC cannot be combined with file_index")
-        if file_index == _FILE_INDEX_ALLOC:
-            return _FILE_INDEX_ALLOC
-        if not 0 <= file_index < self._files:
-            raise ValueError(f"{op}: file_index {file_index} is outside the registered "
-                             f"file table ({self._files} slots)")
-        return file_index + 1
-
     @staticmethod
     def _length(op: str, length: Optional[int], nbytes: int) -> int:
         if length is None:
@@ -427,7 +410,7 @@ class NetOps(OpsBase):
         op = "IORING_OP_SOCKET"
         if type & ~0xF & ~(_SOCK_CLOEXEC | _SOCK_NONBLOCK):
             raise ValueError(f"{op}: unknown flags in type {type:#x}")
-        slot = self._net_slot(op, file_index, bool(type & _SOCK_CLOEXEC))
+        slot = self._direct_slot(op, file_index, cloexec="SOCK_CLOEXEC" if type & _SOCK_CLOEXEC else "")
         return self._op(abi.IORING_OP_SOCKET, fd=int(domain), off=int(type), len=int(protocol),
                         file_index=slot, user_data=user_data, flags=flags,
                         target=f"socket({int(domain)}, {int(type)}, {int(protocol)})")
@@ -478,7 +461,8 @@ class NetOps(OpsBase):
             accept_flags = 0 if file_index is not None else _SOCK_CLOEXEC
         if accept_flags & ~(_SOCK_CLOEXEC | _SOCK_NONBLOCK):
             raise ValueError(f"{op}: accept_flags may only hold SOCK_CLOEXEC | SOCK_NONBLOCK")
-        slot = self._net_slot(op, file_index, bool(accept_flags & _SOCK_CLOEXEC))
+        slot = self._direct_slot(op, file_index,
+                                 cloexec="SOCK_CLOEXEC" if accept_flags & _SOCK_CLOEXEC else "")
         if multishot and slot not in (0, _FILE_INDEX_ALLOC):
             raise ValueError(f"{op}: a multishot accept into the file table takes "
                              "file_index=IORING_FILE_INDEX_ALLOC, not a fixed slot")

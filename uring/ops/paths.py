@@ -228,24 +228,6 @@ class PathOps(OpsBase):
             return AT_FDCWD
         return self._file(dir_fd, False)
 
-    def _direct_slot(self, op: str, file_index: Optional[int], open_flags: int) -> int:
-        """The SQE ``file_index`` for a direct open: slot + 1, or
-        ``IORING_FILE_INDEX_ALLOC`` as is; 0 (no slot) for *file_index* None."""
-        if file_index is None:
-            return 0
-        if not isinstance(file_index, int) or isinstance(file_index, bool):
-            raise TypeError(f"{op}: file_index must be an int, not {type(file_index).__name__}")
-        if open_flags & _O_CLOEXEC:
-            # A direct descriptor is no fd, so it cannot be close-on-exec;
-            # the kernel refuses the combination with EINVAL.
-            raise ValueError(f"{op}: O_CLOEXEC cannot be combined with file_index")
-        if file_index == _FILE_INDEX_ALLOC:
-            return _FILE_INDEX_ALLOC
-        if not 0 <= file_index < self._files:
-            raise ValueError(f"{op}: file_index {file_index} is outside the registered "
-                             f"file table ({self._files} slots)")
-        return file_index + 1
-
     # -- open and close -------------------------------------------------------
 
     def prep_openat(self, path: PathArg, open_flags: int = os.O_RDONLY, mode: int = 0o644,
@@ -259,7 +241,8 @@ class PathOps(OpsBase):
         file goes straight into the table as a direct descriptor and no fd
         is created: ``res`` is 0, or the slot the kernel picked.  The SQE's
         ``file_index`` carries slot + 1 (0 means "not direct")."""
-        slot = self._direct_slot("IORING_OP_OPENAT", file_index, open_flags)
+        slot = self._direct_slot("IORING_OP_OPENAT", file_index,
+                                 cloexec="O_CLOEXEC" if open_flags & _O_CLOEXEC else "")
         raw, addr = c_path(path)
         return self._op(abi.IORING_OP_OPENAT, fd=self._dir_fd(dir_fd), addr=addr,
                         len=mode, op_flags=open_flags, file_index=slot,
@@ -293,7 +276,8 @@ class PathOps(OpsBase):
                 mode = 0o644 if creates else 0
             how.mode = mode
             how.resolve = 0 if resolve is None else resolve
-        slot = self._direct_slot("IORING_OP_OPENAT2", file_index, int(how.flags))
+        slot = self._direct_slot("IORING_OP_OPENAT2", file_index,
+                                 cloexec="O_CLOEXEC" if how.flags & _O_CLOEXEC else "")
         raw, addr = c_path(path)
         return self._op(abi.IORING_OP_OPENAT2, fd=self._dir_fd(dir_fd), addr=addr,
                         len=_OPEN_HOW_SIZE, off=ctypes.addressof(how), file_index=slot,
