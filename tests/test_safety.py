@@ -205,7 +205,8 @@ def test_close_never_frees_what_the_kernel_holds(monkeypatch: pytest.MonkeyPatch
         del buf
         r.close(cancel=False, timeout=0.05)  # not cancelled, not completed
         gc.collect()
-        held = [getattr(getattr(x, "keep", x), "obj", None) for x in ring_module._GRAVEYARD]
+        held = [getattr(x[2] if type(x) is tuple else getattr(x, "keep", x), "obj", None)
+                for x in ring_module._GRAVEYARD]
         assert ref() is not None and any(h is ref() for h in held)
     finally:
         os.close(rd)

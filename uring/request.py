@@ -10,6 +10,10 @@ until the request's *final* CQE is reaped: the one without
 result with ``F_MORE`` and then an ``IORING_CQE_F_NOTIF`` CQE once the kernel
 no longer reads the buffer).
 
+(The read/write hot path holds the same three facts as a plain tuple,
+``(opcode, target, keep)``, which costs a third of an object; ``Completion``
+turns it into a ``Request``.)
+
 ``Ring.completions()`` pairs each CQE with its record as a ``Completion``:
 ``res`` as the kernel wrote it, plus ``result()``, which is the byte count /
 new fd / decoded value, or raises the errno's own ``OSError`` subclass with
@@ -78,6 +82,8 @@ class Completion:
         self.res: int = cqe[1]
         self.flags: int = cqe[2]
         self.big: tuple = tuple(cqe[3:])
+        if request.__class__ is tuple:  # the hot paths hold (opcode, target, keep)
+            request = Request(*request)
         self.request = request if isinstance(request, Request) else None
 
     @property
