@@ -4,6 +4,8 @@
     python3 tools/ringviz.py            # on a terminal: Enter for each step
     python3 tools/ringviz.py --trace    # the whole trace at once (the default
                                         # when stdout is not a terminal)
+    python3 tools/ringviz.py --model    # on uring.model, the kernel's side
+                                        # single-stepped too
 
 A scripted scenario runs on a real ``uring.Ring`` with a 4-entry SQ and an
 8-entry CQ: a batch submitted and reaped, the SQ and then the CQ wrapping
@@ -42,6 +44,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import uring  # noqa: E402
 from uring import abi, barriers  # noqa: E402
+from uring.model import ModelKernel  # noqa: E402
 from uring.syscalls import LinuxKernel  # noqa: E402
 
 SQ_ENTRIES = 4
@@ -60,6 +63,19 @@ class CountingKernel(LinuxKernel):
 
     def raw_enter(self) -> None:  # type: ignore[override]
         return None
+
+    def enter(self, fd: int, to_submit: int, min_complete: int, flags: int, arg: int = 0,
+              argsz: int = 0) -> int:
+        self.enters.append((to_submit, min_complete, flags))
+        return super().enter(fd, to_submit, min_complete, flags, arg, argsz)
+
+
+class CountingModel(ModelKernel):
+    """The model kernel (``uring.model``), every ``io_uring_enter`` counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enters: List[Tuple[int, int, int]] = []
 
     def enter(self, fd: int, to_submit: int, min_complete: int, flags: int, arg: int = 0,
               argsz: int = 0) -> int:
@@ -317,10 +333,13 @@ def _wait_until(predicate: Any, seconds: float = 2.0) -> None:
         time.sleep(0.001)
 
 
-def scenario() -> Iterator[Step]:
+def scenario(model: bool = False) -> Iterator[Step]:
     """The steps; each is yielded with its ring still open and unchanged
-    until the next step begins."""
-    kernel = CountingKernel()
+    until the next step begins.  With *model*, the ring runs on
+    ``uring.model`` and the kernel's side is single-stepped too (it takes
+    the first batch one SQE per call); SQPOLL, which the model does not
+    have, is left out."""
+    kernel: Any = CountingModel() if model else CountingKernel()
     ring = uring.Ring(SQ_ENTRIES, kernel=kernel)
     view = RingView(ring)
     number = 0
@@ -363,11 +382,23 @@ def scenario() -> Iterator[Step]:
                    "prep_nop fills three SQEs. Only our local tail moves: the kernel cannot see "
                    "them yet.",
                    lambda: prepare(0x11, 3))
-        yield step("submit",
-                   "submit() stores the SQ tail (release) and calls io_uring_enter(to_submit=3). "
-                   "The kernel consumes the\nthree SQEs (SQ head 0 -> 3) and, NOPs finishing "
-                   "at once, posts three CQEs (CQ tail 0 -> 3).",
-                   ring.submit)
+        if model:
+            def kernel_takes_one() -> None:
+                ring._publish()  # the SQ tail store (release), as submit() makes it
+                kernel.enter(ring.fd, 1, 0, 0)  # the model's io_submit_sqes, one SQE
+
+            for k in range(1, 4):
+                yield step(f"the kernel takes SQE {k} of 3",
+                           "Single-stepping the kernel's side (uring.model): io_uring_enter("
+                           "to_submit=1) consumes one SQE from the\nkernel's head, issues it, "
+                           "posts its CQE at the end of the batch and publishes the new SQ head.",
+                           kernel_takes_one)
+        else:
+            yield step("submit",
+                       "submit() stores the SQ tail (release) and calls io_uring_enter(to_submit=3). "
+                       "The kernel consumes the\nthree SQEs (SQ head 0 -> 3) and, NOPs finishing "
+                       "at once, posts three CQEs (CQ tail 0 -> 3).",
+                       ring.submit)
         yield step("reap",
                    "reap() loads the CQ tail (acquire), copies the three CQEs out and stores the "
                    "CQ head (release). No system call.",
@@ -411,6 +442,8 @@ def scenario() -> Iterator[Step]:
         view.close()
         ring.close()
 
+    if model:
+        return  # the model has no SQ thread
     # SQPOLL: a second ring
     ring = uring.Ring(SQ_ENTRIES, flags=abi.IORING_SETUP_SQPOLL, sq_thread_idle=SQ_THREAD_IDLE_MS,
                       kernel=kernel)
@@ -458,14 +491,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trace", action="store_true",
                     help="print every step at once (default when stdout is not a terminal)")
+    ap.add_argument("--model", action="store_true",
+                    help="run on uring.model instead of the kernel, single-stepping its side")
     args = ap.parse_args(argv)
     interactive = not args.trace and sys.stdout.isatty() and sys.stdin.isatty()
-    try:
-        uring.Ring(1).close()
-    except uring.UringUnavailableError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    for step in scenario():
+    if not args.model:
+        try:
+            uring.Ring(1).close()
+        except uring.UringUnavailableError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    for step in scenario(args.model):
         if interactive:
             sys.stdout.write("\x1b[H\x1b[2J")
             print(render(step, colour=True))
