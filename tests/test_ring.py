@@ -414,3 +414,57 @@ def test_cqe_repr_names_errno_and_flags() -> None:
                           "flags=IORING_CQE_F_BUFFER|IORING_CQE_F_MORE, buffer_id=3)")
     assert more.buffer_id == 3 and more.more
     assert repr(Cqe.of(1, 0, 0, 7, 8)).endswith("big=(7, 8))")
+
+
+def test_resize_carries_pending_work_into_the_new_rings() -> None:
+    """IORING_REGISTER_RESIZE_RINGS: CQEs not reaped, SQEs published and
+    SQEs only prepared all survive the move to new ring memory."""
+    ring = try_ring(4, flags=abi.IORING_SETUP_SINGLE_ISSUER | abi.IORING_SETUP_DEFER_TASKRUN)
+    with ring:
+        first = [ring.prep_nop() for _ in range(3)]  # fresh user_data 1, 2, 3
+        ring.submit()
+        ring.prep_nop(10)  # prepared, not yet submitted
+        buf = bytearray(4)
+        rd, wr = os.pipe()
+        try:
+            ring.prep_read(rd, buf, -1, 11)
+            ring.submit()
+            try:
+                ring.resize(64, 256)
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                    pytest.skip(f"kernel {os.uname().release} cannot resize rings: {exc}")
+                raise
+            assert (ring.sq_entries, ring.cq_entries) == (64, 256)
+            os.write(wr, b"data")
+            got = {c.user_data: c.res for c in ring.wait(5, timeout=5)}
+            assert got == {first[0]: 0, first[1]: 0, first[2]: 0, 10: 0, 11: 4} and buf == b"data"
+            uds = [ring.prep_nop() for _ in range(60)]  # the bigger SQ, numbering goes on
+            assert uds[0] == first[-1] + 1
+            assert sorted(c.user_data for c in ring.wait(60)) == sorted(uds)
+        finally:
+            os.close(rd)
+            os.close(wr)
+
+
+def test_resize_too_small_for_what_is_pending_is_refused() -> None:
+    ring = try_ring(8, flags=abi.IORING_SETUP_SINGLE_ISSUER | abi.IORING_SETUP_DEFER_TASKRUN)
+    with ring:
+        for ud in range(1, 9):
+            ring.prep_nop(ud)
+        ring.submit()
+        with pytest.raises(OSError) as info:
+            ring.resize(2, 4)  # 8 CQEs wait to be reaped: they do not fit
+        if info.value.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+            pytest.skip(f"kernel {os.uname().release} cannot resize rings")
+        assert info.value.errno == errno.EOVERFLOW and "RESIZE_RINGS" in str(info.value)
+        assert (ring.sq_entries, ring.cq_entries) == (8, 16)  # the old rings stay
+        assert sorted(c.user_data for c in ring.wait(8)) == list(range(1, 9))
+
+
+def test_resize_needs_defer_taskrun(ring: uring.Ring) -> None:
+    with pytest.raises(OSError) as info:
+        ring.resize(128)
+    assert info.value.errno == errno.EINVAL and "RESIZE_RINGS" in str(info.value)
+    ring.prep_nop(1)
+    assert [c.user_data for c in ring.wait(1)] == [1]

@@ -978,6 +978,37 @@ class RingCore:
                 name = abi.IoringRegisterOp(opcode).name if opcode in abi.IoringRegisterOp._value2member_map_ else str(opcode)
                 raise kernel_error(exc.errno or 0, f"io_uring_register({name})") from None
 
+    def resize(self, sq_entries: int, cq_entries: Optional[int] = None) -> None:
+        """New SQ and CQ sizes for a live ring (``IORING_REGISTER_RESIZE_RINGS``,
+        6.13+; the ring must be set up with ``IORING_SETUP_DEFER_TASKRUN``,
+        so that nothing else posts completions meanwhile).
+
+        The kernel allocates new ring memory and copies into it the SQEs it
+        has not consumed and the CQEs not yet reaped, heads and tails
+        unchanged; if they do not fit it refuses (``EOVERFLOW``) and the old
+        rings stay.  Everything prepared is published first, so it is
+        carried over; then the old mappings are dropped and the new ones
+        mapped from the offsets the kernel wrote back.
+        """
+        self._check()
+        self._publish()
+        p = abi.io_uring_params()
+        p.sq_entries = sq_entries
+        if cq_entries is not None:
+            p.flags = int(abi.IORING_SETUP_CQSIZE)
+            p.cq_entries = cq_entries
+        self.register(abi.IORING_REGISTER_RESIZE_RINGS, ctypes.addressof(p), 1)
+        kept = (self._sqe_tail, self._sq_published, self._next_user_data,
+                self._enter_fd, self._registered_thread)
+        p.flags = self.params.flags | (p.flags & abi.IORING_SETUP_CQSIZE)
+        p.features = self.params.features
+        self._unmap()
+        self._map_rings(p)
+        (self._sqe_tail, self._sq_published, self._next_user_data,
+         self._enter_fd, self._registered_thread) = kept
+        self._sq_limit = self._kernel_sq_head() + self.sq_entries
+        self.params = p
+
     def enable(self) -> None:
         """Start a ring created with ``IORING_SETUP_R_DISABLED``
         (``IORING_REGISTER_ENABLE_RINGS``); restrictions must be set before."""
