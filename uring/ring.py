@@ -452,6 +452,14 @@ class RingCore:
         """Requests holding memory (buffers, iovecs) that the kernel may use."""
         return len(self._keep)
 
+    def held(self, user_data: int) -> Any:
+        """What the ring holds for the in-flight request *user_data* (its
+        ``Request`` record, or the read/write hot path's
+        ``(opcode, target, keep)`` tuple), or None once its final CQE has
+        been reaped.  ``Completion(cqe, ring.held(ud))`` decodes a CQE the
+        caller reaps raw."""
+        return self._keep.get(user_data)
+
     def __repr__(self) -> str:
         if self._state not in (None, "disabled"):
             return f"<Ring {self._state}>"

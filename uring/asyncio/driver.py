@@ -1,0 +1,337 @@
+"""A ring tied to an asyncio event loop: the AioContext of the talk.
+
+``LoopRing`` owns (or shares) one ``uring.Ring`` and does three things
+for the loop's thread:
+
+* **Batches submissions.**  An op coroutine fills its SQE and parks on a
+  future; the first SQE of a loop iteration schedules one ``_flush`` with
+  ``call_soon``, so every SQE queued during one tick goes to the kernel in
+  one ``io_uring_enter``.  Requests the kernel finishes inline during that
+  enter (a page-cache hit) are reaped right after it, without waiting for
+  the loop's poll.
+* **Notices completions through the loop's own poll.**  On a stock loop
+  the ring fd is registered with ``loop.add_reader``: the kernel's
+  ``io_uring_poll`` reports it readable while the CQ holds entries (QEMU
+  watches the same fd in its AioContext).  On ``UringEventLoop`` there is
+  no second poll: the loop's selector waits in ``io_uring_enter`` and hands
+  the ring's CQEs here.
+* **Keeps the one-completion-per-request promise through cancellation.**
+  A cancelled task does not see ``CancelledError`` until the kernel has
+  posted the request's CQE: an ``IORING_OP_ASYNC_CANCEL`` is queued, and the
+  coroutine waits (ignoring further cancellations) for the CQE, so the
+  kernel has let go of the buffer when the task unwinds.
+
+Back-pressure: at most ``capacity`` requests (the CQ size) are in flight;
+an op past that waits for a completion to free a slot instead of failing.
+An SQ that fills within one tick is submitted early (``sq_full="submit"``).
+
+Everything here runs on the loop's thread; the ring is not shared with
+other threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import warnings
+import weakref
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from .. import abi
+from ..errors import RingClosedError, kernel_error
+from ..ops import Ring
+from ..request import Completion
+
+__all__ = ["LoopRing", "get_ring"]
+
+_F_MORE = int(abi.IORING_CQE_F_MORE)
+_Future = asyncio.Future
+_CancelledError = asyncio.CancelledError
+
+#: Raw CQE as the ring reaps it: (user_data, res, flags).
+RawCqe = Tuple[int, int, int]
+
+
+class LoopRing:
+    """io_uring attached to one event loop.
+
+    loop:     the loop (default: the running one).
+    entries:  SQ size of the ring made here; the CQ is twice that.
+    ring:     use this ring instead of making one (``UringEventLoop`` passes
+              its selector's ring); with *watch* False nobody adds a reader
+              for it: the owner calls ``dispatch`` with the CQEs it reaps.
+    """
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None, entries: int = 256, *,
+                 ring: Optional[Ring] = None, watch: bool = True) -> None:
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._owns_ring = ring is None
+        self.ring: Ring = ring if ring is not None else Ring(entries, sq_full="submit")
+        # user_data -> what waits for its CQE: a Future (resolved with the
+        # raw CQE) or a callable taking the raw CQE (multishot streams and
+        # transports).  A value of None: a CQE to drop (our own cancels).
+        self._waiting: Dict[int, Any] = {}
+        self.capacity = self.ring.cq_entries
+        self._room_waiters: Deque[asyncio.Future] = collections.deque()
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._watching = False
+        self._closed = False
+        self._create_future = self._loop.create_future
+        if watch:
+            self._loop.add_reader(self.ring.fd, self._on_readable)
+            self._watching = True
+
+    # -- the loop's side -----------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        """Requests whose final CQE has not arrived yet."""
+        return len(self._waiting)
+
+    def _kick(self) -> None:
+        """Make sure the SQEs prepared in this tick are submitted: one flush
+        per iteration, scheduled by the first of them."""
+        if self._flush_handle is None and self._watching:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Submit what this tick prepared, then reap what completed inline."""
+        self._flush_handle = None
+        ring = self.ring
+        if ring.closed:
+            return
+        try:
+            ring.submit()
+        except (BlockingIOError, OSError) as exc:
+            # EAGAIN (no memory for requests right now) or EBUSY (the CQ
+            # overflow list is backed up): reap first, then try again.
+            if getattr(exc, "errno", None) not in (11, 16):
+                raise
+            self._flush_handle = self._loop.call_soon(self._flush)
+        cqes = ring.reap(raw=True)
+        if cqes:
+            self.dispatch(cqes)
+
+    def _on_readable(self) -> None:
+        """The ring fd polled readable: the CQ holds entries."""
+        cqes = self.ring.reap(raw=True)
+        if cqes:
+            self.dispatch(cqes)
+
+    def dispatch(self, cqes: List[RawCqe]) -> None:
+        """Hand each CQE to what waits for it: resolve its future (the
+        coroutine resumes on the loop's next step) or call its callback.
+        A request flagged ``IORING_CQE_F_MORE`` keeps its place."""
+        waiting = self._waiting
+        pop = waiting.pop
+        for cqe in cqes:
+            ud = cqe[0]
+            w = pop(ud, None)
+            if w is None:
+                continue
+            if w.__class__ is _Future:
+                if not w.done():  # a cancelled waiter: see _after_cancel
+                    w.set_result(cqe)
+            else:
+                if cqe[2] & _F_MORE:
+                    waiting[ud] = w
+                w(cqe)
+        if self._room_waiters:
+            self._wake_room()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def track(self, user_data: int) -> "asyncio.Future[RawCqe]":
+        """A future for the CQE of the request just prepared as *user_data*;
+        the SQE goes to the kernel with this tick's flush."""
+        fut = self._create_future()
+        self._waiting[user_data] = fut
+        if self._flush_handle is None and self._watching:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return fut
+
+    def watch(self, user_data: int, callback: Callable[[RawCqe], None]) -> None:
+        """Call *callback* with every CQE of *user_data* (a multishot request
+        keeps it until its CQE without ``IORING_CQE_F_MORE``)."""
+        self._waiting[user_data] = callback
+        self._kick()
+
+    async def room(self) -> None:
+        """Wait until fewer than ``capacity`` requests are in flight."""
+        if self._closed:
+            raise RingClosedError("the loop's ring is closed")
+        while len(self._waiting) >= self.capacity:
+            w = self._create_future()
+            self._room_waiters.append(w)
+            await w
+
+    def _wake_room(self) -> None:
+        free = self.capacity - len(self._waiting)
+        waiters = self._room_waiters
+        while waiters and free > 0:
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                free -= 1
+
+    async def wait(self, user_data: int, fut: "asyncio.Future[RawCqe]") -> RawCqe:
+        """Await *fut* (from ``track``); if the task is cancelled meanwhile,
+        cancel the request in the kernel and return only after its CQE,
+        then raise ``CancelledError``."""
+        try:
+            return await fut
+        except _CancelledError:
+            await self.after_cancel(user_data, fut)
+            raise
+
+    async def after_cancel(self, user_data: int, fut: Any) -> None:
+        """The task awaiting *fut* was cancelled.  If the request's CQE is
+        not in yet, ask the kernel to cancel it and wait for that CQE (its
+        ``-ECANCELED``, or its result if it had already run), ignoring
+        further cancellations: until it arrives the kernel may still write
+        into the buffer the caller is about to drop."""
+        if self._waiting.get(user_data) is not fut:
+            return  # the CQE already came: nothing in the kernel's hands
+        self.cancel(user_data)
+        while True:
+            w = self._create_future()
+            self._waiting[user_data] = w
+            try:
+                await w
+                return
+            except _CancelledError:
+                if self._waiting.get(user_data) is not w:
+                    return
+
+    def cancel(self, user_data: int) -> None:
+        """Queue ``IORING_OP_ASYNC_CANCEL`` for *user_data* (its own CQE is
+        dropped; the target posts its CQE as usual)."""
+        if self.ring.closed:
+            return
+        ud = self.ring.prep_cancel(user_data)
+        self._waiting[ud] = None
+        self._kick()
+
+    async def run(self, user_data: int) -> Any:
+        """Await the request just prepared as *user_data* and return its
+        decoded result (``Completion.result()``: the byte count, the new fd,
+        the op's value), or raise its ``OSError`` with the op named."""
+        record = self.ring.held(user_data)
+        cqe = await self.wait(user_data, self.track(user_data))
+        return Completion(cqe, record).result()
+
+    async def run_res(self, user_data: int, what: str, target: Any = None) -> int:
+        """Like ``run`` for ops whose result is ``res`` itself: no record
+        lookup, the error named from *what* and *target*."""
+        fut = self.track(user_data)
+        try:
+            cqe = await fut
+        except _CancelledError:
+            await self.after_cancel(user_data, fut)
+            raise
+        res: int = cqe[1]
+        if res < 0:
+            raise kernel_error(-res, what, target)
+        return res
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Cancel and drain every request in flight, release what they hold,
+        and warn (``ResourceWarning``) about requests whose awaiting task
+        never saw them complete, as asyncio warns about pending tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._watching:
+            self._watching = False
+            try:
+                self._loop.remove_reader(self.ring.fd)
+            except (RuntimeError, ValueError, OSError):  # the loop is already closed
+                pass
+        ring = self.ring
+        orphans = [self._describe(ud) for ud, w in self._waiting.items()
+                   if w is not None and not (w.__class__ is _Future and w.done())]
+        if not ring.closed and self._waiting:
+            ring.submit()
+            ring.prep_cancel(any=True, all=True)
+            self._drain(timeout)
+        for ud, w in list(self._waiting.items()):
+            if w.__class__ is _Future and not w.done():
+                w.set_exception(RingClosedError("the loop's ring was closed before this request completed"))
+        self._waiting.clear()
+        for w in self._room_waiters:
+            if not w.done():
+                w.set_exception(RingClosedError("the loop's ring is closed"))
+        self._room_waiters.clear()
+        if self._owns_ring:
+            ring.close()
+        if orphans:
+            warnings.warn(
+                f"uring.asyncio: {len(orphans)} request(s) were still in flight when the loop "
+                f"closed and were cancelled: {', '.join(orphans[:5])}"
+                + (" ..." if len(orphans) > 5 else ""),
+                ResourceWarning, stacklevel=2)
+
+    def _drain(self, timeout: float) -> None:
+        ring = self.ring
+        import time
+        deadline = time.monotonic() + timeout
+        while any(w is not None for w in self._waiting.values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            cqes = ring.wait(1, timeout=min(left, 0.5), raw=True)
+            self.dispatch(cqes)
+
+    def _describe(self, user_data: int) -> str:
+        record = self.ring.held(user_data)
+        if record is None:
+            return f"user_data {user_data}"
+        return repr(Completion((user_data, 0, 0), record).request)
+
+
+_RINGS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopRing]" = weakref.WeakKeyDictionary()
+
+
+def get_ring(loop: Optional[asyncio.AbstractEventLoop] = None) -> LoopRing:
+    """The ring of *loop* (default: the running loop), made and attached on
+    first use.  On a stock loop its ``close()`` is wrapped so that closing
+    the loop closes the ring first (cancelling and draining what is in
+    flight); ``UringEventLoop`` has one of its own."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    lr = _RINGS.get(loop)
+    if lr is None or lr.closed:
+        own = getattr(loop, "uring", None)
+        if isinstance(own, LoopRing):
+            return own
+        if loop.is_closed():
+            raise RuntimeError("the event loop is closed")
+        lr = LoopRing(loop)
+        _RINGS[loop] = lr
+        _close_with_loop(loop, lr)
+    return lr
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop, lr: LoopRing) -> None:
+    """Have ``loop.close()`` close *lr* first (an attribute on the loop
+    instance; the loop's class is untouched)."""
+    close = loop.close
+
+    def close_ring_then_loop() -> None:
+        lr.close()
+        close()
+
+    loop.close = close_ring_then_loop  # type: ignore[method-assign]

@@ -1,0 +1,168 @@
+"""Socket operations as io_uring requests, with asyncio's own semantics.
+
+Each function is the ``loop.sock_*`` method of the same name, done as one
+(or, for ``sock_sendall``, as many as it takes) io_uring request instead of
+"wait for readiness, then call":
+
+=========================  ================================================
+``sock_recv(sock, n)``     ``IORING_OP_RECV`` into a fresh buffer
+``sock_recv_into``         ``IORING_OP_RECV`` into the caller's buffer
+``sock_sendall``           ``IORING_OP_SEND`` until every byte is sent
+``sock_sendto``            ``IORING_OP_SEND`` with a destination
+``sock_recvfrom[_into]``   ``IORING_OP_RECVMSG`` with a ``msg_name``
+``sock_accept``            ``IORING_OP_ACCEPT`` (the peer's address with it)
+``sock_connect``           ``IORING_OP_CONNECT`` (names resolved first)
+=========================  ================================================
+
+The socket may be blocking or not: io_uring never blocks the loop (a
+receive with no data arms the kernel's internal poll and completes when
+data comes).  Accepted sockets are non-blocking and close-on-exec, as
+asyncio's are.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Optional, Tuple
+
+from ..ops.net import make_sockaddr
+from ..request import Completion
+from .driver import LoopRing, get_ring
+
+__all__ = [
+    "sock_accept",
+    "sock_connect",
+    "sock_recv",
+    "sock_recv_into",
+    "sock_recvfrom",
+    "sock_recvfrom_into",
+    "sock_sendall",
+    "sock_sendto",
+]
+
+
+def _lr(ring: Optional[LoopRing]) -> LoopRing:
+    return ring if ring is not None else get_ring()
+
+
+def _fd(sock: Any) -> int:
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    if fd < 0:
+        raise OSError(9, "Bad file descriptor: the socket is closed")
+    return fd  # type: ignore[no-any-return]
+
+
+async def sock_recv(sock: socket.socket, nbytes: int, *, ring: Optional[LoopRing] = None) -> bytes:
+    """Up to *nbytes* from *sock* (``b""``: the peer shut down)."""
+    if nbytes < 0:
+        raise ValueError("negative buffersize in recv")
+    buf = bytearray(nbytes)
+    n = await sock_recv_into(sock, buf, ring=ring)
+    del buf[n:]
+    return bytes(buf)
+
+
+async def sock_recv_into(sock: socket.socket, buf: Any, *, ring: Optional[LoopRing] = None) -> int:
+    """Receive into *buf* (writable); the byte count."""
+    lr = _lr(ring)
+    if len(lr._waiting) >= lr.capacity:
+        await lr.room()
+    fd = _fd(sock)
+    return await lr.run_res(lr.ring.prep_recv(fd, buf), "IORING_OP_RECV", fd)
+
+
+async def sock_sendall(sock: socket.socket, data: Any, *, ring: Optional[LoopRing] = None) -> None:
+    """Send all of *data*: a stream socket may take it in parts, and each
+    part is another ``IORING_OP_SEND`` of the rest."""
+    lr = _lr(ring)
+    fd = _fd(sock)
+    view = memoryview(data).cast("B")
+    done, total = 0, view.nbytes
+    while True:
+        if len(lr._waiting) >= lr.capacity:
+            await lr.room()
+        done += await lr.run_res(lr.ring.prep_send(fd, view[done:] if done else view),
+                                 "IORING_OP_SEND", fd)
+        if done >= total:
+            return
+
+
+async def sock_sendto(sock: socket.socket, data: Any, address: Any, *,
+                      ring: Optional[LoopRing] = None) -> int:
+    """``sendto``: one datagram (or part of a stream) to *address*; the byte count."""
+    lr = _lr(ring)
+    await lr.room()
+    _fd(sock)
+    address = await _resolved(lr, sock, address)
+    return await lr.run_res(lr.ring.prep_send(sock, data, to=address), "IORING_OP_SEND", address)
+
+
+async def sock_recvfrom(sock: socket.socket, bufsize: int, *,
+                        ring: Optional[LoopRing] = None) -> Tuple[bytes, Any]:
+    """``recvfrom``: ``(data, address)``."""
+    buf = bytearray(bufsize)
+    n, address = await sock_recvfrom_into(sock, buf, ring=ring)
+    del buf[n:]
+    return bytes(buf), address
+
+
+async def sock_recvfrom_into(sock: socket.socket, buf: Any, nbytes: int = 0, *,
+                             ring: Optional[LoopRing] = None) -> Tuple[int, Any]:
+    """``recvfrom_into``: ``(nbytes, address)``; at most *nbytes* (0: all of *buf*)."""
+    lr = _lr(ring)
+    await lr.room()
+    view = memoryview(buf).cast("B")
+    if nbytes:
+        if nbytes > view.nbytes:
+            raise ValueError("nbytes is greater than the length of the buffer")
+        view = view[:nbytes]
+    ud = lr.ring.prep_recvmsg(_fd(sock), [view])
+    n, _anc, _flags, address = await lr.run(ud)
+    return n, address
+
+
+async def sock_accept(sock: socket.socket, *,
+                      ring: Optional[LoopRing] = None) -> Tuple[socket.socket, Any]:
+    """``accept``: ``(conn, address)``; *conn* non-blocking and close-on-exec."""
+    lr = _lr(ring)
+    await lr.room()
+    ud = lr.ring.prep_accept(_fd(sock), accept_flags=socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
+                             want_address=True)
+    record = lr.ring.held(ud)
+    fut = lr.track(ud)
+    cqe = await lr.wait(ud, fut)
+    done = Completion(cqe, record)
+    fd = done.result()
+    address = lr.ring.peer_address(done)
+    conn = socket.socket(fileno=fd)
+    conn.setblocking(False)
+    return conn, address
+
+
+async def sock_connect(sock: socket.socket, address: Any, *,
+                       ring: Optional[LoopRing] = None) -> None:
+    """``connect``; a host name is resolved first (``loop.getaddrinfo``),
+    as asyncio does."""
+    lr = _lr(ring)
+    await lr.room()
+    address = await _resolved(lr, sock, address)
+    _fd(sock)
+    await lr.run_res(lr.ring.prep_connect(sock, address), "IORING_OP_CONNECT", address)
+
+
+async def _resolved(lr: LoopRing, sock: Any, address: Any) -> Any:
+    """*address* with a host name replaced by an address of the socket's
+    family (a numeric address is used as is)."""
+    family = getattr(sock, "family", None)
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+        return address
+    try:
+        make_sockaddr(address, family)
+        return address
+    except (ValueError, OSError):
+        pass
+    host, port = address[0], address[1]
+    infos = await lr.loop.getaddrinfo(host, port, family=family, type=sock.type, proto=sock.proto)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned no address")
+    return infos[0][4]
