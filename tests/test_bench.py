@@ -168,6 +168,31 @@ def test_json_for_each_engine(engine: str, flags: List[str], direct: int) -> Non
         assert job["uring"]["page_cache_residency"] >= 0.99
 
 
+SEQ_CASES = [
+    ("read", "psync", 0), ("read", "io_uring", 1), ("read", "threads", 0),
+    ("write", "psync", 1), ("write", "io_uring", 0), ("write", "libaio", 1),
+]
+
+
+@pytest.mark.parametrize("rw,engine,direct", SEQ_CASES,
+                         ids=[f"{rw}-{e}-direct{d}" for rw, e, d in SEQ_CASES])
+def test_json_for_sequential_patterns(rw: str, engine: str, direct: int) -> None:
+    """rw=read and rw=write: one pass over the region, every byte of it
+    moved in the named direction and none in the other."""
+    if engine == "io_uring":
+        require_uring()
+    doc = bench_json(f"--ioengine={engine}", f"--rw={rw}", f"--direct={direct}", "--iodepth=8",
+                     "--runtime", "5", "--size", "16M")
+    (job,) = check_document(doc)
+    check_job(job, 4096, SIZE)
+    moved, idle = (job["read"], job["write"]) if rw == "read" else (job["write"], job["read"])
+    assert moved["io_bytes"] == SIZE and moved["total_ios"] == SIZE // 4096
+    assert idle["io_bytes"] == 0 and idle["total_ios"] == 0
+    assert doc["global options"]["rw"] == rw
+    assert job["uring"]["engine"].startswith(LABELS[engine])
+    assert job["uring"]["cache"] == ("O_DIRECT" if direct else "buffered")
+
+
 def test_hipri_runs_or_says_why_not() -> None:
     """IOPOLL: this machine's disk has no poll queues, and the block layer's
     EOPNOTSUPP explanation is what the job reports (fio's "error")."""
@@ -259,6 +284,102 @@ def test_matrix_json_lists_every_cell() -> None:
         check_job(job, 4096, None)
         assert job["read"]["total_ios"] == 0 and job["write"]["total_ios"] > 0
         assert job["job options"]["time_based"] == "1"
+
+
+def test_default_run_plans_sixteen_cells_on_a_1g_file_in_var_tmp(monkeypatch: Any) -> None:
+    """No options at all: 8 engines x (buffered, O_DIRECT), 2 s each (at
+    most 40 s of measuring), on one temporary 1 GiB file in /var/tmp.  The
+    file's creation is replaced by a record of what would be made."""
+    from uring.bench import runner
+    from uring.bench.plan import plan_cells
+
+    inv = parse_args([])
+    cells = plan_cells(inv)
+    slugs = ["sync", "threads", "native", "io_uring", "io_uring+registerfiles",
+             "io_uring+fixedbufs", "io_uring+sqthread_poll", "io_uring+hipri"]
+    assert len(cells) == 16
+    assert [(c.slug, c.job.direct) for c in cells] == \
+        [(s, d) for d in (False, True) for s in slugs]
+    assert len({c.label for c in cells}) == 8
+    assert sum(c.job.runtime for c in cells) <= 40
+    assert all(c.job.time_based and c.job.iodepth == 32 for c in cells)
+    assert all(c.job.rw == "randread" and c.job.bs == 4096 for c in cells)
+
+    made: List[Any] = []
+    monkeypatch.setattr(runner, "make_file", lambda path, size: made.append((path, size)))
+    monkeypatch.setattr(runner, "file_size", lambda path: dict(made)[path])
+    workspace = runner.Workspace()
+    try:
+        workspace.prepare(cells)
+        (path, size), = made  # one file, shared by every cell
+        scratch = os.path.dirname(path)
+        assert os.path.dirname(scratch) == "/var/tmp" and os.path.isdir(scratch)
+        assert size == 1 << 30
+        assert all(c.path == path and c.size == 1 << 30 for c in cells)
+    finally:
+        workspace.close()
+    assert not os.path.exists(scratch)
+
+
+def test_normal_exit_removes_the_temporary_file(tmp_path: Any) -> None:
+    proc = bench(f"--directory={tmp_path}", "--ioengine=psync", "--size=1M", "--runtime=0.1",
+                 "--output-format=json")
+    assert proc.returncode == 0, proc.stderr
+    (job,) = check_document(json.loads(proc.stdout))
+    check_job(job, 4096, 1 << 20)
+    used = job["uring"]["filename"]
+    assert os.path.dirname(os.path.dirname(used)) == str(tmp_path)  # it was made there
+    assert f"creating {used}" in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def _measured(ios: int, runtime: float) -> Any:
+    from array import array
+
+    from uring.bench.workload import Direction, Measurement
+
+    lat = array("q", [1000 + 10 * i for i in range(ios)])
+    return Measurement(read=Direction(lat), write=Direction(), bs=4096, iodepth=32,
+                       runtime=runtime, usr=runtime / 2, sys=runtime / 4)
+
+
+def test_ratio_columns_are_each_rows_iops_over_sync_and_threads() -> None:
+    """The matrix table, from constructed results: each engine's rate over
+    the sync loop's and over threads' in the same cache mode."""
+    from uring.bench.plan import CellResult, plan_cells
+    from uring.bench.report import table
+
+    cells = plan_cells(parse_args(["--size=16M"]))
+    # (I/Os, seconds) per cell: different rates in each cache mode, so that a
+    # ratio taken against the other mode's baseline would show
+    work = {"sync": (9000, 1.0), "threads": (1600, 0.8), "native": (1500, 1.0),
+            "io_uring": (2600, 1.25), "io_uring+registerfiles": (2700, 1.0),
+            "io_uring+fixedbufs": (2900, 1.0), "io_uring+sqthread_poll": (3100, 1.0),
+            "io_uring+hipri": (700, 0.5)}
+    results = []
+    iops: Dict[Any, float] = {}
+    for c in cells:
+        ios, seconds = work[c.slug]
+        if c.job.direct:
+            ios = ios // 3 + 17
+        results.append(CellResult(c, clones=[_measured(ios, seconds)]))
+        iops[(c.slug, c.job.direct)] = ios / seconds
+    text = table(results, "header", [])
+    lines = text.splitlines()
+    head = next(line for line in lines if line.startswith("engine"))
+    assert head.split()[-4:] == ["vs", "sync", "vs", "threads"]
+    for c in cells:
+        cache = "O_DIRECT" if c.job.direct else "buffered"
+        (row,) = [line for line in lines if line.startswith(c.label + "  ")
+                  and line[len(c.label):].split()[0] == cache]
+        vs_sync, vs_threads = row.split()[-2:]
+        mine = iops[(c.slug, c.job.direct)]
+        assert vs_sync == f"{mine / iops[('sync', c.job.direct)]:.2f}x", row
+        assert vs_threads == f"{mine / iops[('threads', c.job.direct)]:.2f}x", row
+        if c.slug == "threads":
+            assert vs_threads == "1.00x"
+        if c.slug == "sync":
+            assert vs_sync == "1.00x"
 
 
 # -- fio's language ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 from conftest import require_uring
@@ -164,3 +164,64 @@ def test_script_prints_the_whole_trace_when_not_on_a_terminal() -> None:
     assert "reaped: 0x41:0, 0x42:-EINVAL, 0x43:-ECANCELED" in out
     assert "flags CQ_OVERFLOW" in out and "flags NEED_WAKEUP" in out
     assert "\x1b[" not in out  # no terminal colours in a trace
+
+
+BARRIER = {
+    "sq_tail": re.compile(r"^    release  SQ tail (\d+) -> (\d+): ", re.M),
+    "sq_head": re.compile(r"^    (acquire|load   )  SQ head read (\d+) \(was (\d+)\): "
+                          r"the kernel consumed (\d+) SQEs?;", re.M),
+    "cq_tail": re.compile(r"^    acquire  CQ tail read (\d+) \(was (\d+)\): (\d+) CQEs? posted",
+                          re.M),
+    "cq_head": re.compile(r"^    release  CQ head (\d+) -> (\d+): ", re.M),
+}
+
+
+@pytest.mark.parametrize("model", [False, True], ids=["kernel", "model"])
+def test_barrier_lines_carry_the_real_rings_values(model: bool) -> None:
+    """Each 'moved' line names the barrier of its index word and the value
+    that word now holds on the ring (cq_tail, sq_head, ...), with the value
+    the ring held after the step before; a word that did not move has no
+    line."""
+    if not model:
+        require_uring()
+    viz = load()
+    ring_seen: Any = None
+    prev: Dict[str, int] = {}
+    lines_seen = {name: 0 for name in BARRIER}
+    head_kinds: Set[str] = set()
+    for step in viz.scenario(model):
+        ring = step.ring
+        now = {"sq_tail": ring.sq_tail, "sq_head": ring.sq_head, "cq_tail": ring.cq_tail,
+               "cq_head": ring.cq_head}
+        if ring is not ring_seen:  # a new ring starts from zero
+            ring_seen, prev = ring, dict.fromkeys(now, 0)
+        text = viz.render(step)
+        sqpoll = bool(ring.setup_flags & abi.IORING_SETUP_SQPOLL)
+        found = {name: pattern.findall(text) for name, pattern in BARRIER.items()}
+        for name, hits in found.items():
+            assert len(hits) == (now[name] != prev[name]), (step.title, name, hits)
+            lines_seen[name] += len(hits)
+        if found["sq_tail"]:
+            ((was, value),) = found["sq_tail"]
+            assert (int(was), int(value)) == (prev["sq_tail"], ring.sq_tail), step.title
+        if found["cq_head"]:
+            ((was, value),) = found["cq_head"]
+            assert (int(was), int(value)) == (prev["cq_head"], ring.cq_head), step.title
+        if found["sq_head"]:
+            ((kind, value, was, count),) = found["sq_head"]
+            assert kind.strip() == ("acquire" if sqpoll else "load"), step.title
+            head_kinds.add(kind.strip())
+            assert (int(value), int(was)) == (ring.sq_head, prev["sq_head"]), step.title
+            assert int(count) == ring.sq_head - prev["sq_head"]
+        if found["cq_tail"]:
+            ((value, was, count),) = found["cq_tail"]
+            assert (int(value), int(was)) == (ring.cq_tail, prev["cq_tail"]), step.title
+            assert int(count) == ring.cq_tail - prev["cq_tail"]
+        if step.number == 0:
+            assert "  moved: nothing" in text
+        if step.title == "4 more: the CQ overflows":
+            assert not found["cq_tail"]  # the CQEs went to the overflow list
+        prev = now
+    # every kind of line was drawn at least once
+    assert all(lines_seen.values()), lines_seen
+    assert head_kinds == ({"load"} if model else {"load", "acquire"})  # acquire: the SQ thread

@@ -58,7 +58,7 @@ PAIRS: List[Tuple[str, str, List[str], str, List[str]]] = [
 
 def _job(args: argparse.Namespace, direct: bool, engine: List[str]) -> List[str]:
     opts = ["--name=compare", f"--filename={args.filename}", f"--size={args.size}",
-            f"--rw={args.rw}", f"--bs={args.bs}", f"--runtime={args.runtime}", "--time_based",
+            f"--rw={args.rw}", f"--bs={args.bs}", f"--runtime={round(args.runtime * 1000)}ms", "--time_based",
             f"--direct={int(direct)}", *engine]
     if "--ioengine=psync" not in engine:
         opts.append(f"--iodepth={args.iodepth}")
