@@ -38,6 +38,7 @@ import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .. import abi
+from ..bufring import BufferRing
 from ..errors import RingClosedError, kernel_error
 from ..ops import Ring
 from ..request import Completion
@@ -47,6 +48,11 @@ __all__ = ["LoopRing", "get_ring"]
 _F_MORE = int(abi.IORING_CQE_F_MORE)
 _Future = asyncio.Future
 _CancelledError = asyncio.CancelledError
+
+#: The buffer group of the transports' multishot receives, and its size.
+RECV_GROUP = 0x7A5
+RECV_BUFFERS = 256
+RECV_BUFFER_SIZE = 64 * 1024
 
 #: Raw CQE as the ring reaps it: (user_data, res, flags).
 RawCqe = Tuple[int, int, int]
@@ -76,6 +82,8 @@ class LoopRing:
         self._flush_handle: Optional[asyncio.Handle] = None
         self._watching = False
         self._closed = False
+        self._recv_pool: Optional[BufferRing] = None
+        self._recycle: List[int] = []  # buffers of recv_buffers() to give back
         self._create_future = self._loop.create_future
         if watch:
             self._loop.add_reader(self.ring.fd, self._on_readable)
@@ -144,8 +152,29 @@ class LoopRing:
                 if cqe[2] & _F_MORE:
                     waiting[ud] = w
                 w(cqe)
+        if self._recycle:
+            # One tail store for every buffer the transports emptied.
+            self._recv_pool.recycle(self._recycle)  # type: ignore[union-attr]
+            self._recycle.clear()
         if self._room_waiters:
             self._wake_room()
+
+    def recv_buffers(self) -> BufferRing:
+        """The provided-buffer ring the loop's transports receive into
+        (``IORING_REGISTER_PBUF_RING``, group ``RECV_GROUP``), made on first
+        use: ``RECV_BUFFERS`` buffers of ``RECV_BUFFER_SIZE`` bytes, shared
+        by every connection, each back in the ring as soon as its bytes
+        are copied out."""
+        pool = self._recv_pool
+        if pool is None:
+            pool = self._recv_pool = self.ring.register_buf_ring(
+                RECV_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
+        return pool
+
+    def recycle_later(self, bid: int) -> None:
+        """Give buffer *bid* of ``recv_buffers()`` back to the kernel at the
+        end of this batch of CQEs (one release store for the batch)."""
+        self._recycle.append(bid)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ written for asyncio's streams runs over them unchanged.  Underneath:
 
 * a server keeps one multishot ``IORING_OP_ACCEPT`` per listening socket:
   one SQE accepts every connection, one CQE each;
-* a connection keeps one ``IORING_OP_RECV`` in flight into its buffer, and
-  re-arms it after delivering what came (``pause_reading`` simply does not
-  re-arm);
+* a connection keeps one multishot ``IORING_OP_RECV`` armed on the loop's
+  provided-buffer ring (``LoopRing.recv_buffers``): each arrival is a CQE
+  naming the buffer the kernel filled, copied out and recycled at once;
+  ``pause_reading`` cancels it, ``resume_reading`` arms a new one;
 * ``write()`` appends to the connection's buffer; one ``IORING_OP_SEND``
   at a time sends all of it, and a short send is continued from where the
   kernel stopped.
@@ -37,7 +38,8 @@ from .sockets import sock_connect
 __all__ = ["Server", "create_connection", "create_server", "open_connection", "start_server"]
 
 _F_MORE = int(abi.IORING_CQE_F_MORE)
-_RECV_SIZE = 256 * 1024  # asyncio's max_size for one socket read
+_F_BUFFER = int(abi.IORING_CQE_F_BUFFER)
+_BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
 
 
 class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # type: ignore[misc,name-defined]
@@ -61,13 +63,13 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self._extra["peername"] = sock.getpeername()
         except OSError:
             pass
-        self._rbuf = bytearray(_RECV_SIZE)
+        self._pool = lr.recv_buffers()
         self._recv_ud: Optional[int] = None
         self._held: List[bytes] = []  # received while paused
         self._held_eof = False
         self._paused = False
         self._wbuf = bytearray()
-        self._sending: Optional[bytearray] = None
+        self._sending: Optional[bytes] = None
         self._send_ud: Optional[int] = None
         self._eof_pending = False
         self._eof_sent = False
@@ -104,17 +106,26 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
     # -- reading -----------------------------------------------------------------------
 
     def _start_reading(self) -> None:
+        """Arm one multishot ``IORING_OP_RECV`` on the loop's provided-buffer
+        group: every arrival is a CQE naming the buffer the kernel filled,
+        with no SQE per receive."""
         if self._closing or self._paused or self._recv_ud is not None or self._held_eof:
             return
-        ud = self._ring.prep_recv(self._fd, self._rbuf)
+        ud = self._ring.prep_recv(self._fd, buf_group=self._pool.group, multishot=True)
         self._recv_ud = ud
         self._lr.watch(ud, self._on_recv)
 
     def _on_recv(self, cqe: Tuple[int, int, int]) -> None:
-        self._recv_ud = None
-        res = cqe[1]
-        if res > 0:
-            data = bytes(memoryview(self._rbuf)[:res])
+        _ud, res, flags = cqe
+        if not flags & _F_MORE:
+            self._recv_ud = None  # the multishot ended: EOF, an error, or cancelled
+        if flags & _F_BUFFER:
+            # Copy the bytes out and hand the buffer straight back.
+            pool = self._pool
+            bid = flags >> _BUFFER_SHIFT
+            at = bid * pool.size
+            data = bytes(pool._pool[at: at + res])
+            self._lr.recycle_later(bid)
             if self._paused:
                 self._held.append(data)
             elif not self._closing:
@@ -125,18 +136,20 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
                     return
-            self._start_reading()
         elif res == 0:
             if self._paused:
                 self._held_eof = True
             else:
                 self._eof_received()
-        elif res == -errno.ECANCELED and self._closing:
-            pass
-        else:
+        elif res == -errno.ENOBUFS:
+            pass  # the group ran dry: the data waits in the socket; re-armed below
+        elif res < 0 and not (res == -errno.ECANCELED and (self._closing or self._paused)):
             self._fatal_error(kernel_error(-res, "IORING_OP_RECV", self._extra.get("peername")),
                               "Fatal read error on socket transport")
-        self._maybe_lost()
+            return
+        if self._recv_ud is None:
+            self._start_reading()
+            self._maybe_lost()
 
     def _eof_received(self) -> None:
         if self._closing:
@@ -153,9 +166,13 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self.close()
 
     def pause_reading(self) -> None:
+        """Stop the multishot receive (data already on its way is held and
+        delivered on ``resume_reading``; the rest waits in the socket)."""
         if self._closing or self._paused:
             return
         self._paused = True
+        if self._recv_ud is not None:
+            self._lr.cancel(self._recv_ud)
 
     def resume_reading(self) -> None:
         if self._closing or not self._paused:
@@ -182,13 +199,18 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         if self._closing or self._lost:
             self._conn_lost += 1
             return
+        if self._send_ud is None and not self._wbuf:
+            self._send(bytes(data))  # a copy: the caller may reuse its buffer
+            return
         self._wbuf += data
-        if self._send_ud is None:
-            self._send()
         self._maybe_pause_protocol()
 
-    def _send(self) -> None:
-        sending, self._wbuf = self._wbuf, bytearray()
+    def _send(self, sending: Optional[bytes] = None) -> None:
+        """One ``IORING_OP_SEND`` of everything buffered (as ``bytes``: an
+        immutable object is pinned by holding it)."""
+        if sending is None:
+            sending = bytes(self._wbuf)
+            self._wbuf.clear()
         self._sending = sending
         ud = self._ring.prep_send(self._fd, sending)
         self._send_ud = ud

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""uring.asyncio against its peers, side by side in one run.
+
+File cells: *tasks* (32) asyncio tasks, each doing 4 KiB random reads from a
+hot file (1 GiB by default), for ``--seconds``; IOPS.
+
+  uring.asyncio          AsyncFile.pread on the stock loop, ring attached
+  uring.asyncio preadinto  the same into a buffer each task reuses
+  uring loop             AsyncFile.pread on UringEventLoop
+  uring loop preadinto   the same, preadinto
+  executor               loop.run_in_executor(None, os.pread, ...)
+  urio, urio-backend, uringio
+                         the PyPI peers, through tools/asyncio_peers.py under
+                         --peers-python (they need Python 3.12+)
+
+Echo cells: *conns* (64) loopback TCP connections, each a client task that
+writes a 64-byte message and awaits the echo, against an echo server in the
+same loop; round trips per second.
+
+  asyncio streams        asyncio.start_server/open_connection, stock loop
+  uring streams          uring.asyncio.start_server/open_connection, stock loop
+  asyncio on uring loop  asyncio's streams on UringEventLoop
+  uring streams on uring loop
+
+Every cell runs in a fresh interpreter; rounds are interleaved, the order
+reversed every other round; the page cache is warmed and checked with
+mincore before each file cell.  Ratios are taken within a round.
+
+    python3 tools/bench_asyncio.py [--rounds 3] [--seconds 2]
+        [--peers-python /path/to/python3.12-with-urio-and-uringio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [ROOT, HERE]
+
+import pagecache  # noqa: E402
+from benchlib import BS, common_arguments, run_cell_process, scratch_file  # noqa: E402
+
+FILE_CELLS = ["uring.asyncio", "uring.asyncio preadinto", "uring loop", "uring loop preadinto",
+              "executor"]
+PEER_CELLS = ["urio", "urio-backend", "uringio"]
+ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio on uring loop",
+              "uring streams on uring loop"]
+
+
+# -- file cells (run in the child) ---------------------------------------------------------
+
+async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
+    import uring.asyncio as ua
+
+    size = os.path.getsize(path)
+    blocks = size // BS
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + seconds
+    counts = [0] * tasks
+
+    async def one(i: int) -> None:
+        rnd = random.Random(i)
+        n = 0
+        if how == "executor":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                while True:
+                    for _ in range(16):
+                        data = await loop.run_in_executor(None, os.pread, fd, BS,
+                                                          rnd.randrange(blocks) * BS)
+                        assert len(data) == BS
+                    n += 16
+                    if time.monotonic() >= deadline:
+                        break
+            finally:
+                os.close(fd)
+        else:
+            async with ua.open(path, "rb") as f:
+                if how == "preadinto":
+                    buf = bytearray(BS)
+                    while True:
+                        for _ in range(32):
+                            got = await f.preadinto(buf, rnd.randrange(blocks) * BS)
+                            assert got == BS
+                        n += 32
+                        if time.monotonic() >= deadline:
+                            break
+                else:
+                    while True:
+                        for _ in range(32):
+                            data = await f.pread(BS, rnd.randrange(blocks) * BS)
+                            assert len(data) == BS
+                        n += 32
+                        if time.monotonic() >= deadline:
+                            break
+        counts[i] = n
+
+    await asyncio.gather(*(one(i) for i in range(tasks)))
+    return sum(counts)
+
+
+def file_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
+    import uring.asyncio as ua
+
+    how = "executor" if name == "executor" else ("preadinto" if name.endswith("preadinto") else "pread")
+    runner: Callable[[Any], int] = ua.run if name.startswith("uring loop") else asyncio.run
+    start = time.monotonic()
+    reads = runner(_file_readers(args.file, args.seconds, args.tasks, how))
+    elapsed = time.monotonic() - start
+    return {"iops": reads / elapsed, "reads": reads, "seconds": elapsed}
+
+
+# -- echo cells (run in the child) ----------------------------------------------------------
+
+async def _echo(seconds: float, conns: int, msg: int, ours: bool) -> int:
+    import uring.asyncio as ua
+
+    start_server = ua.start_server if ours else asyncio.start_server
+    open_connection = ua.open_connection if ours else asyncio.open_connection
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.readexactly(msg)
+                writer.write(data)
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    server = await start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    deadline = time.monotonic() + seconds
+    counts = [0] * conns
+    payload = bytes(range(msg))
+
+    async def client(i: int) -> None:
+        reader, writer = await open_connection("127.0.0.1", port)
+        n = 0
+        while True:
+            for _ in range(16):
+                writer.write(payload)
+                echoed = await reader.readexactly(msg)
+                assert echoed == payload
+            n += 16
+            if time.monotonic() >= deadline:
+                break
+        counts[i] = n
+        writer.close()
+        await writer.wait_closed()
+
+    await asyncio.gather(*(client(i) for i in range(conns)))
+    server.close()
+    await server.wait_closed()
+    return sum(counts)
+
+
+def echo_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
+    import uring.asyncio as ua
+
+    ours = name.startswith("uring streams")
+    runner: Callable[[Any], int] = ua.run if name.endswith("uring loop") else asyncio.run
+    start = time.monotonic()
+    msgs = runner(_echo(args.seconds, args.conns, args.msg, ours))
+    elapsed = time.monotonic() - start
+    return {"msgs_per_s": msgs / elapsed, "msgs": msgs, "seconds": elapsed}
+
+
+# -- the parent -----------------------------------------------------------------------------
+
+def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    common = ["--seconds", str(args.seconds), "--tasks", str(args.tasks), "--conns",
+              str(args.conns), "--msg", str(args.msg)]
+    if name in ECHO_CELLS:
+        return run_cell_process(__file__, name, common)
+    frac = pagecache.ensure_hot(args.file)
+    if name in PEER_CELLS:
+        if not args.peers_python:
+            return {"error": "no --peers-python (a Python 3.12+ with urio and uringio)"}
+        proc = subprocess.run([args.peers_python, os.path.join(HERE, "asyncio_peers.py"),
+                               "--file", args.file, "--seconds", str(args.seconds),
+                               "--tasks", str(args.tasks), "--only", name],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+        got = json.loads(proc.stdout).get(name, {"error": "no result"})
+    else:
+        got = run_cell_process(__file__, name, ["--file", args.file, *common])
+    got["residency"] = frac
+    return dict(got)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_arguments(ap)
+    ap.add_argument("--tasks", type=int, default=32)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--msg", type=int, default=64)
+    ap.add_argument("--peers-python", help="a Python 3.12+ with urio and uringio installed")
+    ap.add_argument("--only", help="comma-separated cell names")
+    args = ap.parse_args(argv)
+
+    if args.cell:
+        fn = echo_cell if args.cell in ECHO_CELLS else file_cell
+        print(json.dumps(fn(args.cell, args)))
+        return 0
+
+    cells = FILE_CELLS + PEER_CELLS + ECHO_CELLS
+    if args.only:
+        wanted = [c.strip() for c in args.only.split(",")]
+        unknown = [c for c in wanted if c not in cells]
+        if unknown:
+            ap.error(f"unknown cells: {unknown}; known: {cells}")
+        cells = wanted
+    needs_file = any(c not in ECHO_CELLS for c in cells)
+    samples: Dict[str, List[Dict[str, Any]]] = {c: [] for c in cells}
+    with scratch_file(args, needs_file):
+        for rnd in range(args.rounds):
+            order = cells if rnd % 2 == 0 else list(reversed(cells))
+            for cell in order:
+                got = measure(cell, args)
+                samples[cell].append(got)
+                value = got.get("iops", got.get("msgs_per_s"))
+                shown = f"{value / 1e3:8.1f}k" if value else f"  {got.get('error')}"
+                print(f"# round {rnd + 1} {cell:30s} {shown}", file=sys.stderr)
+
+    def value(cell: str, i: int) -> Optional[float]:
+        s = samples[cell][i]
+        v = s.get("iops", s.get("msgs_per_s"))
+        return float(v) if v else None
+
+    def ratio_col(cell: str, base: str) -> str:
+        if base not in samples or cell == base:
+            return ""
+        rs = [value(cell, i) / value(base, i)  # type: ignore[operator]
+              for i in range(args.rounds) if value(cell, i) and value(base, i)]
+        return f"{statistics.median(rs):.2f}x" if rs else "-"
+
+    print(f"{args.tasks} tasks x 4 KiB random reads, hot {args.file and os.path.basename(args.file)}; "
+          f"{args.conns} echo connections x {args.msg} B; {args.seconds:g} s a cell, "
+          f"{args.rounds} interleaved rounds (medians; ratios within a round)")
+    print(f"{'cell':32s} {'median':>10s}  {'per round':30s} {'vs executor':>12s} {'vs urio':>8s} "
+          f"{'vs uringio':>10s} {'vs asyncio':>10s}")
+    for cell in cells:
+        vals = [value(cell, i) for i in range(args.rounds)]
+        got = [v for v in vals if v]
+        med = f"{statistics.median(got) / 1e3:9.1f}k" if got else "    n/a"
+        per = " ".join(f"{v / 1e3:.0f}k" if v else "-" for v in vals)
+        if cell in ECHO_CELLS:
+            cols = ["", "", "", ratio_col(cell, "asyncio streams")]
+        else:
+            cols = [ratio_col(cell, "executor"), ratio_col(cell, "urio"),
+                    ratio_col(cell, "uringio"), ""]
+        err = "" if got else f"  ({samples[cell][0].get('error')})"
+        print(f"{cell:32s} {med:>10s}  {per:30s} {cols[0]:>12s} {cols[1]:>8s} {cols[2]:>10s} "
+              f"{cols[3]:>10s}{err}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(samples, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
