@@ -7,7 +7,8 @@
 
 Layers, lowest first: ``abi`` (the header) -> ``syscalls`` (the seam) ->
 ``barriers`` -> ``ring`` (the protocol) -> ``bufring``/``register``/``request``
--> ``ops`` (``Ring``, one ``prep_*`` per opcode) -> ``block`` (the block layer).
+-> ``ops`` (``Ring``, one ``prep_*`` per opcode) -> ``block`` (the block layer)
+-> ``asyncio`` (awaitable files and sockets, an event loop on io_uring).
 """
 
 from __future__ import annotations
