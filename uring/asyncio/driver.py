@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
+import time
 import warnings
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -75,7 +77,7 @@ class LoopRing:
         self.ring: Ring = ring if ring is not None else Ring(entries, sq_full="submit")
         # user_data -> what waits for its CQE: a Future (resolved with the
         # raw CQE) or a callable taking the raw CQE (multishot streams and
-        # transports).  A value of None: a CQE to drop (our own cancels).
+        # transports).  A CQE with no entry is dropped (our own cancels).
         self._waiting: Dict[int, Any] = {}
         self.capacity = self.ring.cq_entries
         self._room_waiters: Deque[asyncio.Future] = collections.deque()
@@ -84,6 +86,8 @@ class LoopRing:
         self._closed = False
         self._recv_pool: Optional[BufferRing] = None
         self._recycle: List[int] = []  # buffers of recv_buffers() to give back
+        self._late: Dict[int, RawCqe] = {}  # CQEs of requests whose waiter was cancelled
+        self._pushed: Dict[int, Deque[Any]] = {}  # fd -> what cancelled requests delivered
         self._create_future = self._loop.create_future
         if watch:
             self._loop.add_reader(self.ring.fd, self._on_readable)
@@ -118,10 +122,10 @@ class LoopRing:
             return
         try:
             ring.submit()
-        except (BlockingIOError, OSError) as exc:
+        except OSError as exc:
             # EAGAIN (no memory for requests right now) or EBUSY (the CQ
             # overflow list is backed up): reap first, then try again.
-            if getattr(exc, "errno", None) not in (11, 16):
+            if exc.errno not in (errno.EAGAIN, errno.EBUSY):
                 raise
             self._flush_handle = self._loop.call_soon(self._flush)
         cqes = ring.reap(raw=True)
@@ -146,8 +150,10 @@ class LoopRing:
             if w is None:
                 continue
             if w.__class__ is _Future:
-                if not w.done():  # a cancelled waiter: see _after_cancel
+                if not w.done():
                     w.set_result(cqe)
+                else:  # its task was cancelled: after_cancel collects this
+                    self._late[ud] = cqe
             else:
                 if cqe[2] & _F_MORE:
                     waiting[ud] = w
@@ -211,42 +217,75 @@ class LoopRing:
                 w.set_result(None)
                 free -= 1
 
-    async def wait(self, user_data: int, fut: "asyncio.Future[RawCqe]") -> RawCqe:
-        """Await *fut* (from ``track``); if the task is cancelled meanwhile,
-        cancel the request in the kernel and return only after its CQE,
-        then raise ``CancelledError``."""
+    async def wait(self, user_data: int, fut: "asyncio.Future[RawCqe]",
+                   salvage: Optional[Callable[[RawCqe], None]] = None) -> RawCqe:
+        """Await *fut* (from ``track``).  If the task is cancelled meanwhile,
+        cancel the request in the kernel, wait for its CQE (``after_cancel``),
+        hand a CQE that still carries a result to *salvage*, then raise
+        ``CancelledError``."""
         try:
             return await fut
         except _CancelledError:
-            await self.after_cancel(user_data, fut)
+            late = await self.after_cancel(user_data, fut)
+            if late is not None and late[1] >= 0 and salvage is not None:
+                salvage(late)
             raise
 
-    async def after_cancel(self, user_data: int, fut: Any) -> None:
+    async def after_cancel(self, user_data: int, fut: Any) -> Optional[RawCqe]:
         """The task awaiting *fut* was cancelled.  If the request's CQE is
-        not in yet, ask the kernel to cancel it and wait for that CQE (its
-        ``-ECANCELED``, or its result if it had already run), ignoring
-        further cancellations: until it arrives the kernel may still write
-        into the buffer the caller is about to drop."""
+        not in yet, ask the kernel to cancel it and wait for that CQE,
+        ignoring further cancellations: until it arrives the kernel may
+        still write into the buffer the caller is about to drop.
+
+        Returns the request's CQE: ``-ECANCELED``, or what the request did
+        if the kernel finished it before the cancel took (a receive that
+        consumed data, an accept that made a connection: the caller's
+        ``salvage`` keeps it, see ``push_back``)."""
+        late = self._late.pop(user_data, None)
+        if late is not None:
+            return late  # came after the task's cancel, before this ran
         if self._waiting.get(user_data) is not fut:
-            return  # the CQE already came: nothing in the kernel's hands
+            # The CQE came before the cancel: *fut* holds it.
+            return fut.result() if fut.done() and not fut.cancelled() else None
         self.cancel(user_data)
         while True:
             w = self._create_future()
             self._waiting[user_data] = w
             try:
-                await w
-                return
+                return await w  # type: ignore[no-any-return]
             except _CancelledError:
                 if self._waiting.get(user_data) is not w:
-                    return
+                    return self._late.pop(user_data, None)
+
+    # -- results of cancelled requests, kept for the next caller ---------------------
+
+    def push_back(self, fd: int, item: Any) -> None:
+        """Keep what a cancelled request on *fd* had already taken from the
+        kernel (received bytes with their address, an accepted connection):
+        the next ``sock_recv*``/``sock_accept`` on *fd* returns it first, so
+        a cancellation never loses data the kernel delivered."""
+        self._pushed.setdefault(fd, collections.deque()).append(item)
+
+    def take_back(self, fd: int) -> Any:
+        """The oldest item ``push_back`` kept for *fd*, or None."""
+        kept = self._pushed.get(fd)
+        if not kept:
+            return None
+        item = kept.popleft()
+        if not kept:
+            del self._pushed[fd]
+        return item
+
+    def put_first(self, fd: int, item: Any) -> None:
+        """Return the unconsumed rest of an item to the front of *fd*'s queue."""
+        self._pushed.setdefault(fd, collections.deque()).appendleft(item)
 
     def cancel(self, user_data: int) -> None:
         """Queue ``IORING_OP_ASYNC_CANCEL`` for *user_data* (its own CQE is
         dropped; the target posts its CQE as usual)."""
         if self.ring.closed:
             return
-        ud = self.ring.prep_cancel(user_data)
-        self._waiting[ud] = None
+        self.ring.prep_cancel(user_data)  # no waiter: dispatch drops its CQE
         self._kick()
 
     async def run(self, user_data: int) -> Any:
@@ -257,14 +296,18 @@ class LoopRing:
         cqe = await self.wait(user_data, self.track(user_data))
         return Completion(cqe, record).result()
 
-    async def run_res(self, user_data: int, what: str, target: Any = None) -> int:
+    async def run_res(self, user_data: int, what: str, target: Any = None,
+                      salvage: Optional[Callable[[RawCqe], None]] = None) -> int:
         """Like ``run`` for ops whose result is ``res`` itself: no record
-        lookup, the error named from *what* and *target*."""
+        lookup, the error named from *what* and *target*; *salvage* as for
+        ``wait``."""
         fut = self.track(user_data)
         try:
             cqe = await fut
         except _CancelledError:
-            await self.after_cancel(user_data, fut)
+            late = await self.after_cancel(user_data, fut)
+            if late is not None and late[1] >= 0 and salvage is not None:
+                salvage(late)
             raise
         res: int = cqe[1]
         if res < 0:
@@ -315,7 +358,6 @@ class LoopRing:
 
     def _drain(self, timeout: float) -> None:
         ring = self.ring
-        import time
         deadline = time.monotonic() + timeout
         while any(w is not None for w in self._waiting.values()):
             left = deadline - time.monotonic()

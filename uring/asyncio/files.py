@@ -18,6 +18,7 @@ race on a shared file offset.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import io
 import os
@@ -27,6 +28,7 @@ from .. import abi
 from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
+from .sockets import close_fd
 
 __all__ = ["AsyncFile", "open"]
 
@@ -147,7 +149,7 @@ class AsyncFile:
         fut = lr.track(ud)
         try:
             cqe = await fut
-        except BaseException:
+        except asyncio.CancelledError:
             await lr.after_cancel(ud, fut)
             raise
         res: int = cqe[1]
@@ -169,7 +171,7 @@ class AsyncFile:
             fut = lr.track(ud)
             try:
                 cqe = await fut
-            except BaseException:
+            except asyncio.CancelledError:
                 await lr.after_cancel(ud, fut)
                 raise
             res = cqe[1]
@@ -203,17 +205,24 @@ class AsyncFile:
         return got
 
     async def _read_text(self, size: Optional[int]) -> str:
+        # Decoded text read ahead of the caller waits in _pending_text, and
+        # what a chunk decodes to goes there before the next await: text
+        # read from the file is never lost to a cancellation or repeated.
         assert self._decoder is not None
-        text = self._pending_text
         if size is None or size < 0:
-            rest = await self._read_bytes(-1)
-            self._pending_text = ""
-            return text + self._decoder.decode(rest, final=True)
-        while len(text) < size:
-            raw = await self._read_bytes(max(size - len(text), 1))
-            text += self._decoder.decode(raw, final=not raw)
+            while True:
+                raw = await self._read_bytes(_CHUNK)
+                self._pending_text += self._decoder.decode(raw, final=not raw)
+                if not raw:
+                    break
+            text, self._pending_text = self._pending_text, ""
+            return text
+        while len(self._pending_text) < size:
+            raw = await self._read_bytes(max(size - len(self._pending_text), 1))
+            self._pending_text += self._decoder.decode(raw, final=not raw)
             if not raw:
                 break
+        text = self._pending_text
         self._pending_text = text[size:]
         return text[:size]
 
@@ -230,12 +239,13 @@ class AsyncFile:
         """One line, with its newline (empty at the end of the file)."""
         self._check_readable()
         if not self._binary:
-            text = self._pending_text
-            while "\n" not in text:
-                more = await self._read_text(_CHUNK)
-                if not more:
+            assert self._decoder is not None
+            while "\n" not in self._pending_text:
+                raw = await self._read_bytes(_CHUNK)
+                self._pending_text += self._decoder.decode(raw, final=not raw)
+                if not raw:
                     break
-                text += more
+            text = self._pending_text
             cut = text.find("\n") + 1 or len(text)
             self._pending_text = text[cut:]
             return text[:cut]
@@ -272,8 +282,9 @@ class AsyncFile:
             if not isinstance(data, str):
                 raise TypeError(f"write() argument must be str, not {type(data).__name__}")
             raw = data.encode(self.encoding or "utf-8", self.errors or "strict")
-        if self._pending_text:  # text read ahead: the kernel position is past ours
-            self._pending_text = ""
+        if not self._binary and self._pos != self.tell():
+            # Text read ahead: write where the caller's reading stopped.
+            self.seek(self.tell())
         if self._append:
             n = await self._write_all(raw, -1)
             self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
@@ -289,7 +300,7 @@ class AsyncFile:
         if whence == os.SEEK_SET:
             pos = offset
         elif whence == os.SEEK_CUR:
-            pos = self._pos + offset
+            pos = self.tell() + offset
         elif whence == os.SEEK_END:
             pos = os.lseek(self._fd, offset, os.SEEK_END)
         else:
@@ -303,8 +314,17 @@ class AsyncFile:
         return pos
 
     def tell(self) -> int:
+        """The position: in text mode, the byte offset just past the text
+        returned so far (text decoded ahead, and bytes of a character
+        not yet complete, are not counted)."""
         self._check_open()
-        return self._pos
+        if self._decoder is None:
+            return self._pos
+        ahead = len(self._decoder.getstate()[0])
+        if self._pending_text:
+            ahead += len(self._pending_text.encode(self.encoding or "utf-8",
+                                                   self.errors or "strict"))
+        return self._pos - ahead
 
     # -- the rest ----------------------------------------------------------------
 
@@ -385,8 +405,12 @@ class _Opening:
         flags, readable, writable, append, binary = _mode_flags(mode)
         await lr.room()
         name = os.fspath(path) if not isinstance(path, int) else path
-        fd = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT", name)
-        return AsyncFile(lr, fd, name, mode, readable, writable, append, binary, encoding, errors)
+        res = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT", name,
+                               salvage=close_fd)
+        f = AsyncFile(lr, res, name, mode, readable, writable, append, binary, encoding, errors)
+        if append:  # as open(): an append-mode file is positioned at its end
+            f._pos = os.lseek(res, 0, os.SEEK_END)
+        return f
 
     async def __aenter__(self) -> AsyncFile:
         self._file = await self._open()

@@ -41,6 +41,7 @@ _EVENT_WRITE = selectors.EVENT_WRITE
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _F_MORE = int(abi.IORING_CQE_F_MORE)
+_monotonic = time.monotonic
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:
@@ -66,10 +67,12 @@ class _KeyMapping(Mapping[Any, selectors.SelectorKey]):
         return len(self._selector._keys)
 
     def __getitem__(self, fileobj: Any) -> selectors.SelectorKey:
-        try:
-            return self._selector._keys[self._selector._fd_of(fileobj)]
-        except (KeyError, ValueError):
-            raise KeyError(f"{fileobj!r} is not registered") from None
+        # as selectors._SelectorMapping: an object with no valid fd that is
+        # not registered is a ValueError, an fd not registered a KeyError
+        key = self._selector._keys.get(self._selector._fd_of(fileobj))
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return key
 
     def __iter__(self) -> Any:
         return iter(self._selector._keys)
@@ -87,10 +90,12 @@ class UringSelector(selectors.BaseSelector):
 
     def __init__(self, ring: Optional[Ring] = None,
                  on_completion: Optional[Callable[[List[Any]], None]] = None) -> None:
+        self._owns_ring = ring is None
         self.ring = ring if ring is not None else Ring(256, sq_full="submit")
         self.on_completion = on_completion
+        self._closed = False
         self._keys: Dict[int, selectors.SelectorKey] = {}
-        self._map = _KeyMapping(self)
+        self._map: Optional[_KeyMapping] = _KeyMapping(self)
         # fd -> (user_data, poll mask) of the poll armed for it
         self._armed: Dict[int, Tuple[int, int]] = {}
         # user_data of a poll -> its fd; None: a poll we removed (drop its CQE)
@@ -137,6 +142,8 @@ class UringSelector(selectors.BaseSelector):
             raise KeyError(f"{fileobj!r} is not registered") from None
         if not events or events & ~(_EVENT_READ | _EVENT_WRITE):
             raise ValueError(f"Invalid events: {events!r}")
+        if events == old.events and not data != old.data:
+            return old  # as selectors: an unchanged key is the same key
         key = old._replace(events=events, data=data)
         self._keys[fd] = key
         if events != old.events:
@@ -155,9 +162,11 @@ class UringSelector(selectors.BaseSelector):
             self._polls[self.ring.prep_poll_remove(ud)] = None
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
-        return self._map
+        return self._map  # type: ignore[return-value]  # None once closed, as in selectors
 
     def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        if self._map is None:
+            raise RuntimeError("Selector is closed")
         return self._map[fileobj]
 
     # -- waiting ----------------------------------------------------------------------
@@ -179,28 +188,64 @@ class UringSelector(selectors.BaseSelector):
         """Arm what needs arming, submit everything prepared, wait up to
         *timeout* (None: until something happens; 0: not at all) for a
         CQE, and sort the CQEs: poll results become ``(key, events)``,
-        the rest go to ``on_completion``."""
-        if self._to_arm:
-            self._arm()
+        the rest go to ``on_completion``.
+
+        Like ``EpollSelector.select`` this returns early only with
+        something to report: CQEs that carry nothing (a removed poll's
+        ``-ECANCELED``, a ``POLL_REMOVE``'s own result) do not end the wait.
+        CQEs for ``on_completion`` do: the loop has callbacks to run."""
         ring = self.ring
-        if timeout is not None and timeout <= 0:
-            ring.submit()
-            cqes = ring.reap(raw=True)
-        elif timeout is None:
-            cqes = ring.wait(1, raw=True)
-        else:
-            cqes = ring.wait(1, timeout=timeout, raw=True)
-        if not cqes:
-            return []
-        ready: List[Tuple[selectors.SelectorKey, int]] = []
+        poll_only = timeout is not None and timeout <= 0
+        deadline = None if timeout is None or poll_only else _monotonic() + timeout
+        while True:
+            if self._to_arm:
+                self._arm()
+            if poll_only:
+                ring.submit()
+                cqes = ring.reap(raw=True)
+            elif deadline is None:
+                cqes = ring.wait(1, raw=True)
+            else:
+                cqes = ring.wait(1, timeout=timeout, raw=True)
+            if cqes:
+                ready, woke = self._sort(cqes)
+                if woke:
+                    return ready
+            if poll_only:
+                return []
+            if deadline is not None:
+                timeout = deadline - _monotonic()
+                if timeout <= 0:
+                    return []
+
+    def _sort(self, cqes: List[Any]) -> Tuple[List[Tuple[selectors.SelectorKey, int]], bool]:
+        """(ready keys, whether anything was reported): hand the non-poll
+        CQEs to ``on_completion`` *first*, then turn the poll CQEs into
+        ``(key, events)`` against the registrations as they are after it.
+        ``on_completion`` runs transport and protocol code (``data_received``
+        ...) that may unregister or re-register an fd whose poll is in this
+        same batch: a key computed before it would hand asyncio a stale key
+        whose cancelled handle makes ``_process_events`` remove the *new*
+        registration.  The poll bookkeeping (re-arming) happens even when
+        ``on_completion`` raises, so no fd is left without a poll."""
+        polls = self._polls
+        mine: List[Any] = []
         others: List[Any] = []
+        for cqe in cqes:
+            (mine if cqe[0] in polls else others).append(cqe)
+        try:
+            if others and self.on_completion is not None:
+                self.on_completion(others)
+        finally:
+            ready = self._ready(mine) if mine else []
+        return ready, bool(ready or others)
+
+    def _ready(self, cqes: List[Any]) -> List[Tuple[selectors.SelectorKey, int]]:
+        ready: List[Tuple[selectors.SelectorKey, int]] = []
         polls, armed, keys, to_arm = self._polls, self._armed, self._keys, self._to_arm
         for cqe in cqes:
             ud = cqe[0]
-            if ud not in polls:
-                others.append(cqe)
-                continue
-            fd = polls.pop(ud)
+            fd = polls.pop(ud, None)
             if fd is None:
                 continue  # a removed poll, or a removal's own CQE
             if armed.get(fd, (None,))[0] == ud:
@@ -224,15 +269,28 @@ class UringSelector(selectors.BaseSelector):
                 events &= key.events
             if events:
                 ready.append((key, events))
-        if others and self.on_completion is not None:
-            self.on_completion(others)
         return ready
 
     def close(self) -> None:
+        """Forget every registration and remove the polls armed for them
+        (submitted now, so the kernel lets go of the files); a ring the
+        selector made itself is closed."""
+        if self._closed:
+            return
+        self._closed = True
+        ring = self.ring
+        for fd in list(self._armed):
+            self._disarm(fd)
         self._keys.clear()
-        self._armed.clear()
-        self._polls.clear()
         self._to_arm.clear()
+        self._map = None
+        if not ring.closed:
+            try:
+                ring.submit()
+            except OSError:  # pragma: no cover - best effort at teardown
+                pass
+            if self._owns_ring:
+                ring.close()
 
 
 class UringEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-defined,misc]
@@ -245,10 +303,14 @@ class UringEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-d
 
     def __init__(self, entries: int = 256) -> None:
         ring = Ring(entries, sq_full="submit")
-        self.uring = LoopRing(self, ring=ring, watch=False)
-        selector = UringSelector(ring, on_completion=self.uring.dispatch)
-        self._uring_ring = ring
-        super().__init__(selector)
+        try:
+            self.uring = LoopRing(self, ring=ring, watch=False)
+            selector = UringSelector(ring, on_completion=self.uring.dispatch)
+            self._uring_ring = ring
+            super().__init__(selector)
+        except BaseException:
+            ring.close()  # not left to the garbage collector
+            raise
 
     def close(self) -> None:
         if self.is_running():
@@ -306,4 +368,3 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:  # pragma: no co
                                          "exception": t.exception(), "task": t})
 
 
-del time

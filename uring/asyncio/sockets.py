@@ -22,6 +22,7 @@ asyncio's are.
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any, Optional, Tuple
 
@@ -39,6 +40,15 @@ __all__ = [
     "sock_sendall",
     "sock_sendto",
 ]
+
+
+def close_fd(cqe: Any) -> None:
+    """``salvage`` for an open whose task was cancelled after the kernel
+    made the fd: nobody will ever see that fd, so it is closed here."""
+    try:
+        os.close(cqe[1])
+    except OSError:
+        pass
 
 
 def _lr(ring: Optional[LoopRing]) -> LoopRing:
@@ -62,13 +72,35 @@ async def sock_recv(sock: socket.socket, nbytes: int, *, ring: Optional[LoopRing
     return bytes(buf)
 
 
+def _from_pushed(lr: LoopRing, fd: int, view: memoryview) -> Optional[Tuple[int, Any]]:
+    """Fill *view* from what a cancelled receive on *fd* had already got
+    (``LoopRing.push_back``): ``(nbytes, address)``, or None."""
+    item = lr.take_back(fd)
+    if item is None:
+        return None
+    data, address = item
+    n = min(len(data), view.nbytes)
+    view[:n] = data[:n]
+    if n < len(data):
+        lr.put_first(fd, (data[n:], address))
+    return n, address
+
+
 async def sock_recv_into(sock: socket.socket, buf: Any, *, ring: Optional[LoopRing] = None) -> int:
     """Receive into *buf* (writable); the byte count."""
     lr = _lr(ring)
+    fd = _fd(sock)
+    if lr._pushed and fd in lr._pushed:
+        got = _from_pushed(lr, fd, memoryview(buf).cast("B"))
+        if got is not None:
+            return got[0]
     if len(lr._waiting) >= lr.capacity:
         await lr.room()
-    fd = _fd(sock)
-    return await lr.run_res(lr.ring.prep_recv(fd, buf), "IORING_OP_RECV", fd)
+
+    def salvage(cqe: Any) -> None:  # the kernel took the bytes before the cancel did
+        lr.push_back(fd, (bytes(memoryview(buf).cast("B")[:cqe[1]]), None))
+
+    return await lr.run_res(lr.ring.prep_recv(fd, buf), "IORING_OP_RECV", fd, salvage)
 
 
 async def sock_sendall(sock: socket.socket, data: Any, *, ring: Optional[LoopRing] = None) -> None:
@@ -110,33 +142,53 @@ async def sock_recvfrom_into(sock: socket.socket, buf: Any, nbytes: int = 0, *,
                              ring: Optional[LoopRing] = None) -> Tuple[int, Any]:
     """``recvfrom_into``: ``(nbytes, address)``; at most *nbytes* (0: all of *buf*)."""
     lr = _lr(ring)
-    await lr.room()
+    fd = _fd(sock)
     view = memoryview(buf).cast("B")
     if nbytes:
         if nbytes > view.nbytes:
             raise ValueError("nbytes is greater than the length of the buffer")
         view = view[:nbytes]
-    ud = lr.ring.prep_recvmsg(_fd(sock), [view])
-    n, _anc, _flags, address = await lr.run(ud)
+    if lr._pushed and fd in lr._pushed:
+        got = _from_pushed(lr, fd, view)
+        if got is not None:
+            return got
+    await lr.room()
+    ud = lr.ring.prep_recvmsg(fd, [view])
+    record = lr.ring.held(ud)
+
+    def salvage(cqe: Any) -> None:
+        n, _anc, _flags, address = Completion(cqe, record).result()
+        lr.push_back(fd, (bytes(view[:n]), address))
+
+    cqe = await lr.wait(ud, lr.track(ud), salvage)
+    n, _anc, _flags, address = Completion(cqe, record).result()
     return n, address
 
 
 async def sock_accept(sock: socket.socket, *,
                       ring: Optional[LoopRing] = None) -> Tuple[socket.socket, Any]:
-    """``accept``: ``(conn, address)``; *conn* non-blocking and close-on-exec."""
+    """``accept``: ``(conn, address)``; *conn* non-blocking and close-on-exec.
+    A connection accepted by a request whose task was cancelled is kept
+    for the next ``sock_accept`` on *sock*."""
     lr = _lr(ring)
+    fd = _fd(sock)
+    if lr._pushed and fd in lr._pushed:
+        kept = lr.take_back(fd)
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
     await lr.room()
-    ud = lr.ring.prep_accept(_fd(sock), accept_flags=socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
+    ud = lr.ring.prep_accept(fd, accept_flags=socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
                              want_address=True)
     record = lr.ring.held(ud)
-    fut = lr.track(ud)
-    cqe = await lr.wait(ud, fut)
-    done = Completion(cqe, record)
-    fd = done.result()
-    address = lr.ring.peer_address(done)
-    conn = socket.socket(fileno=fd)
-    conn.setblocking(False)
-    return conn, address
+
+    def connection(cqe: Any) -> Tuple[socket.socket, Any]:
+        done = Completion(cqe, record)
+        conn = socket.socket(fileno=done.result())
+        conn.setblocking(False)
+        return conn, lr.ring.peer_address(done)
+
+    cqe = await lr.wait(ud, lr.track(ud), lambda late: lr.push_back(fd, connection(late)))
+    return connection(cqe)
 
 
 async def sock_connect(sock: socket.socket, address: Any, *,

@@ -69,7 +69,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._held_eof = False
         self._paused = False
         self._wbuf = bytearray()
-        self._sending: Optional[bytes] = None
+        self._sending: Optional[Any] = None  # bytes, or a view of the unsent rest
         self._send_ud: Optional[int] = None
         self._eof_pending = False
         self._eof_sent = False
@@ -141,9 +141,12 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
                 self._held_eof = True
             else:
                 self._eof_received()
-        elif res == -errno.ENOBUFS:
-            pass  # the group ran dry: the data waits in the socket; re-armed below
-        elif res < 0 and not (res == -errno.ECANCELED and (self._closing or self._paused)):
+        elif res == -errno.ENOBUFS or res == -errno.ECANCELED:
+            # The group ran dry (the data waits in the socket), or our own
+            # cancel (pause_reading, close) ended it: re-armed below unless
+            # paused or closing.
+            pass
+        elif res < 0:
             self._fatal_error(kernel_error(-res, "IORING_OP_RECV", self._extra.get("peername")),
                               "Fatal read error on socket transport")
             return
@@ -201,13 +204,13 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             return
         if self._send_ud is None and not self._wbuf:
             self._send(bytes(data))  # a copy: the caller may reuse its buffer
-            return
-        self._wbuf += data
+        else:
+            self._wbuf += data
         self._maybe_pause_protocol()
 
-    def _send(self, sending: Optional[bytes] = None) -> None:
-        """One ``IORING_OP_SEND`` of everything buffered (as ``bytes``: an
-        immutable object is pinned by holding it)."""
+    def _send(self, sending: Optional[Any] = None) -> None:
+        """One ``IORING_OP_SEND`` of *sending* or, by default, of everything
+        buffered (as ``bytes``: an immutable object is pinned by holding it)."""
         if sending is None:
             sending = bytes(self._wbuf)
             self._wbuf.clear()
@@ -227,9 +230,11 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self._maybe_lost()
             return
         assert sending is not None
-        if res < len(sending):
-            self._wbuf[0:0] = memoryview(sending)[res:]
-        if self._wbuf and not self._lost:
+        if res < len(sending) and not self._lost:
+            # A short send: the rest goes first, as a view of the same
+            # bytes (no copy); what was written meanwhile waits behind it.
+            self._send(memoryview(sending)[res:])
+        elif self._wbuf and not self._lost:
             self._send()
         self._maybe_resume_protocol()
         if not self._wbuf and self._send_ud is None:

@@ -64,6 +64,8 @@ _AF_UNIX = int(_socket.AF_UNIX)
 _AF_INET = int(_socket.AF_INET)
 _AF_INET6 = int(_socket.AF_INET6)
 _INT_MAX = 0x7FFFFFFF
+_OP_SEND = int(abi.IORING_OP_SEND)
+_OP_RECV = int(abi.IORING_OP_RECV)
 
 # -- socket addresses (include/uapi/linux/in.h, in6.h, un.h, socket.h) --------
 
@@ -551,6 +553,20 @@ class NetOps(OpsBase):
         (``IORING_RECVSEND_BUNDLE``) from as many of the group's buffers as
         are ready, in ring order; the completion names the first buffer.
         *poll_first*: ``IORING_RECVSEND_POLL_FIRST``."""
+        if (to is None and buf_group is None and length is None and not bundle and not poll_first
+                and sock.__class__ is int and sock >= 0 and not fixed
+                and data.__class__ in (bytes, bytearray, memoryview, PinnedBuffer)):
+            # The plain send: a read/write-shaped SQE (fd, addr, len,
+            # msg_flags), filled by the same one-call path as a read.
+            ops = self._supported_ops
+            if ops is None or _OP_SEND not in ops:
+                self._require(_OP_SEND)
+            buf = self._readable(data)
+            if buf.nbytes > _INT_MAX:
+                raise ValueError(f"IORING_OP_SEND: {buf.nbytes} bytes is more than one request "
+                                 "moves (2**31-1)")
+            return self._rw(_OP_SEND, sock, buf.address, buf.nbytes, 0, user_data, msg_flags,
+                            flags, 0, buf)
         op = "IORING_OP_SEND"
         fd, family = self._sock(sock, fixed)
         ioprio = _POLL_FIRST if poll_first else 0
@@ -647,6 +663,19 @@ class NetOps(OpsBase):
         in the socket: recycle buffers and prepare it again).  *bundle*
         (``IORING_RECVSEND_BUNDLE``, with *buf_group*): one CQE may fill
         several buffers, consecutive in ring order from the one it names."""
+        if (buf is not None and buf_group is None and length is None and not multishot
+                and not bundle and not poll_first and not fixed and sock.__class__ is int
+                and sock >= 0):
+            # The plain receive: read/write-shaped, as for prep_send.
+            ops = self._supported_ops
+            if ops is None or _OP_RECV not in ops:
+                self._require(_OP_RECV)
+            into = self._writable(buf)
+            if into.nbytes > _INT_MAX:
+                raise ValueError(f"IORING_OP_RECV: {into.nbytes} bytes is more than one request "
+                                 "moves (2**31-1)")
+            return self._rw(_OP_RECV, sock, into.address, into.nbytes, 0, user_data, msg_flags,
+                            flags, 0, into)
         op = "IORING_OP_RECV"
         fd = self._file(sock, fixed)
         ioprio = ((_POLL_FIRST if poll_first else 0) | (_RECV_MULTISHOT if multishot else 0)
