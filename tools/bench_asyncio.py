@@ -5,7 +5,7 @@ File cells: *tasks* (32) asyncio tasks, each doing 4 KiB random reads from a
 hot file (1 GiB by default), for ``--seconds``; IOPS.
 
   uring.asyncio          AsyncFile.pread on the stock loop, ring attached
-  uring.asyncio preadinto  the same into a buffer each task reuses
+  uring.asyncio preadinto  the same into a buffer each task pinned once
   uring loop             AsyncFile.pread on UringEventLoop
   uring loop preadinto   the same, preadinto
   executor               loop.run_in_executor(None, os.pread, ...)
@@ -60,6 +60,7 @@ ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio on uring loop",
 # -- file cells (run in the child) ---------------------------------------------------------
 
 async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
+    import uring
     import uring.asyncio as ua
 
     size = os.path.getsize(path)
@@ -87,7 +88,7 @@ async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
         else:
             async with ua.open(path, "rb") as f:
                 if how == "preadinto":
-                    buf = bytearray(BS)
+                    buf = uring.PinnedBuffer(bytearray(BS), writable=True)  # pinned once
                     while True:
                         for _ in range(32):
                             got = await f.preadinto(buf, rnd.randrange(blocks) * BS)

@@ -22,9 +22,10 @@ import asyncio
 import codecs
 import io
 import os
-from typing import Any, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .. import abi
+from ..buffers import PinnedBuffer
 from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
@@ -35,6 +36,7 @@ __all__ = ["AsyncFile", "open"]
 _READ = "IORING_OP_READ"
 _WRITE = "IORING_OP_WRITE"
 _CHUNK = 1 << 16
+_SPARE_BUFFERS = 64  # pinned pread buffers kept per size and file
 
 
 def _mode_flags(mode: str) -> tuple:
@@ -81,6 +83,7 @@ class AsyncFile:
         self.errors = None if binary else (errors or "strict")
         self._decoder = None if binary else codecs.getincrementaldecoder(self.encoding)(self.errors)
         self._pending_text = ""
+        self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
 
     # -- state ---------------------------------------------------------------------
 
@@ -117,18 +120,27 @@ class AsyncFile:
     async def pread(self, size: int, offset: int) -> bytes:
         """Up to *size* bytes at *offset* (fewer at end of file); the position
         is not used or moved."""
-        self._check_readable()
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
         if size < 0 or offset < 0:
             raise ValueError("size and offset must be >= 0")
-        buf = bytearray(size)
-        n = await self._read_at(buf, offset)
-        if n < size:
-            del buf[n:]
-        return bytes(buf)
+        # A buffer pinned on an earlier read of this size is reused: pinning
+        # a new one costs more than the 4 KiB copy out.
+        spare = self._spare.get(size)
+        pinned = spare.pop() if spare else PinnedBuffer(bytearray(size), writable=True)
+        n = await self._read_at(pinned, offset)
+        data = bytes(pinned.obj) if n == size else bytes(memoryview(pinned.obj)[:n])
+        if spare is None:
+            spare = self._spare.setdefault(size, [])
+        if len(spare) < _SPARE_BUFFERS:
+            spare.append(pinned)
+        return data
 
     async def preadinto(self, buf: Any, offset: int) -> int:
-        """Read into *buf* (a writable buffer) at *offset*; the byte count."""
-        self._check_readable()
+        """Read into *buf* (a writable buffer; a ``uring.PinnedBuffer`` made
+        once saves pinning it per request) at *offset*; the byte count."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
         if offset < 0:
             raise ValueError("offset must be >= 0")
         return await self._read_at(buf, offset)
@@ -142,11 +154,17 @@ class AsyncFile:
         return await self._write_all(data, offset)
 
     async def _read_at(self, buf: Any, offset: int) -> int:
+        """One ``IORING_OP_READ``: the request path of every read, kept flat
+        (``LoopRing.track`` written out) because it runs once per read."""
         lr = self._ring
-        if len(lr._waiting) >= lr.capacity:
+        waiting = lr._waiting
+        if len(waiting) >= lr.capacity:
             await lr.room()
         ud = lr.ring.prep_read(self._fd, buf, offset)
-        fut = lr.track(ud)
+        fut = lr._create_future()
+        waiting[ud] = fut
+        if lr._flush_handle is None and lr._watching:
+            lr._flush_handle = lr._loop.call_soon(lr._flush)
         try:
             cqe = await fut
         except asyncio.CancelledError:
