@@ -230,6 +230,88 @@ def test_buffers_and_chain_objects_survive_gc_until_reaped(ring: uring.Ring, tmp
             os.close(wr)
 
 
+# -- IOSQE_CQE_SKIP_SUCCESS: records without a CQE to release them ----------------
+
+SKIP = abi.IOSQE_CQE_SKIP_SUCCESS
+
+
+def test_skip_success_read_is_held_until_release_skipped(ring: uring.Ring) -> None:
+    rd, wr = os.pipe()
+    try:
+        buf = Buf(4)
+        ref = weakref.ref(buf)
+        ud = ring.prep_read(rd, buf, -1, flags=SKIP)
+        del buf
+        assert ring.release_skipped() == 0  # not submitted yet: kept
+        ring.submit()
+        gc.collect()
+        assert ref() is not None  # in flight: nothing else holds it
+        os.write(wr, b"data")
+        # No CQE says it is done (the write's return ran the read's task
+        # work); a cancel that finds nothing to cancel does.
+        ring.prep_cancel(ud, user_data=1000)
+        (c,) = ring.completions(1, timeout=5)
+        assert (c.user_data, c.res) == (1000, -errno.ENOENT)
+        gc.collect()
+        assert ref() is not None  # still held: only the caller knows
+        assert ring.release_skipped() == 1
+        gc.collect()
+        assert ref() is None
+    finally:
+        os.close(rd)
+        os.close(wr)
+
+
+def test_chain_releases_its_skipped_members_with_the_last_cqe(ring: uring.Ring,
+                                                               tmp_path: object) -> None:
+    """[write(skip) -> fsync(skip) -> read]: the read's CQE comes after both
+    others completed, so it releases their records too."""
+    fd = os.open(os.path.join(str(tmp_path), "chain.bin"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        data, back = Buf(b"chained"), bytearray(7)
+        ref = weakref.ref(data)
+        with ring.link():
+            ring.prep_write(fd, data, 0, user_data=1, flags=SKIP)
+            ring.prep_fsync(fd, user_data=2, flags=SKIP)
+            ring.prep_read(fd, back, 0, user_data=3)
+        del data
+        assert ring._keep_skipped == [] and ring.in_flight == 1
+        (c,) = ring.completions(1, timeout=5)
+        assert (c.user_data, c.result(), bytes(back)) == (3, 7, b"chained")
+        assert c.opcode == abi.IORING_OP_READ and c.request.target == fd  # the read's record
+        del c
+        gc.collect()
+        assert ref() is None and ring.in_flight == 0
+        # A closing LINK_TIMEOUT may post before the member it cancels ends:
+        # the records go onto that member, not onto the timeout.
+        rd, wr = os.pipe()
+        try:
+            with ring.link():
+                ring.prep_write(fd, b"x", 0, user_data=4, flags=SKIP)
+                ring.prep_read(rd, bytearray(1), -1, user_data=5)
+                ring.prep_link_timeout(5, user_data=6)
+            assert ring._keep_skipped == []
+            assert ring.held(5)[2][1][0][0] == 4  # (buf, [(4, write record)])
+            os.write(wr, b"y")
+            assert sorted(c.user_data for c in ring.completions(2, timeout=5)) == [5, 6]
+        finally:
+            os.close(rd)
+            os.close(wr)
+    finally:
+        os.close(fd)
+
+
+def test_failed_skip_success_request_names_its_op(ring: uring.Ring) -> None:
+    bad = closed_fd()
+    ud = ring.prep_read(bad, bytearray(8), 0, flags=SKIP)
+    (c,) = ring.completions(1, timeout=5)
+    assert c.user_data == ud and c.res == -errno.EBADF
+    with pytest.raises(OSError, match="IORING_OP_READ") as info:
+        c.result()
+    assert info.value.errno == errno.EBADF and info.value.filename == str(bad)
+    assert ring._keep_skipped == []  # a failure CQE is final: released
+
+
 # -- provided-buffer rings -------------------------------------------------------
 
 

@@ -211,6 +211,33 @@ def test_ftruncate_of_a_read_only_fd_fails(ring: uring.Ring, datafile: tuple) ->
         os.close(fd)
 
 
+FALLOC_FL_KEEP_SIZE = 0x01  # include/uapi/linux/falloc.h
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def test_fallocate_punches_a_hole_and_extends(ring: uring.Ring, tmp_path: os.PathLike) -> None:
+    size = 16 * PAGE
+    fd = _file(tmp_path, "falloc.bin", b"\xab" * size)
+    try:
+        os.fsync(fd)  # blocks allocated, not only reserved
+        before = os.fstat(fd).st_blocks
+        ring.prep_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * PAGE, 8 * PAGE,
+                            user_data=1)
+        (c,) = ring.completions(1, timeout=5)
+        assert (c.user_data, c.result()) == (1, 0)
+        st = os.fstat(fd)
+        assert st.st_size == size and st.st_blocks < before
+        assert os.pread(fd, 8 * PAGE, 4 * PAGE) == bytes(8 * PAGE)  # the hole reads as zeros
+        assert os.pread(fd, 4 * PAGE, 0) == os.pread(fd, 4 * PAGE, 12 * PAGE) == b"\xab" * 4 * PAGE
+        ring.prep_fallocate(fd, 0, size, 4 * PAGE, user_data=2)  # mode 0: allocate, extend
+        (c,) = ring.completions(1, timeout=5)
+        assert (c.user_data, c.result()) == (2, 0)
+        assert os.fstat(fd).st_size == size + 4 * PAGE
+        assert os.pread(fd, 4 * PAGE, size) == bytes(4 * PAGE)
+    finally:
+        os.close(fd)
+
+
 # -- splice and tee --------------------------------------------------------------------
 
 

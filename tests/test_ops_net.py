@@ -312,6 +312,42 @@ def test_accept_direct_descriptor(ring: uring.Ring, listener: socket.socket) -> 
         ring.prep_accept(listener, multishot=True, want_address=True)
 
 
+def test_multishot_accept_into_allocated_slots(ring: uring.Ring, listener: socket.socket) -> None:
+    """``IORING_ACCEPT_MULTISHOT`` with ``IORING_FILE_INDEX_ALLOC``: each
+    connection becomes a direct descriptor in a slot the kernel picks, and
+    ``res`` is the slot."""
+    require_op(abi.IORING_OP_ACCEPT)
+    ring.register_files_sparse(4)
+    ud = ring.prep_accept(listener, multishot=True, file_index=ALLOC)
+    ring.submit()
+    clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(3)]
+    try:
+        accepted: List[Completion] = []
+        while len(accepted) < 3:
+            more = ring.completions(3 - len(accepted), timeout=5)
+            assert more, f"only {len(accepted)} of 3 connections accepted"
+            accepted += more
+        assert all(c.user_data == ud and c.more for c in accepted)
+        slots = [c.result() for c in accepted]
+        assert len(set(slots)) == 3 and all(0 <= s < 4 for s in slots)
+        # Each slot is the server end of one client: what the clients send
+        # arrives through the slots, one message each.
+        bufs = [bytearray(16) for _ in slots]
+        for i, (slot, buf) in enumerate(zip(slots, bufs)):
+            ring.prep_recv(slot, buf, user_data=10 + i, fixed=True)
+        for i, client in enumerate(clients):
+            client.sendall(b"client %d" % i)
+        got = by_user_data(ring, 3)
+        assert [got[10 + i].result() for i in range(3)] == [8] * 3
+        assert sorted(bytes(b[:8]) for b in bufs) == [b"client %d" % i for i in range(3)]
+        ring.prep_cancel(ud, user_data=3)
+        got = by_user_data(ring, 2)
+        assert got[3].res == 0 and got[ud].res == -errno.ECANCELED and not got[ud].more
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_multishot_accept_100_connections_from_one_sqe(ring: uring.Ring,
                                                        listener: socket.socket) -> None:
     """ACCEPTANCE: one SQE, 100 connections, 100 CQEs with F_MORE and 100

@@ -450,6 +450,34 @@ def test_linked_chain_mkdir_symlink_rename(ring: uring.Ring, tmp_path: pathlib.P
     assert sorted(os.listdir(d)) == ["link"]
 
 
+def test_failed_fs_ops_and_statx_do_not_break_their_chain(ring: uring.Ring,
+                                                          tmp_path: pathlib.Path) -> None:
+    """The other half: a failed MKDIRAT, SYMLINKAT, LINKAT, UNLINKAT,
+    RENAMEAT or STATX posts its error and the next member still runs."""
+    for op in (abi.IORING_OP_MKDIRAT, abi.IORING_OP_SYMLINKAT, abi.IORING_OP_LINKAT,
+               abi.IORING_OP_UNLINKAT, abi.IORING_OP_RENAMEAT, abi.IORING_OP_STATX):
+        require_op(op)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "taken").write_bytes(b"")
+    missing = tmp_path / "missing"
+    with ring.link():
+        ring.prep_mkdirat(d, user_data=1)                            # EEXIST
+        ring.prep_symlinkat("x", d / "taken", user_data=2)           # EEXIST
+        ring.prep_linkat(missing, d / "hard", user_data=3)           # ENOENT
+        ring.prep_unlinkat(missing, user_data=4)                     # ENOENT
+        ring.prep_renameat(missing, d / "moved", user_data=5)        # ENOENT
+        ring.prep_statx(missing, user_data=6)                        # ENOENT
+        ring.prep_mkdirat(d / "reached", user_data=7)
+    tail = ring._sqe_tail
+    flags = [ring.read_sqe((tail - k) & ring._sq_mask).flags for k in range(7, 0, -1)]
+    assert flags == [abi.IOSQE_IO_LINK] * 6 + [0]  # one chain, not seven requests
+    got = {c.user_data: c.res for c in ring.completions(7, timeout=TIMEOUT)}
+    assert got == {1: -errno.EEXIST, 2: -errno.EEXIST, 3: -errno.ENOENT, 4: -errno.ENOENT,
+                   5: -errno.ENOENT, 6: -errno.ENOENT, 7: 0}
+    assert sorted(os.listdir(d)) == ["reached", "taken"]
+
+
 # -- xattrs ---------------------------------------------------------------------------------
 
 
@@ -485,6 +513,18 @@ def test_setxattr_getxattr(ring: uring.Ring, xfile: pathlib.Path) -> None:
     assert one(ring).result() == b"blue" and out[:4] == b"blue"
     ring.prep_setxattr(xfile, "user.empty", b"")
     assert one(ring).result() == 0 and os.getxattr(xfile, "user.empty") == b""
+
+
+def test_failed_xattr_op_does_not_break_its_chain(ring: uring.Ring, xfile: pathlib.Path) -> None:
+    require_op(abi.IORING_OP_SETXATTR)
+    require_op(abi.IORING_OP_GETXATTR)
+    with ring.link():
+        ring.prep_getxattr(xfile, "user.missing", 16, user_data=1)   # ENODATA
+        ring.prep_setxattr(xfile, "user.after", b"ran", user_data=2)
+    assert ring.read_sqe((ring._sqe_tail - 2) & ring._sq_mask).flags == abi.IOSQE_IO_LINK
+    got = {c.user_data: c.res for c in ring.completions(2, timeout=TIMEOUT)}
+    assert got == {1: -errno.ENODATA, 2: 0}
+    assert os.getxattr(xfile, "user.after") == b"ran"
 
 
 def test_setxattr_create_replace(ring: uring.Ring, xfile: pathlib.Path) -> None:

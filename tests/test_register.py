@@ -445,6 +445,38 @@ def test_cancel_sync_by_opcode(ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     assert ring.completions(1, timeout=5)[0].res == -errno.ECANCELED
 
 
+# -- eventfd ---------------------------------------------------------------------------------------
+
+
+def test_eventfd_signals_and_async_only(ring: uring.Ring) -> None:
+    """``IORING_REGISTER_EVENTFD``: every posted CQE bumps the counter;
+    ``IORING_REGISTER_EVENTFD_ASYNC``: only CQEs posted from io-wq (an
+    ``IOSQE_ASYNC`` request), not those completed inline at submit."""
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        ring.register_eventfd(efd)
+        ring.prep_nop(1)
+        assert [c.user_data for c in ring.wait(1)] == [1]
+        assert os.eventfd_read(efd) >= 1
+        ring.unregister_eventfd()
+        ring.register_eventfd(efd, async_only=True)
+        ring.prep_nop(2)
+        assert [c.user_data for c in ring.wait(1)] == [2]
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(efd)  # completed inline: no signal
+        ring.prep_nop(3, flags=abi.IOSQE_ASYNC)
+        assert [c.user_data for c in ring.wait(1)] == [3]
+        assert os.eventfd_read(efd) >= 1
+        ring.unregister_eventfd()
+        ring.prep_nop(4)
+        ring.prep_nop(5, flags=abi.IOSQE_ASYNC)
+        assert sorted(c.user_data for c in ring.wait(2)) == [4, 5]
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(efd)
+    finally:
+        os.close(efd)
+
+
 # -- waiting ---------------------------------------------------------------------------------------
 
 

@@ -376,6 +376,18 @@ def test_registered_ring_fd(ring: uring.Ring) -> None:
     t.start()
     t.join()
     assert [c.user_data for c in out] == [9]
+    # Make the plain fd name a pipe instead: only an enter that passes the
+    # registered index (IORING_ENTER_REGISTERED_RING) still reaches the ring.
+    saved = os.dup(ring.fd)
+    rd, wr = os.pipe()
+    try:
+        os.dup2(rd, ring.fd)
+        ring.prep_nop(11)
+        assert [c.user_data for c in ring.wait(1)] == [11]
+    finally:
+        os.dup2(saved, ring.fd)
+        for fd in (saved, rd, wr):
+            os.close(fd)
     ring.unregister_ring_fd()
     ring.prep_nop(10)
     assert ring.wait(1)[0].user_data == 10
@@ -468,3 +480,30 @@ def test_resize_needs_defer_taskrun(ring: uring.Ring) -> None:
     assert info.value.errno == errno.EINVAL and "RESIZE_RINGS" in str(info.value)
     ring.prep_nop(1)
     assert [c.user_data for c in ring.wait(1)] == [1]
+
+
+def test_wait_timeout_is_kept_through_signals() -> None:
+    """Signals arriving faster than the timeout: each EINTR goes round with
+    the time that is left, so the wait still ends (resending the same
+    timespec restarted the full timeout at every signal, and never ended)."""
+    import signal
+
+    ticks = []
+
+    def tick(*_: object) -> None:
+        ticks.append(1)
+        if len(ticks) > 200:  # 4 s of signals: the wait is not ending
+            raise RuntimeError("wait(timeout=0.3) still waiting after 4 s of signals")
+
+    old = signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+    try:
+        with uring.Ring(4) as ring:
+            start = time.monotonic()
+            assert ring.wait(1, timeout=0.3) == []
+            elapsed = time.monotonic() - start
+        assert elapsed >= 0.29  # not before the timeout
+        assert ticks  # and signals did come meanwhile
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)

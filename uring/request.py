@@ -72,7 +72,8 @@ class Completion:
     ``request`` is None for a CQE no request record stands behind: a NOP
     (nothing to hold), a registered resource's tag (``IORING_REGISTER_*2``
     with tags), a ``MSG_RING`` message posted into this ring, or a failed
-    ``IOSQE_CQE_SKIP_SUCCESS`` request.
+    ``IOSQE_CQE_SKIP_SUCCESS`` request reaped raw (``completions()`` finds
+    a standalone one's record among the skipped ones).
     """
 
     __slots__ = ("user_data", "res", "flags", "big", "request")

@@ -72,6 +72,7 @@ _SQ_NEED_WAKEUP = int(abi.IORING_SQ_NEED_WAKEUP)
 _SQ_CQ_OVERFLOW = int(abi.IORING_SQ_CQ_OVERFLOW)
 _SQ_TASKRUN = int(abi.IORING_SQ_TASKRUN)
 _CQE_F_MORE = int(abi.IORING_CQE_F_MORE)
+_SKIP_SUCCESS = int(abi.IOSQE_CQE_SKIP_SUCCESS)
 _CQE_F_SKIP = int(abi.IORING_CQE_F_SKIP)
 _CQE_F_32 = int(abi.IORING_CQE_F_32)
 _NO_LIMIT = 1 << 62
@@ -599,10 +600,17 @@ class RingCore:
         self._sqe_tail -= 1
 
     def _hold(self, user_data: int, obj: Any, sqe_flags: int, slot: int) -> None:
-        """Keep *obj* alive until the final CQE of *user_data*."""
-        if sqe_flags & abi.IOSQE_CQE_SKIP_SUCCESS:
-            # No CQE will come on success: hold until the ring is drained.
-            self._keep_skipped.append(obj)
+        """Keep *obj* alive until the final CQE of *user_data*.
+
+        ``IOSQE_CQE_SKIP_SUCCESS``: no CQE comes on success, so none says
+        when the memory is free.  The record goes to ``_keep_skipped`` (with
+        its user_data, to name a failure) and is let go of when something
+        else proves the request complete: inside ``link()``, the CQE of the
+        chain's last member (the kernel runs a chain in order); a failure
+        CQE for it (``completions()``); ``release_skipped()``; or close.
+        """
+        if sqe_flags & _SKIP_SUCCESS:
+            self._keep_skipped.append((user_data, obj))
             return
         if self._keep.setdefault(user_data, obj) is not obj:
             self._unreserve(slot)
@@ -610,6 +618,46 @@ class RingCore:
                 f"user_data {user_data} belongs to a request still in flight; "
                 "reusing it would make its completion ambiguous"
             )
+
+    def release_skipped(self) -> int:
+        """Let go of what the ``IOSQE_CQE_SKIP_SUCCESS`` requests outside a
+        chain hold; returns how many records were released.
+
+        Call when you know the skip-success requests submitted so far have
+        completed, e.g. when an ``IORING_OP_ASYNC_CANCEL`` of each one's
+        user_data answered ``-ENOENT``.  (Not a later ``IOSQE_IO_DRAIN``
+        request: once a ring has seen a skip-success SQE the kernel fails
+        every drain with ``-EOPNOTSUPP``.)  Records of skip-success SQEs the
+        kernel has not consumed yet (from the SQ head to the tail we
+        prepared) are kept.
+        """
+        if self._state is not None:
+            self._check()
+        skipped = self._keep_skipped
+        if not skipped:
+            return 0
+        pending = set()
+        words = self._sqe_size // 8
+        for index in range(self._kernel_sq_head(), self._sqe_tail):
+            slot = index & self._sq_mask
+            if self._sqe_bytes[slot * self._sqe_size + 1] & _SKIP_SUCCESS:
+                pending.add(self._sqe_words[slot * words + 4])
+        kept = [entry for entry in skipped if entry[0] in pending]
+        self._keep_skipped = kept
+        return len(skipped) - len(kept)
+
+    def _skipped_failure(self, user_data: int) -> Any:
+        """The record of a skip-success request whose failure CQE carries
+        *user_data* (it has no ``_keep`` entry), or None.  A failure CQE is
+        final, so a record that only this request can own is released."""
+        skipped = self._keep_skipped
+        found = [i for i, entry in enumerate(skipped) if entry[0] == user_data]
+        if not found:
+            return None
+        record = skipped[found[0]][1]
+        if len(found) == 1:  # several with one user_data: which one ended is unknown
+            del skipped[found[0]]
+        return record
 
     def write_sqe(self, slot: int, sqe: Union[abi.io_uring_sqe, bytes], keep: Any = None) -> None:
         """Copy a complete ``io_uring_sqe`` (or its bytes) into *slot* (from
@@ -708,13 +756,16 @@ class RingCore:
         self._enter(0, 0, _ENTER_SQ_WAIT)
 
     def _enter(self, to_submit: int, min_complete: int, flags: int,
-               arg: int = 0, argsz: int = 0) -> int:
+               arg: int = 0, argsz: int = 0, *, retry_eintr: bool = True) -> int:
         """``io_uring_enter`` with ``EINTR`` retried.
 
         Retrying is safe: the kernel returns ``EINTR`` only when it consumed
         no SQE (once any is submitted it returns the count instead), so the
         same call asks for the same thing again.  Signal handlers run
-        between attempts (a ``KeyboardInterrupt`` propagates).
+        between attempts (a ``KeyboardInterrupt`` propagates).  A wait with
+        a timeout passes *retry_eintr* False and retries itself, with the
+        time that is left: the same timespec again would restart the full
+        timeout at every signal.
         """
         fd = self._enter_fd
         if fd != self._fd:
@@ -723,7 +774,8 @@ class RingCore:
             try:
                 return self._kernel.enter(fd, to_submit, min_complete, flags, arg, argsz)
             except InterruptedError:
-                continue
+                if not retry_eintr:
+                    raise
 
     # ------------------------------------------------------------------
     # the completion side
@@ -957,7 +1009,10 @@ class RingCore:
                 if self._sq_u32[self._i_sq_flags] & _SQ_NEED_WAKEUP:
                     flags |= _ENTER_SQ_WAKEUP
             try:
-                self._enter(to_submit, n - len(out), flags, arg, argsz)
+                self._enter(to_submit, n - len(out), flags, arg, argsz,
+                            retry_eintr=deadline is None)
+            except InterruptedError:
+                continue  # nothing consumed; go round with the time that is left
             except OSError as exc:
                 if exc.errno != _errno.ETIME:
                     raise
@@ -1054,7 +1109,7 @@ class RingCore:
                 if self._keep:
                     self._drain(cancel, timeout)
         finally:
-            leftover = list(self._keep.values()) + self._keep_skipped
+            leftover = list(self._keep.values()) + [obj for _, obj in self._keep_skipped]
             if leftover:
                 _GRAVEYARD.extend(leftover)
             self._keep = {}

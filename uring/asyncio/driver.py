@@ -85,7 +85,9 @@ class LoopRing:
         self._watching = False
         self._closed = False
         self._recv_pool: Optional[BufferRing] = None
-        self._recycle: List[int] = []  # buffers of recv_buffers() to give back
+        # Buffers of recv_buffers() the transports emptied during this batch
+        # of CQEs; dispatch gives them back with one tail store.
+        self._recycle: List[int] = []
         self._late: Dict[int, RawCqe] = {}  # CQEs of requests whose waiter was cancelled
         self._pushed: Dict[int, Deque[Any]] = {}  # fd -> what cancelled requests delivered
         self._create_future = self._loop.create_future
@@ -176,11 +178,6 @@ class LoopRing:
             pool = self._recv_pool = self.ring.register_buf_ring(
                 RECV_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
         return pool
-
-    def recycle_later(self, bid: int) -> None:
-        """Give buffer *bid* of ``recv_buffers()`` back to the kernel at the
-        end of this batch of CQEs (one release store for the batch)."""
-        self._recycle.append(bid)
 
     # -- requests ----------------------------------------------------------------------
 

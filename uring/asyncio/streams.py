@@ -32,6 +32,7 @@ from typing import Any, Callable, List, Optional, Set, Tuple
 
 from .. import abi
 from ..errors import kernel_error
+from .driver import RECV_BUFFER_SIZE as _RECV_BUFFER_SIZE
 from .driver import LoopRing, get_ring
 from .sockets import sock_connect
 
@@ -64,6 +65,8 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         except OSError:
             pass
         self._pool = lr.recv_buffers()
+        self._pool_view = self._pool._pool
+        self._sent_cb = self._on_sent
         self._recv_ud: Optional[int] = None
         self._held: List[bytes] = []  # received while paused
         self._held_eof = False
@@ -120,12 +123,11 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         if not flags & _F_MORE:
             self._recv_ud = None  # the multishot ended: EOF, an error, or cancelled
         if flags & _F_BUFFER:
-            # Copy the bytes out and hand the buffer straight back.
-            pool = self._pool
+            # Copy the bytes out; the buffer goes back with the batch.
             bid = flags >> _BUFFER_SHIFT
-            at = bid * pool.size
-            data = bytes(pool._pool[at: at + res])
-            self._lr.recycle_later(bid)
+            at = bid * _RECV_BUFFER_SIZE
+            data = bytes(self._pool_view[at: at + res])
+            self._lr._recycle.append(bid)
             if self._paused:
                 self._held.append(data)
             elif not self._closing:
@@ -136,6 +138,8 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
                 except BaseException as exc:
                     self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
                     return
+            if self._recv_ud is not None:
+                return  # the common case: more to come on the same SQE
         elif res == 0:
             if self._paused:
                 self._held_eof = True
@@ -193,19 +197,26 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
     # -- writing -----------------------------------------------------------------------
 
     def write(self, data: Any) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
-        if self._eof_pending or self._eof_sent:
-            raise RuntimeError("Cannot call write() after write_eof()")
+        cls = data.__class__
+        if cls is not bytes and not isinstance(data, (bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {cls.__name__!r}")
+        if self._closing or self._eof_pending or self._eof_sent or self._lost:
+            if self._eof_pending or self._eof_sent:
+                raise RuntimeError("Cannot call write() after write_eof()")
+            if data:
+                self._conn_lost += 1
+            return
         if not data:
             return
-        if self._closing or self._lost:
-            self._conn_lost += 1
-            return
         if self._send_ud is None and not self._wbuf:
-            self._send(bytes(data))  # a copy: the caller may reuse its buffer
-        else:
-            self._wbuf += data
+            # Nothing in flight: send it now (bytes() is no copy for bytes;
+            # others are copied, as the caller may reuse its buffer).
+            sending = data if cls is bytes else bytes(data)
+            self._send(sending)
+            if len(sending) > self._high_water:
+                self._maybe_pause_protocol()
+            return
+        self._wbuf += data
         self._maybe_pause_protocol()
 
     def _send(self, sending: Optional[Any] = None) -> None:
@@ -217,12 +228,18 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._sending = sending
         ud = self._ring.prep_send(self._fd, sending)
         self._send_ud = ud
-        self._lr.watch(ud, self._on_sent)
+        lr = self._lr
+        lr._waiting[ud] = self._sent_cb  # LoopRing.watch, written out: once per send
+        if lr._flush_handle is None and lr._watching:
+            lr._flush_handle = lr._loop.call_soon(lr._flush)
 
     def _on_sent(self, cqe: Tuple[int, int, int]) -> None:
         self._send_ud = None
         sending, self._sending = self._sending, None
         res = cqe[1]
+        if res == len(sending) and not self._wbuf and not self._protocol_paused \
+                and not self._closing and not self._eof_pending:  # type: ignore[arg-type]
+            return  # all sent, nothing waiting: the common case
         if res < 0:
             if not (res == -errno.ECANCELED and self._closing):
                 self._fatal_error(kernel_error(-res, "IORING_OP_SEND", self._extra.get("peername")),

@@ -40,6 +40,7 @@ _FIXED_FILE = int(abi.IOSQE_FIXED_FILE)
 _IO_LINK = int(abi.IOSQE_IO_LINK)
 _IO_HARDLINK = int(abi.IOSQE_IO_HARDLINK)
 _FILE_INDEX_ALLOC = int(abi.IORING_FILE_INDEX_ALLOC)
+_OP_LINK_TIMEOUT = int(abi.IORING_OP_LINK_TIMEOUT)
 
 # Opcodes every kernel this package runs on has (5.6+), and that the hot
 # paths use: not checked against the probe.
@@ -162,7 +163,7 @@ class OpsBase(RegisterMixin):
         # hot loop pays per request (Completion makes the Request from it).
         record = (opcode, fd if target is None else target, keep)
         if sqe_flags & _SKIP_SUCCESS:
-            self._keep_skipped.append(record)
+            self._keep_skipped.append((user_data, record))
         elif self._keep.setdefault(user_data, record) is not record:
             raise ValueError(
                 f"user_data {user_data} belongs to a request still in flight; "
@@ -241,9 +242,15 @@ class OpsBase(RegisterMixin):
         the rest with ``-ECANCELED``.  The chain must reach the kernel in
         one piece, so the block refuses to end if a submit (an SQ that
         filled up with ``sq_full="submit"``) split it.
+
+        Members prepared with ``IOSQE_CQE_SKIP_SUCCESS`` post no CQE when
+        they succeed; their records move onto the last member's (see
+        ``_hold_chain_skipped``), so they are released with its CQE.
         """
         start = self._sqe_tail
         published = self._sq_published
+        skipped = self._keep_skipped
+        skipped_before = len(skipped)
         yield self
         end = self._sqe_tail
         if self._sq_published != published and self._sq_published > start:
@@ -254,6 +261,45 @@ class OpsBase(RegisterMixin):
         for index in range(start, end - 1):
             at = (index & mask) * size + 1  # io_uring_sqe.flags
             sqes[at] |= bit
+        if len(skipped) > skipped_before and skipped is self._keep_skipped:
+            self._hold_chain_skipped(start, end, skipped, skipped_before)
+
+    def _hold_chain_skipped(self, start: int, end: int, skipped: List[Any], first: int) -> None:
+        """Hand the chain's skip-success records (``skipped[first:]``) to the
+        record of the member whose CQE comes last.
+
+        The kernel starts each member only once the one before it has
+        completed, and fails the rest of a broken chain in order, so that
+        member's CQE means every earlier one is done.  It is the last SQE,
+        or the one before a closing ``IORING_OP_LINK_TIMEOUT`` (a timer that
+        fires posts ``-ETIME`` while the member it cancels may still run).
+        If that member skips its own CQE too, nothing moves: the records
+        stay until ``release_skipped()`` or close.
+        """
+        size, mask, sqes = self._sqe_size, self._sq_mask, self._sqe_bytes
+        last = end - 1
+        if sqes[(last & mask) * size] == _OP_LINK_TIMEOUT:
+            last -= 1
+        if last < start:
+            return
+        at = (last & mask) * size
+        if sqes[at + 1] & _SKIP_SUCCESS:
+            return
+        user_data = self._sqe_words[(at >> 3) + 4]
+        moved = skipped[first:]
+        del skipped[first:]
+        # The last member keeps its own record, extended by the moved ones:
+        # completions() and held() still see its Request (or hot-path tuple).
+        record = self._keep.get(user_data)
+        if record is None:
+            record = moved  # a NOP holds nothing; a list is no Request either
+        elif record.__class__ is tuple and len(record) == 3:
+            record = (record[0], record[1], (record[2], moved))
+        elif isinstance(record, Request):
+            record.keep = (record.keep, moved)
+        else:
+            record = [record, moved]
+        self._keep[user_data] = record
 
     # -- completions -------------------------------------------------------------
 
@@ -266,6 +312,8 @@ class OpsBase(RegisterMixin):
             cqes = self.wait(n, timeout)
         finally:
             self._released = None
+        if self._keep_skipped:
+            self._name_skipped_failures(cqes, released)
         return [Completion(c, r) for c, r in zip(cqes, released)]
 
     def reap_completions(self, max_cqes: Optional[int] = None) -> List[Completion]:
@@ -276,7 +324,19 @@ class OpsBase(RegisterMixin):
             cqes = self.reap(max_cqes)
         finally:
             self._released = None
+        if self._keep_skipped:
+            self._name_skipped_failures(cqes, released)
         return [Completion(c, r) for c, r in zip(cqes, released)]
+
+    def _name_skipped_failures(self, cqes: List[Any], released: List[Any]) -> None:
+        """A failed ``IOSQE_CQE_SKIP_SUCCESS`` request posts a CQE for which
+        the ring holds no ``_keep`` record: find its record among the
+        skipped ones, so the ``Completion`` names the op and target.  Only
+        while skip-success records are held, and only for recordless
+        failures: no cost per CQE otherwise."""
+        for i, cqe in enumerate(cqes):
+            if released[i] is None and cqe[1] < 0:
+                released[i] = self._skipped_failure(cqe[0])
 
     # -- values --------------------------------------------------------------------
 

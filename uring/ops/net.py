@@ -35,7 +35,7 @@ import sys
 from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .. import abi
-from ..buffers import IovecArray, PinnedBuffer
+from ..buffers import _BYTES_OFFSET, IovecArray, PinnedBuffer
 from .base import OpsBase
 
 __all__ = [
@@ -561,6 +561,10 @@ class NetOps(OpsBase):
             ops = self._supported_ops
             if ops is None or _OP_SEND not in ops:
                 self._require(_OP_SEND)
+            if data.__class__ is bytes and len(data) <= _INT_MAX:
+                # bytes never move: holding the object is the pin.
+                return self._rw(_OP_SEND, sock, id(data) + _BYTES_OFFSET, len(data), 0, user_data,
+                                msg_flags, flags, 0, data)
             buf = self._readable(data)
             if buf.nbytes > _INT_MAX:
                 raise ValueError(f"IORING_OP_SEND: {buf.nbytes} bytes is more than one request "
