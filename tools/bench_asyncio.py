@@ -13,14 +13,21 @@ hot file (1 GiB by default), for ``--seconds``; IOPS.
                          the PyPI peers, through tools/asyncio_peers.py under
                          --peers-python (they need Python 3.12+)
 
-Echo cells: *conns* (64) loopback TCP connections, each a client task that
-writes a 64-byte message and awaits the echo, against an echo server in the
-same loop; round trips per second.
+Echo cells: *conns* (64) loopback TCP connections, each a client that
+writes a 64-byte message and waits for the echo before the next, against an
+echo server in the same loop; round trips per second.
 
   asyncio streams        asyncio.start_server/open_connection, stock loop
   uring streams          uring.asyncio.start_server/open_connection, stock loop
-  asyncio on uring loop  asyncio's streams on UringEventLoop
-  uring streams on uring loop
+  asyncio streams on uring loop, uring streams on uring loop
+                         the same on UringEventLoop
+  asyncio protocols      loop.create_server/create_connection with protocols
+                         (the client writes its next message from data_received)
+  uring protocols        uring.asyncio.create_server/create_connection
+  ... on uring loop      the same on UringEventLoop
+
+"vs asyncio" is against the stock loop's row of the same kind (streams or
+protocols).
 
 Every cell runs in a fresh interpreter; rounds are interleaved, the order
 reversed every other round; the page cache is warmed and checked with
@@ -53,8 +60,9 @@ from benchlib import BS, common_arguments, run_cell_process, scratch_file  # noq
 FILE_CELLS = ["uring.asyncio", "uring.asyncio preadinto", "uring loop", "uring loop preadinto",
               "executor"]
 PEER_CELLS = ["urio", "urio-backend", "uringio"]
-ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio on uring loop",
-              "uring streams on uring loop"]
+ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio streams on uring loop",
+              "uring streams on uring loop", "asyncio protocols", "uring protocols",
+              "asyncio protocols on uring loop", "uring protocols on uring loop"]
 
 
 # -- file cells (run in the child) ---------------------------------------------------------
@@ -165,13 +173,76 @@ async def _echo(seconds: float, conns: int, msg: int, ours: bool) -> int:
     return sum(counts)
 
 
+async def _echo_protocols(seconds: float, conns: int, msg: int, ours: bool) -> int:
+    """The same exchange with protocols instead of streams: the server
+    writes back what arrives, each client writes its next message from
+    ``data_received`` once the echo of the last one is complete; no task
+    switch per message."""
+    import uring.asyncio as ua
+
+    loop = asyncio.get_running_loop()
+    payload = bytes(range(msg))
+    deadline = time.monotonic() + seconds
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    class Client(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.got = 0
+            self.count = 0
+            self.done = loop.create_future()
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.write(payload)
+
+        def data_received(self, data: bytes) -> None:
+            self.got += len(data)
+            while self.got >= msg:
+                self.got -= msg
+                self.count += 1
+                if self.count % 16 == 0 and time.monotonic() >= deadline:
+                    self.transport.close()
+                    if not self.done.done():
+                        self.done.set_result(self.count)
+                    return
+                self.transport.write(payload)
+
+        def connection_lost(self, exc: Any) -> None:
+            if not self.done.done():
+                self.done.set_result(self.count)
+
+    if ours:
+        server = await ua.create_server(Echo, "127.0.0.1", 0)
+    else:
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    for _ in range(conns):
+        if ours:
+            _t, proto = await ua.create_connection(Client, "127.0.0.1", port)
+        else:
+            _t, proto = await loop.create_connection(Client, "127.0.0.1", port)
+        clients.append(proto)
+    counts = await asyncio.gather(*(c.done for c in clients))
+    server.close()
+    await server.wait_closed()
+    return sum(counts)
+
+
 def echo_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
     import uring.asyncio as ua
 
-    ours = name.startswith("uring streams")
+    ours = name.startswith("uring")
     runner: Callable[[Any], int] = ua.run if name.endswith("uring loop") else asyncio.run
+    echo = _echo_protocols if "protocols" in name else _echo
     start = time.monotonic()
-    msgs = runner(_echo(args.seconds, args.conns, args.msg, ours))
+    msgs = runner(echo(args.seconds, args.conns, args.msg, ours))
     elapsed = time.monotonic() - start
     return {"msgs_per_s": msgs / elapsed, "msgs": msgs, "seconds": elapsed}
 
@@ -258,7 +329,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         med = f"{statistics.median(got) / 1e3:9.1f}k" if got else "    n/a"
         per = " ".join(f"{v / 1e3:.0f}k" if v else "-" for v in vals)
         if cell in ECHO_CELLS:
-            cols = ["", "", "", ratio_col(cell, "asyncio streams")]
+            base = "asyncio protocols" if "protocols" in cell else "asyncio streams"
+            cols = ["", "", "", ratio_col(cell, base)]
         else:
             cols = [ratio_col(cell, "executor"), ratio_col(cell, "urio"),
                     ratio_col(cell, "uringio"), ""]
