@@ -8,6 +8,7 @@ probe and skips with the reason.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from typing import Iterator
 
@@ -52,6 +53,20 @@ def try_ring(*args: object, **kwargs: object) -> uring.Ring:
         if exc.errno in (22, 95):  # EINVAL / EOPNOTSUPP: flag unknown to this kernel
             pytest.skip(f"kernel {os.uname().release} refuses {kwargs}: {exc}")
         raise
+
+
+#: A test that runs this long is stuck (a wait the kernel never answers):
+#: dump every thread's stack and end the run, rather than let CI hang.
+HANG_SECONDS = 300
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
