@@ -9,6 +9,7 @@ tests ``UringSelector`` directly on real fds, side by side with
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import select
 import selectors
@@ -752,3 +753,15 @@ def test_one_io_uring_enter_per_iteration(tmp_path: Any) -> None:
     enters = calls.count("io_uring_enter")
     assert set(calls) <= {"io_uring_enter"}, set(calls)  # no second poller
     assert n <= enters <= iterations, (enters, iterations)
+
+
+def test_kernel_refuses_level_triggered_multishot_poll(fds: Callable[..., Any]) -> None:
+    """The other half of the reason: the kernel does not offer a
+    level-triggered multishot poll; ``IORING_POLL_ADD_MULTI`` with
+    ``IORING_POLL_ADD_LEVEL`` completes with ``-EINVAL`` at once."""
+    r, w = fds()
+    os.write(w, b"x")
+    with uring.Ring(8) as ring:
+        ring.prep(uring.IORING_OP_POLL_ADD, fd=r, op_flags=select.POLLIN, user_data=7,
+                  len=int(uring.IORING_POLL_ADD_MULTI | uring.IORING_POLL_ADD_LEVEL))
+        assert [(c.user_data, c.res) for c in ring.wait(1, timeout=5)] == [(7, -errno.EINVAL)]
