@@ -26,12 +26,11 @@ import weakref
 from typing import Any, List
 
 import pytest
+from conftest import require_uring
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import uring.asyncio as ua
-
-from conftest import require_uring
 
 # -- the two loops ---------------------------------------------------------------------
 
@@ -256,7 +255,7 @@ def test_write_bytes_and_text(run: Loop, tmp_path: Any) -> None:
             assert await f.write("wörld") == 5
             with pytest.raises(TypeError):
                 await f.write(b"bytes into a text file")
-        assert path.read_bytes() == "héllo\nwörld".encode("utf-8")
+        assert path.read_bytes() == "héllo\nwörld".encode()
         async with ua.open(path, "r+") as f:
             assert await f.readline() == "héllo\n"
             await f.write("W")  # lands after the line read, not after the read-ahead
@@ -959,8 +958,8 @@ async def _slow_reader_exchange(chunks: List[bytes]) -> None:
     assert writer.transport.get_write_buffer_size() > writer.transport.get_write_buffer_limits()[1]
     go.set()
     await asyncio.wait_for(drained, 20)
-    for chunk in chunks[chunks.index(chunk) + 1:]:
-        writer.write(chunk)
+    for rest in chunks[chunks.index(chunk) + 1:]:
+        writer.write(rest)
         await writer.drain()
     writer.write_eof()
     assert await asyncio.wait_for(got, 20) == (len(total), hashlib.sha256(total).hexdigest())

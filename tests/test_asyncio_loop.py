@@ -20,30 +20,34 @@ import unittest
 from typing import Any, Callable, Iterator, List, Set, Tuple
 
 import pytest
+from conftest import _UNAVAILABLE, REQUIRE_KERNEL
+
+# CPython's asyncio test suite.  Not importable is a failure, not a skip:
+# CI has it (python3-test / a full CPython build).
+from test.test_asyncio import (
+    test_base_events,  # noqa: E402
+    test_events,  # noqa: E402
+    test_sendfile,  # noqa: E402
+    test_server,  # noqa: E402
+    test_sock_lowlevel,  # noqa: E402
+)
 
 import uring
 import uring.asyncio
 from uring.asyncio.loop import UringEventLoop, UringSelector
 
-from conftest import _UNAVAILABLE, REQUIRE_KERNEL
-
-# CPython's asyncio test suite.  Not importable is a failure, not a skip:
-# CI has it (python3-test / a full CPython build).
-from test.test_asyncio import test_base_events  # noqa: E402
-from test.test_asyncio import test_events  # noqa: E402
-from test.test_asyncio import test_sendfile  # noqa: E402
-from test.test_asyncio import test_server  # noqa: E402
-from test.test_asyncio import test_sock_lowlevel  # noqa: E402
 try:
     from test.test_asyncio import test_ssl  # noqa: E402
 except ImportError:  # added to CPython's suite in 3.11
     if sys.version_info >= (3, 11):
         raise
     test_ssl = None  # type: ignore[assignment]
-from test.test_asyncio import test_sslproto  # noqa: E402
-from test.test_asyncio import test_streams  # noqa: E402
-from test.test_asyncio import test_subprocess  # noqa: E402
-from test.test_asyncio import test_unix_events  # noqa: E402
+from test.test_asyncio import (
+    test_sslproto,  # noqa: E402
+    test_streams,  # noqa: E402
+    test_subprocess,  # noqa: E402
+    test_unix_events,  # noqa: E402
+)
 from test.test_asyncio import utils as test_utils  # noqa: E402
 
 if _UNAVAILABLE:  # the unittest classes below cannot call require_uring() per test

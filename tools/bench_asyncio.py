@@ -217,10 +217,8 @@ async def _echo_protocols(seconds: float, conns: int, msg: int, ours: bool) -> i
             if not self.done.done():
                 self.done.set_result(self.count)
 
-    if ours:
-        server = await ua.create_server(Echo, "127.0.0.1", 0)
-    else:
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+    server: Any = await (ua.create_server(Echo, "127.0.0.1", 0) if ours
+                         else loop.create_server(Echo, "127.0.0.1", 0))
     port = server.sockets[0].getsockname()[1]
     clients = []
     for _ in range(conns):
@@ -302,8 +300,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for cell in order:
                 got = measure(cell, args)
                 samples[cell].append(got)
-                value = got.get("iops", got.get("msgs_per_s"))
-                shown = f"{value / 1e3:8.1f}k" if value else f"  {got.get('error')}"
+                rate = got.get("iops", got.get("msgs_per_s"))
+                shown = f"{rate / 1e3:8.1f}k" if rate else f"  {got.get('error')}"
                 print(f"# round {rnd + 1} {cell:30s} {shown}", file=sys.stderr)
 
     def value(cell: str, i: int) -> Optional[float]:
@@ -314,8 +312,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     def ratio_col(cell: str, base: str) -> str:
         if base not in samples or cell == base:
             return ""
-        rs = [value(cell, i) / value(base, i)  # type: ignore[operator]
-              for i in range(args.rounds) if value(cell, i) and value(base, i)]
+        rs = []
+        for i in range(args.rounds):
+            ours, theirs = value(cell, i), value(base, i)
+            if ours and theirs:
+                rs.append(ours / theirs)
         return f"{statistics.median(rs):.2f}x" if rs else "-"
 
     print(f"{args.tasks} tasks x 4 KiB random reads, hot {args.file and os.path.basename(args.file)}; "
@@ -325,8 +326,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{'vs uringio':>10s} {'vs asyncio':>10s}")
     for cell in cells:
         vals = [value(cell, i) for i in range(args.rounds)]
-        got = [v for v in vals if v]
-        med = f"{statistics.median(got) / 1e3:9.1f}k" if got else "    n/a"
+        rates = [v for v in vals if v]
+        med = f"{statistics.median(rates) / 1e3:9.1f}k" if rates else "    n/a"
         per = " ".join(f"{v / 1e3:.0f}k" if v else "-" for v in vals)
         if cell in ECHO_CELLS:
             base = "asyncio protocols" if "protocols" in cell else "asyncio streams"
@@ -334,7 +335,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             cols = [ratio_col(cell, "executor"), ratio_col(cell, "urio"),
                     ratio_col(cell, "uringio"), ""]
-        err = "" if got else f"  ({samples[cell][0].get('error')})"
+        err = "" if rates else f"  ({samples[cell][0].get('error')})"
         print(f"{cell:32s} {med:>10s}  {per:30s} {cols[0]:>12s} {cols[1]:>8s} {cols[2]:>10s} "
               f"{cols[3]:>10s}{err}")
     if args.json:

@@ -57,7 +57,7 @@ RECV_BUFFERS = 256
 RECV_BUFFER_SIZE = 64 * 1024
 
 #: Raw CQE as the ring reaps it: (user_data, res, flags).
-RawCqe = Tuple[int, int, int]
+RawCqe = Tuple[int, ...]
 
 
 class LoopRing:
@@ -336,7 +336,7 @@ class LoopRing:
             ring.submit()
             ring.prep_cancel(any=True, all=True)
             self._drain(timeout)
-        for ud, w in list(self._waiting.items()):
+        for w in list(self._waiting.values()):
             if w.__class__ is _Future and not w.done():
                 w.set_exception(RingClosedError("the loop's ring was closed before this request completed"))
         self._waiting.clear()

@@ -79,9 +79,10 @@ class AsyncFile:
         self._append = append
         self._binary = binary
         self._pos = 0
-        self.encoding = None if binary else (encoding or "utf-8")
-        self.errors = None if binary else (errors or "strict")
-        self._decoder = None if binary else codecs.getincrementaldecoder(self.encoding)(self.errors)
+        self.encoding: Optional[str] = None if binary else (encoding or "utf-8")
+        self.errors: Optional[str] = None if binary else (errors or "strict")
+        self._decoder = (None if binary else
+                         codecs.getincrementaldecoder(encoding or "utf-8")(errors or "strict"))
         self._pending_text = ""
         self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
 
@@ -211,7 +212,7 @@ class AsyncFile:
 
     async def _read_bytes(self, size: Optional[int]) -> bytes:
         if size is None or size < 0:
-            chunks = []
+            chunks: List[bytes] = []
             while True:
                 got = await self.pread(max(_CHUNK, 0), self._pos)
                 if not got:

@@ -46,6 +46,14 @@ _BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
 class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # type: ignore[misc,name-defined]
     """A stream socket driven by io_uring requests (see the module)."""
 
+    # Set by asyncio's _FlowControlMixin (typeshed does not describe it).
+    _loop: asyncio.AbstractEventLoop
+    _high_water: int
+    _low_water: int
+    _protocol_paused: bool
+    _maybe_pause_protocol: Callable[[], None]
+    _maybe_resume_protocol: Callable[[], None]
+
     def __init__(self, lr: LoopRing, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  waiter: Optional[asyncio.Future] = None, server: Optional["Server"] = None) -> None:
         super().__init__(None, lr.loop)
@@ -118,7 +126,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._recv_ud = ud
         self._lr.watch(ud, self._on_recv)
 
-    def _on_recv(self, cqe: Tuple[int, int, int]) -> None:
+    def _on_recv(self, cqe: Tuple[int, ...]) -> None:
         _ud, res, flags = cqe
         if not flags & _F_MORE:
             self._recv_ud = None  # the multishot ended: EOF, an error, or cancelled
@@ -133,9 +141,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             elif not self._closing:
                 try:
                     self._protocol.data_received(data)  # type: ignore[attr-defined]
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
+                except Exception as exc:
                     self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
                     return
             if self._recv_ud is not None:
@@ -163,9 +169,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             return
         try:
             keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return
         self._held_eof = True  # no more receives
@@ -233,12 +237,13 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         if lr._flush_handle is None and lr._watching:
             lr._flush_handle = lr._loop.call_soon(lr._flush)
 
-    def _on_sent(self, cqe: Tuple[int, int, int]) -> None:
+    def _on_sent(self, cqe: Tuple[int, ...]) -> None:
         self._send_ud = None
-        sending, self._sending = self._sending, None
+        sending: Any = self._sending
+        self._sending = None
         res = cqe[1]
         if res == len(sending) and not self._wbuf and not self._protocol_paused \
-                and not self._closing and not self._eof_pending:  # type: ignore[arg-type]
+                and not self._closing and not self._eof_pending:
             return  # all sent, nothing waiting: the common case
         if res < 0:
             if not (res == -errno.ECANCELED and self._closing):
@@ -293,7 +298,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
     def abort(self) -> None:
         self._force_close(None)
 
-    def _force_close(self, exc: Optional[BaseException]) -> None:
+    def _force_close(self, exc: Optional[Exception]) -> None:
         if self._lost:
             return
         self._closing = True
@@ -304,7 +309,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._lost_exc = exc
         self._maybe_lost(force=True)
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
+    def _fatal_error(self, exc: Exception, message: str) -> None:
         if not isinstance(exc, OSError) or exc.errno not in (errno.ECONNRESET, errno.EPIPE,
                                                              errno.ECONNABORTED, errno.ETIMEDOUT):
             self._loop.call_exception_handler({
@@ -325,7 +330,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._lost = True
         self._loop.call_soon(self._call_connection_lost, getattr(self, "_lost_exc", None))
 
-    def _call_connection_lost(self, exc: Optional[BaseException]) -> None:
+    def _call_connection_lost(self, exc: Optional[Exception]) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
@@ -390,7 +395,7 @@ class Server(asyncio.AbstractServer):
         self._accepts[ud] = sock
         self._lr.watch(ud, self._on_accept)
 
-    def _on_accept(self, cqe: Tuple[int, int, int]) -> None:
+    def _on_accept(self, cqe: Tuple[int, ...]) -> None:
         ud, res, flags = cqe
         if not flags & _F_MORE:
             sock = self._accepts.pop(ud)
