@@ -1106,3 +1106,68 @@ def test_create_connection_protocol(run: Loop) -> None:
         finally:
             listener.close()
     run(main())
+
+
+# ======================================================================================
+# 6. The driver: back-pressure counts only awaited requests; a failing callback
+# ======================================================================================
+
+
+def test_back_pressure_does_not_count_open_connections(run: Loop) -> None:
+    """A small ring (capacity 8) with more connections than that: each keeps
+    a multishot receive armed, yet an awaited op still goes through, since
+    back-pressure counts only the requests a coroutine awaits."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lr = ua.LoopRing(loop, entries=4)  # a second ring, watched by the loop's poll
+        try:
+            assert lr.capacity == 8
+
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                w.write(await r.readline())
+                await w.drain()
+                w.close()
+
+            server = await ua.start_server(handle, "127.0.0.1", 0, ring=lr)
+            port = server.sockets[0].getsockname()[1]
+            conns = [await ua.open_connection("127.0.0.1", port, ring=lr) for _ in range(12)]
+            await asyncio.sleep(0.05)
+            assert lr.in_flight > lr.capacity  # the receives are armed ...
+            a, b = socket.socketpair()
+            with a, b:
+                b.sendall(b"still moving")
+                got = await asyncio.wait_for(ua.sock_recv(a, 100, ring=lr), 5)  # ... and this runs
+            assert got == b"still moving"
+            for i, (r, w) in enumerate(conns):
+                w.write(b"line %d\n" % i)
+                assert await asyncio.wait_for(r.readline(), 5) == b"line %d\n" % i
+                w.close()
+            server.close()
+            await server.wait_closed()
+        finally:
+            lr.close()
+
+    async def bounded() -> None:  # counted wrongly, the connects wait for room for ever
+        await asyncio.wait_for(main(), 30)
+    run(bounded())
+
+
+def test_a_failing_completion_callback_costs_no_other_cqe(run: Loop) -> None:
+    """Two requests complete in one batch; the first's callback raises: the
+    loop's exception handler hears of it and the second still completes."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: List[Any] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        lr = ua.get_ring()
+
+        def broken(cqe: Any) -> None:
+            raise RuntimeError("callback broke")
+
+        lr.watch(lr.ring.prep_nop(), broken)
+        fut = lr.track(lr.ring.prep_nop())
+        cqe = await asyncio.wait_for(fut, 5)
+        assert cqe[1] == 0
+        assert [str(c["exception"]) for c in errors] == ["callback broke"]
+        assert lr.in_flight == 0
+    run(main())

@@ -48,7 +48,6 @@ from ..request import Completion
 __all__ = ["LoopRing", "get_ring"]
 
 _F_MORE = int(abi.IORING_CQE_F_MORE)
-_Future = asyncio.Future
 _CancelledError = asyncio.CancelledError
 
 #: The buffer group of the transports' multishot receives, and its size.
@@ -75,10 +74,13 @@ class LoopRing:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._owns_ring = ring is None
         self.ring: Ring = ring if ring is not None else Ring(entries, sq_full="submit")
-        # user_data -> what waits for its CQE: a Future (resolved with the
-        # raw CQE) or a callable taking the raw CQE (multishot streams and
-        # transports).  A CQE with no entry is dropped (our own cancels).
+        # user_data -> the Future an op coroutine awaits (resolved with the
+        # raw CQE): the requests back-pressure counts.
         self._waiting: Dict[int, Any] = {}
+        # user_data -> a callable taking each raw CQE: transports' receives
+        # and sends, multishot accepts; their owners pace themselves.
+        # A CQE in neither is dropped (our own cancels).
+        self._watchers: Dict[int, Callable[[RawCqe], None]] = {}
         self.capacity = self.ring.cq_entries
         self._room_waiters: Deque[asyncio.Future] = collections.deque()
         self._flush_handle: Optional[asyncio.Handle] = None
@@ -108,7 +110,7 @@ class LoopRing:
     @property
     def in_flight(self) -> int:
         """Requests whose final CQE has not arrived yet."""
-        return len(self._waiting)
+        return len(self._waiting) + len(self._watchers)
 
     def _kick(self) -> None:
         """Make sure the SQEs prepared in this tick are submitted: one flush
@@ -144,22 +146,26 @@ class LoopRing:
         """Hand each CQE to what waits for it: resolve its future (the
         coroutine resumes on the loop's next step) or call its callback.
         A request flagged ``IORING_CQE_F_MORE`` keeps its place."""
-        waiting = self._waiting
-        pop = waiting.pop
+        pop = self._waiting.pop
+        watchers = self._watchers
         for cqe in cqes:
             ud = cqe[0]
             w = pop(ud, None)
-            if w is None:
-                continue
-            if w.__class__ is _Future:
+            if w is not None:
                 if not w.done():
                     w.set_result(cqe)
                 else:  # its task was cancelled: after_cancel collects this
                     self._late[ud] = cqe
-            else:
-                if cqe[2] & _F_MORE:
-                    waiting[ud] = w
-                w(cqe)
+                continue
+            cb = watchers.get(ud) if cqe[2] & _F_MORE else watchers.pop(ud, None)
+            if cb is None:
+                continue
+            try:
+                cb(cqe)
+            except Exception as exc:  # one failing callback must not cost the batch its CQEs
+                self._loop.call_exception_handler({
+                    "message": f"uring.asyncio: a completion callback failed ({cb!r})",
+                    "exception": exc})
         if self._recycle:
             # One tail store for every buffer the transports emptied.
             self._recv_pool.recycle(self._recycle)  # type: ignore[union-attr]
@@ -193,7 +199,7 @@ class LoopRing:
     def watch(self, user_data: int, callback: Callable[[RawCqe], None]) -> None:
         """Call *callback* with every CQE of *user_data* (a multishot request
         keeps it until its CQE without ``IORING_CQE_F_MORE``)."""
-        self._waiting[user_data] = callback
+        self._watchers[user_data] = callback
         self._kick()
 
     async def room(self) -> None:
@@ -330,16 +336,17 @@ class LoopRing:
             except (RuntimeError, ValueError, OSError):  # the loop is already closed
                 pass
         ring = self.ring
-        orphans = [self._describe(ud) for ud, w in self._waiting.items()
-                   if w is not None and not (w.__class__ is _Future and w.done())]
-        if not ring.closed and self._waiting:
+        orphans = [self._describe(ud) for ud, w in self._waiting.items() if not w.done()]
+        orphans += [self._describe(ud) for ud in self._watchers]
+        if not ring.closed and (self._waiting or self._watchers):
             ring.submit()
             ring.prep_cancel(any=True, all=True)
             self._drain(timeout)
         for w in list(self._waiting.values()):
-            if w.__class__ is _Future and not w.done():
+            if not w.done():
                 w.set_exception(RingClosedError("the loop's ring was closed before this request completed"))
         self._waiting.clear()
+        self._watchers.clear()
         for w in self._room_waiters:
             if not w.done():
                 w.set_exception(RingClosedError("the loop's ring is closed"))
@@ -356,7 +363,7 @@ class LoopRing:
     def _drain(self, timeout: float) -> None:
         ring = self.ring
         deadline = time.monotonic() + timeout
-        while any(w is not None for w in self._waiting.values()):
+        while self._waiting or self._watchers:
             left = deadline - time.monotonic()
             if left <= 0:
                 break

@@ -233,7 +233,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         ud = self._ring.prep_send(self._fd, sending)
         self._send_ud = ud
         lr = self._lr
-        lr._waiting[ud] = self._sent_cb  # LoopRing.watch, written out: once per send
+        lr._watchers[ud] = self._sent_cb  # LoopRing.watch, written out: once per send
         if lr._flush_handle is None and lr._watching:
             lr._flush_handle = lr._loop.call_soon(lr._flush)
 
