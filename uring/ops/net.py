@@ -36,6 +36,7 @@ from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, U
 
 from .. import abi
 from ..buffers import _BYTES_OFFSET, IovecArray, PinnedBuffer
+from ..ring import op_name
 from .base import OpsBase
 
 __all__ = [
@@ -517,6 +518,19 @@ class NetOps(OpsBase):
 
     # -- send and receive ---------------------------------------------------------
 
+    def _plain(self, opcode: int, fd: int, keep: Any, addr: int, nbytes: int,
+               user_data: Optional[int], msg_flags: int, flags: int) -> int:
+        """A plain SEND or RECV: ``fd``, ``addr``, ``len``, ``msg_flags``
+        and nothing else, the shape of a read, so it goes through the read
+        path's one-call SQE fill (``OpsBase._rw``), probe-checked."""
+        ops = self._supported_ops
+        if ops is None or opcode not in ops:
+            self._require(opcode)
+        if nbytes > _INT_MAX:
+            raise ValueError(f"{op_name(opcode)}: {nbytes} bytes is more than one request "
+                             "moves (2**31-1)")
+        return self._rw(opcode, fd, addr, nbytes, 0, user_data, msg_flags, flags, 0, keep)
+
     def _send_source(self, op: str, data: Any, length: Optional[int]) -> Tuple[Any, int, int, int]:
         """What a SEND/SEND_ZC points at: (kept object, addr, len, ioprio bit).
         A list or tuple of buffers is sent as one (``IORING_SEND_VECTORIZED``:
@@ -558,19 +572,13 @@ class NetOps(OpsBase):
                 and data.__class__ in (bytes, bytearray, memoryview, PinnedBuffer)):
             # The plain send: a read/write-shaped SQE (fd, addr, len,
             # msg_flags), filled by the same one-call path as a read.
-            ops = self._supported_ops
-            if ops is None or _OP_SEND not in ops:
-                self._require(_OP_SEND)
-            if data.__class__ is bytes and len(data) <= _INT_MAX:
+            if data.__class__ is bytes:
                 # bytes never move: holding the object is the pin.
-                return self._rw(_OP_SEND, sock, id(data) + _BYTES_OFFSET, len(data), 0, user_data,
-                                msg_flags, flags, 0, data)
+                return self._plain(_OP_SEND, sock, data, id(data) + _BYTES_OFFSET, len(data),
+                                   user_data, msg_flags, flags)
             buf = self._readable(data)
-            if buf.nbytes > _INT_MAX:
-                raise ValueError(f"IORING_OP_SEND: {buf.nbytes} bytes is more than one request "
-                                 "moves (2**31-1)")
-            return self._rw(_OP_SEND, sock, buf.address, buf.nbytes, 0, user_data, msg_flags,
-                            flags, 0, buf)
+            return self._plain(_OP_SEND, sock, buf, buf.address, buf.nbytes, user_data,
+                               msg_flags, flags)
         op = "IORING_OP_SEND"
         fd, family = self._sock(sock, fixed)
         ioprio = _POLL_FIRST if poll_first else 0
@@ -671,15 +679,9 @@ class NetOps(OpsBase):
                 and not bundle and not poll_first and not fixed and sock.__class__ is int
                 and sock >= 0):
             # The plain receive: read/write-shaped, as for prep_send.
-            ops = self._supported_ops
-            if ops is None or _OP_RECV not in ops:
-                self._require(_OP_RECV)
             into = self._writable(buf)
-            if into.nbytes > _INT_MAX:
-                raise ValueError(f"IORING_OP_RECV: {into.nbytes} bytes is more than one request "
-                                 "moves (2**31-1)")
-            return self._rw(_OP_RECV, sock, into.address, into.nbytes, 0, user_data, msg_flags,
-                            flags, 0, into)
+            return self._plain(_OP_RECV, sock, into, into.address, into.nbytes, user_data,
+                               msg_flags, flags)
         op = "IORING_OP_RECV"
         fd = self._file(sock, fixed)
         ioprio = ((_POLL_FIRST if poll_first else 0) | (_RECV_MULTISHOT if multishot else 0)
