@@ -1171,3 +1171,24 @@ def test_a_failing_completion_callback_costs_no_other_cqe(run: Loop) -> None:
         assert [str(c["exception"]) for c in errors] == ["callback broke"]
         assert lr.in_flight == 0
     run(main())
+
+
+def test_tcp_transports_set_nodelay_both_ways(run: Loop) -> None:
+    """As asyncio's own socket transports do, on the accepted side too."""
+    async def main() -> None:
+        seen: List[int] = []
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            sock = w.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            w.close()
+
+        server = await ua.start_server(handle, "127.0.0.1", 0)
+        r, w = await ua.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        assert w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert await r.read() == b""
+        assert seen and seen[0]
+        w.close()
+        server.close()
+        await server.wait_closed()
+    run(main())

@@ -72,6 +72,9 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self._extra["peername"] = sock.getpeername()
         except OSError:
             pass
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            # As asyncio's socket transports: small writes go out at once.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._pool = lr.recv_buffers()
         self._pool_view = self._pool._pool
         self._sent_cb = self._on_sent
@@ -554,8 +557,6 @@ async def create_connection(protocol_factory: Callable[[], asyncio.BaseProtocol]
             if len(errors) == 1:
                 raise errors[0]
             raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     else:
         sock.setblocking(False)
     protocol = protocol_factory()
