@@ -9,6 +9,8 @@ hot file (1 GiB by default), for ``--seconds``; IOPS.
   uring loop             AsyncFile.pread on UringEventLoop
   uring loop preadinto   the same, preadinto
   executor               loop.run_in_executor(None, os.pread, ...)
+  asyncio future floor   no I/O: each task awaits a future a callback resolves,
+                         what asyncio costs per awaited op (the file cells' ceiling)
   urio, urio-backend, uringio
                          the PyPI peers, through tools/asyncio_peers.py under
                          --peers-python (they need Python 3.12+)
@@ -58,7 +60,8 @@ import pagecache  # noqa: E402
 from benchlib import BS, common_arguments, run_cell_process, scratch_file  # noqa: E402
 
 FILE_CELLS = ["uring.asyncio", "uring.asyncio preadinto", "uring loop", "uring loop preadinto",
-              "executor"]
+              "executor", "asyncio future floor"]
+FLOOR = "asyncio future floor"
 PEER_CELLS = ["urio", "urio-backend", "uringio"]
 ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio streams on uring loop",
               "uring streams on uring loop", "asyncio protocols", "uring protocols",
@@ -118,8 +121,50 @@ async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
     return sum(counts)
 
 
+async def _future_floor(seconds: float, tasks: int) -> int:
+    """No I/O at all: each task awaits a future that one callback per loop
+    iteration resolves (the shape of a request's completion). What asyncio
+    itself costs per awaited operation: the ceiling of any file cell."""
+    loop = asyncio.get_running_loop()
+    pending: List[asyncio.Future] = []
+    scheduled = [False]
+    deadline = time.monotonic() + seconds
+    counts = [0] * tasks
+
+    def resolve_all() -> None:
+        scheduled[0] = False
+        batch = pending[:]
+        pending.clear()
+        for fut in batch:
+            fut.set_result(1)
+
+    async def one(i: int) -> None:
+        n = 0
+        while True:
+            for _ in range(32):
+                fut = loop.create_future()
+                pending.append(fut)
+                if not scheduled[0]:
+                    scheduled[0] = True
+                    loop.call_soon(resolve_all)
+                await fut
+            n += 32
+            if time.monotonic() >= deadline:
+                break
+        counts[i] = n
+
+    await asyncio.gather(*(one(i) for i in range(tasks)))
+    return sum(counts)
+
+
 def file_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
     import uring.asyncio as ua
+
+    if name == FLOOR:
+        start = time.monotonic()
+        n = asyncio.run(_future_floor(args.seconds, args.tasks))
+        elapsed = time.monotonic() - start
+        return {"iops": n / elapsed, "reads": n, "seconds": elapsed}
 
     how = "executor" if name == "executor" else ("preadinto" if name.endswith("preadinto") else "pread")
     runner: Callable[[Any], int] = ua.run if name.startswith("uring loop") else asyncio.run
@@ -250,7 +295,7 @@ def echo_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
 def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     common = ["--seconds", str(args.seconds), "--tasks", str(args.tasks), "--conns",
               str(args.conns), "--msg", str(args.msg)]
-    if name in ECHO_CELLS:
+    if name in ECHO_CELLS or name == FLOOR:
         return run_cell_process(__file__, name, common)
     frac = pagecache.ensure_hot(args.file)
     if name in PEER_CELLS:
@@ -292,7 +337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if unknown:
             ap.error(f"unknown cells: {unknown}; known: {cells}")
         cells = wanted
-    needs_file = any(c not in ECHO_CELLS for c in cells)
+    needs_file = any(c not in ECHO_CELLS and c != FLOOR for c in cells)
     samples: Dict[str, List[Dict[str, Any]]] = {c: [] for c in cells}
     with scratch_file(args, needs_file):
         for rnd in range(args.rounds):
