@@ -105,7 +105,54 @@ def test_rule_sq_tail_past_head_plus_entries() -> None:
         ring._sq_u32[ring._i_sq_tail] = ring.sq_head + ring.sq_entries + 1
         k.enter(ring.fd, 1, 0, 0)
 
-    broken(act, "SQ tail")
+    broken(act, "SQ tail 5 moved past head 0 \\+ 4 entries: 1 unconsumed SQEs overwritten")
+
+
+def test_violations_outlive_the_ring() -> None:
+    """Not strict: a broken rule is recorded on the kernel, and still there
+    once the ring is closed (so ``k.violations == []`` after a ``with`` means
+    something)."""
+    k = ModelKernel(strict=False)
+    with uring.Ring(4, kernel=k) as ring:
+        ring._sq_u32[ring._i_sq_tail] = 9
+        k.enter(ring.fd, 1, 0, 0)  # takes one (zeroed: a NOP), reports the rule
+        ring._sq_u32[ring._i_sq_tail] = ring.sq_head  # put right, so the ring closes cleanly
+    assert not k.rings
+    assert k.violations == ["SQ tail 9 moved past head 0 + 4 entries: 5 unconsumed SQEs overwritten"]
+
+
+def _overfull_submit(kernel: Optional[ModelKernel]) -> Any:
+    ring = uring.Ring(4, kernel=kernel, sq_array=False)
+    try:
+        for ud in range(1, 5):
+            ring.prep_nop(ud)
+        ring._publish()
+        ring._sq_u32[ring._i_sq_tail] = 5  # one more than the ring holds
+        taken = ring._kernel.enter(ring.fd, 5, 0, 0)
+        return taken, ring.sq_head, sorted(c.user_data for c in ring.reap())
+    finally:
+        ring._sq_u32[ring._i_sq_tail] = ring.sq_head
+        ring._state = None
+        ring.close(timeout=0)
+
+
+def test_not_strict_the_model_takes_at_most_sq_entries() -> None:
+    """A tail past head + entries (rule 1, not strict): the kernel consumes
+    at most ``sq_entries`` SQEs (``io_sqring_entries``), and so does the model."""
+    require_uring()
+    k = ModelKernel(strict=False)
+    assert _overfull_submit(k) == _overfull_submit(None) == (4, 4, [1, 2, 3, 4])
+    assert len(k.violations) == 1 and "SQ tail 5 moved past" in k.violations[0]
+
+
+def test_model_features_are_the_kernels() -> None:
+    """The model claims only features of the running kernel's (it claims
+    those it implements: NOTES.md and ``uring.model.kernel._FEATURES``)."""
+    require_uring()
+    with uring.Ring(4, kernel=ModelKernel()) as model, uring.Ring(4) as real:
+        claimed, real_features = int(model.params.features), int(real.params.features)
+    assert claimed & ~real_features == 0, abi.IoringFeat(claimed & ~real_features)
+    assert claimed & abi.IORING_FEAT_NODROP and claimed & abi.IORING_FEAT_EXT_ARG
 
 
 def test_rule_sqe_rewritten_before_the_kernel_consumed_it() -> None:
@@ -156,7 +203,7 @@ def test_rule_cq_head_stored_without_a_release() -> None:
 def test_this_projects_ring_keeps_every_rule(log_entries: int, program: str) -> None:
     """The project's own Ring, driven through random programs on a weakly
     ordered CPU (as the model sees it), breaks no rule and loses nothing."""
-    k = ModelKernel()  # strict: the first violation raises
+    k = ModelKernel(strict=False)  # collect: every violation, after the ring is closed
     with weak_memory(), uring.Ring(1 << log_entries, kernel=k, cq_entries=2 << log_entries) as ring:
         sent, got, ud = set(), set(), 0
         for step in program:
@@ -198,6 +245,28 @@ def _links_never_break(self: Any, req: Any, res: int) -> None:
     _real_complete(self, req, res)
 
 
+def _link_failure_goes_on(self: Any, req: Any, res: int) -> None:
+    if req.next is not None and not req.init_error:
+        req.flags |= abi.IOSQE_IO_HARDLINK  # every link a hard link: a failure cancels nothing
+    _real_complete(self, req, res)
+
+
+_real_queue = model_kernel.ModelRing._queue
+
+
+def _drain_ignored(self: Any, req: Any) -> None:
+    self.drain_active = False  # nothing ever waits behind a drain
+    _real_queue(self, req)
+
+
+_real_finish = model_kernel.ModelRing._finish
+
+
+def _skip_ignored(self: Any, req: Any, res: int, **kw: Any) -> None:
+    req.flags &= ~abi.IOSQE_CQE_SKIP_SUCCESS  # every success posts its CQE
+    _real_finish(self, req, res, **kw)
+
+
 _real_fire = model_kernel.ModelRing._fire_timeout
 
 
@@ -210,6 +279,9 @@ def _timeouts_count_themselves(self: Any, req: Any, res: int) -> None:
 PLANTED = {
     "overflow flag never set": ("_set_sq_flag", _no_overflow_flag),
     "failures reported as success": ("_complete", _links_never_break),
+    "link failure doesn't cancel": ("_complete", _link_failure_goes_on),
+    "drain ignored": ("_queue", _drain_ignored),
+    "skip-success ignored": ("_finish", _skip_ignored),
 }
 
 
@@ -222,14 +294,19 @@ SLOW_PLANTED = {
 
 def _hunt(bug: str, table: dict, budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
     require_uring()
+    from differential import reset_patience
     from test_model_differential import RingPrograms
 
     name, planted = table[bug]
     monkeypatch.setattr(model_kernel.ModelRing, name, planted)
-    with pytest.raises(AssertionError, match="differ"):
-        run_state_machine_as_test(RingPrograms, settings=settings(
-            max_examples=budget, stateful_step_count=40, deadline=None, database=None,
-            phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
+    reset_patience()
+    try:
+        with pytest.raises(AssertionError, match="differ|IOSQE_IO_DRAIN"):
+            run_state_machine_as_test(RingPrograms, settings=settings(
+                max_examples=budget, stateful_step_count=40, deadline=None, database=None,
+                phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
+    finally:
+        reset_patience()  # the hunt's failure must not shorten later tests' patience
 
 
 @pytest.mark.parametrize("bug", sorted(PLANTED))
@@ -241,6 +318,16 @@ def test_a_planted_model_bug_is_found(bug: str, monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("bug", sorted(SLOW_PLANTED))
 def test_a_subtle_planted_model_bug_is_found(bug: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _hunt(bug, SLOW_PLANTED, 2000, monkeypatch)
+
+
+def test_drain_ignored_shows_in_the_timer_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deterministic drain test (test_model_differential) against the
+    planted "drain ignored": the NOPs come at once, before the timer."""
+    from test_model_differential import _timer_then_drain
+
+    assert _timer_then_drain(ModelKernel()) == ([], [1, 2, 3])
+    monkeypatch.setattr(model_kernel.ModelRing, "_queue", _drain_ignored)
+    assert _timer_then_drain(ModelKernel()) == ([2, 3], [1])
 
 
 def test_model_memory_is_shared_like_the_kernels() -> None:

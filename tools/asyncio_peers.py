@@ -194,8 +194,8 @@ async def drive(opener, reader, closer, path, seconds, tasks, bs):
 def run_urio(path, seconds, tasks, bs, via_backend):
     import asyncio
 
-    import urio
-    import urio.backend
+    import urio  # type: ignore[import-not-found]
+    import urio.backend  # type: ignore[import-not-found]
 
     async def main():
         backend = urio.get_backend()
@@ -245,7 +245,7 @@ def run_uringio(path, seconds, tasks, bs):
     import asyncio
     import importlib.metadata
 
-    import uringio
+    import uringio  # type: ignore[import-not-found]
 
     state = {"open": "uringio.open_file(path=path, flags=os.O_RDONLY, mode=0)"}
 
@@ -266,7 +266,7 @@ def run_uringio(path, seconds, tasks, bs):
 
         return await drive(opener, reader, closer, path, seconds, tasks, bs)
 
-    res = asyncio.run(main(), loop_factory=uringio.UringioLoop)
+    res = asyncio.run(main(), loop_factory=uringio.UringioLoop)  # type: ignore[call-arg]  # 3.12+
     res["api"] = (
         f"asyncio.run(main(), loop_factory=uringio.UringioLoop); per task "
         f"f = await {state['open']}; per read await f.read(off, {bs}) "

@@ -39,6 +39,11 @@ _W = struct.Struct("<I")
 _CQE = struct.Struct("<QiI")
 _SETUP_MODELED = int(abi.IORING_SETUP_CQSIZE | abi.IORING_SETUP_CLAMP | abi.IORING_SETUP_NO_SQARRAY
                      | abi.IORING_SETUP_SUBMIT_ALL)
+#: The features the model claims are the ones it implements, a subset of
+#: what 6.18 reports (which adds CUR_PERSONALITY, FAST_POLL, POLL_32BITS,
+#: SQPOLL_NONFIXED, NATIVE_WORKERS, RSRC_TAGS, LINKED_FILE, REG_REG_RING,
+#: RECVSEND_BUNDLE, MIN_TIMEOUT, RW_ATTR, NO_IOWAIT): code that checks a
+#: feature before using it takes the path the model can run.
 _FEATURES = int(abi.IORING_FEAT_SINGLE_MMAP | abi.IORING_FEAT_NODROP | abi.IORING_FEAT_SUBMIT_STABLE
                 | abi.IORING_FEAT_RW_CUR_POS | abi.IORING_FEAT_EXT_ARG | abi.IORING_FEAT_CQE_SKIP)
 _ENTER_MODELED = int(abi.IORING_ENTER_GETEVENTS | abi.IORING_ENTER_EXT_ARG)
@@ -102,7 +107,7 @@ class ModelRing:
         # Completions of the current batch (a submit, a run of task work),
         # posted together when it ends (the kernel's deferred completions).
         self.inline: List[Tuple[Req, int]] = []
-        self.rules = RuleChecker(strict)
+        self.rules = RuleChecker(strict, kernel._violations)
         p.sq_entries, p.cq_entries, p.features = sq, cq, _FEATURES
         lay.fill(p)
 
@@ -145,7 +150,9 @@ class ModelRing:
         tail = self._load(L.SQ_TAIL)
         head = self.cached_sq_head
         self.rules.check_sq(head, tail, self.layout.sq_entries, self._sqe_bytes)
-        available = (tail - head) & _U32
+        # io_sqring_entries: never more than the ring holds, whatever the
+        # tail says (a tail past head + sq_entries is rule 1's business).
+        available = min((tail - head) & _U32, self.layout.sq_entries)
         left = total = min(to_submit, available)
         self.batching = True
         self.inline = []
@@ -293,7 +300,9 @@ class ModelRing:
         from a drained request on, may go only when nothing outside the
         defer list is in flight; each goes through task work.  (The kernel
         counts requests *allocated*; a completed request is freed a moment
-        after its CQE is posted, which the model does not distinguish.)"""
+        after its CQE is posted, which the model does not distinguish, so
+        the kernel may issue a drained request after the io_uring_enter
+        that freed the way returned: see ``requests``.)"""
         drain_seen, first = False, True
         while self.deferred:
             req = self.deferred[0]
@@ -582,18 +591,22 @@ class ModelKernel(Kernel):
     """The model kernel: rings, plus a table of in-memory files.
 
     strict: raise ``ProtocolViolation`` at the first broken rule (default);
-            with False they are collected in ``violations``.
+            with False they are collected in ``violations`` (every ring's,
+            kept after the ring is closed).
     """
 
     def __init__(self, *, strict: bool = True) -> None:
         self.rings: Dict[int, ModelRing] = {}
         self.files: Dict[int, ModelFile] = {}
         self.strict = strict
+        self._violations: List[str] = []  # every ring's, in order, kept after close
         self._next_file = 1 << 20  # far from real fds
 
     @property
     def violations(self) -> List[str]:
-        return [v for ring in self.rings.values() for v in ring.rules.violations]
+        """Every rule broken on any of this kernel's rings, closed ones
+        included, in the order they were found."""
+        return list(self._violations)
 
     def add_file(self, data: bytes = b"") -> int:
         """An in-memory regular file; returns its (model) fd."""

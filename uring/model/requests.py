@@ -14,9 +14,28 @@ took; the model follows what 6.x does for these opcodes, and says so:
   otherwise it goes to io-wq and completes later, at a time the model does
   not try to predict;
 - ``FSYNC`` (which the kernel always hands to io-wq) and a request issued
-  late (a chain's next member, a request released from behind a drain, a
-  timeout that fires) complete through *task work*, which runs after the
-  batch's inline completions and before ``io_uring_enter`` returns.
+  late (a chain's next member, a timeout that fires) complete through
+  *task work*, which runs after the batch's inline completions and before
+  ``io_uring_enter`` returns.
+
+**A drained request: a timing choice.**  The model lets a request held
+behind ``IOSQE_IO_DRAIN`` go as soon as nothing submitted before it is in
+flight, through the same task work, so it completes *before the
+io_uring_enter that made that so returns* (the submit, or the wait that
+fired a timeout).  The kernel (6.18) may complete it later: it lets the
+request go only once the requests before it are *freed*
+(``nr_req_allocated`` against ``nr_drained``; a request is freed in a batch
+a moment after its CQE is posted), and the drained request can then be
+issued and posted after ``io_uring_enter`` returned, with no further call.
+What the model posts, and in which order relative to the drain, is what the
+kernel posts; when is "at the latest, once the kernel catches up".  The
+differential tests therefore make the kernel side *wait* for as many CQEs
+as the model has, rather than compare at once (``tests/differential.py``).
+A request parked on a timeout makes the difference more than a delay (on
+6.18 a request linked after a timeout that fired by its count, on a ring
+that drained before, was seen to stay in the defer list until the ring
+closed), so the random programs do not mix drains and timeouts with
+counts.
 """
 
 from __future__ import annotations

@@ -81,9 +81,12 @@ def weak_memory() -> Iterator[FenceLog]:
 class RuleChecker:
     """What the model remembers between two calls to check the rules."""
 
-    def __init__(self, strict: bool) -> None:
+    def __init__(self, strict: bool, sink: Optional[List[str]] = None) -> None:
         self.strict = strict
         self.violations: List[str] = []
+        # The kernel's list too, which outlives the ring: a violation is
+        # still there to see after the ring is closed.
+        self.sink = sink
         self.cq_head = 0
         self.sq_tail = 0
         self.releases = FENCES.releases
@@ -91,6 +94,8 @@ class RuleChecker:
 
     def report(self, message: str) -> None:
         self.violations.append(message)
+        if self.sink is not None:
+            self.sink.append(message)
         if self.strict:
             raise ProtocolViolation(message)
 
@@ -99,7 +104,7 @@ class RuleChecker:
         """Rules 1, 2 and the SQ half of 4, before the kernel consumes."""
         if (tail - head) & _U32 > entries:
             self.report(f"SQ tail {tail} moved past head {head} + {entries} entries: "
-                        f"{(tail - head) & _U32 - entries} unconsumed SQEs overwritten")
+                        f"{((tail - head) & _U32) - entries} unconsumed SQEs overwritten")
         for position, seen in self.unconsumed.items():
             if (position - head) & _U32 < (tail - head) & _U32 and sqe_at(position) != seen:
                 self.report(f"the SQE at SQ position {position} was rewritten after it was "
