@@ -50,7 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -70,55 +70,44 @@ ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio streams on uring loop
 
 # -- file cells (run in the child) ---------------------------------------------------------
 
+async def _until(deadline: float, op: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> int:
+    """Await *op()* in runs of 32 until *deadline*; each result must pass
+    *check* (the read really read); returns how many ran."""
+    n = 0
+    while True:
+        for _ in range(32):
+            assert check(await op())
+        n += 32
+        if time.monotonic() >= deadline:
+            return n
+
+
 async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
     import uring
     import uring.asyncio as ua
 
-    size = os.path.getsize(path)
-    blocks = size // BS
+    blocks = os.path.getsize(path) // BS
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + seconds
-    counts = [0] * tasks
 
-    async def one(i: int) -> None:
+    async def one(i: int) -> int:
         rnd = random.Random(i)
-        n = 0
         if how == "executor":
             fd = os.open(path, os.O_RDONLY)
             try:
-                while True:
-                    for _ in range(16):
-                        data = await loop.run_in_executor(None, os.pread, fd, BS,
-                                                          rnd.randrange(blocks) * BS)
-                        assert len(data) == BS
-                    n += 16
-                    if time.monotonic() >= deadline:
-                        break
+                return await _until(deadline, lambda: loop.run_in_executor(
+                    None, os.pread, fd, BS, rnd.randrange(blocks) * BS), lambda d: len(d) == BS)
             finally:
                 os.close(fd)
-        else:
-            async with ua.open(path, "rb") as f:
-                if how == "preadinto":
-                    buf = uring.PinnedBuffer(bytearray(BS), writable=True)  # pinned once
-                    while True:
-                        for _ in range(32):
-                            got = await f.preadinto(buf, rnd.randrange(blocks) * BS)
-                            assert got == BS
-                        n += 32
-                        if time.monotonic() >= deadline:
-                            break
-                else:
-                    while True:
-                        for _ in range(32):
-                            data = await f.pread(BS, rnd.randrange(blocks) * BS)
-                            assert len(data) == BS
-                        n += 32
-                        if time.monotonic() >= deadline:
-                            break
-        counts[i] = n
+        async with ua.open(path, "rb") as f:
+            if how == "preadinto":
+                buf = uring.PinnedBuffer(bytearray(BS), writable=True)  # pinned once
+                return await _until(deadline, lambda: f.preadinto(buf, rnd.randrange(blocks) * BS),
+                                    lambda n: n == BS)
+            return await _until(deadline, lambda: f.pread(BS, rnd.randrange(blocks) * BS),
+                                lambda d: len(d) == BS)
 
-    await asyncio.gather(*(one(i) for i in range(tasks)))
-    return sum(counts)
+    return sum(await asyncio.gather(*(one(i) for i in range(tasks))))
 
 
 async def _future_floor(seconds: float, tasks: int) -> int:
@@ -129,7 +118,6 @@ async def _future_floor(seconds: float, tasks: int) -> int:
     pending: List[asyncio.Future] = []
     scheduled = [False]
     deadline = time.monotonic() + seconds
-    counts = [0] * tasks
 
     def resolve_all() -> None:
         scheduled[0] = False
@@ -138,22 +126,15 @@ async def _future_floor(seconds: float, tasks: int) -> int:
         for fut in batch:
             fut.set_result(1)
 
-    async def one(i: int) -> None:
-        n = 0
-        while True:
-            for _ in range(32):
-                fut = loop.create_future()
-                pending.append(fut)
-                if not scheduled[0]:
-                    scheduled[0] = True
-                    loop.call_soon(resolve_all)
-                await fut
-            n += 32
-            if time.monotonic() >= deadline:
-                break
-        counts[i] = n
+    def op() -> asyncio.Future:
+        fut = loop.create_future()
+        pending.append(fut)
+        if not scheduled[0]:
+            scheduled[0] = True
+            loop.call_soon(resolve_all)
+        return fut
 
-    await asyncio.gather(*(one(i) for i in range(tasks)))
+    counts = await asyncio.gather(*(_until(deadline, op, lambda r: r == 1) for _ in range(tasks)))
     return sum(counts)
 
 
