@@ -21,9 +21,15 @@ for the loop's thread:
   coroutine waits (ignoring further cancellations) for the CQE, so the
   kernel has let go of the buffer when the task unwinds.
 
-Back-pressure: at most ``capacity`` requests (the CQ size) are in flight;
-an op past that waits for a completion to free a slot instead of failing.
-An SQ that fills within one tick is submitted early (``sq_full="submit"``).
+Back-pressure: at most ``capacity`` awaited requests (the CQ size) are in
+flight; an op past that waits for a completion to free a slot instead of
+failing.  Transports and multishot accepts (callbacks, ``watch``) pace
+themselves and are not counted.  An SQ that fills within one tick is
+submitted early (``sq_full="submit"``).
+
+A request the kernel had already finished when its task was cancelled
+keeps its result: received bytes and accepted connections are handed to
+the next call on the same socket (``push_back``), an opened fd is closed.
 
 Everything here runs on the loop's thread; the ring is not shared with
 other threads.
@@ -304,15 +310,7 @@ class LoopRing:
         """Like ``run`` for ops whose result is ``res`` itself: no record
         lookup, the error named from *what* and *target*; *salvage* as for
         ``wait``."""
-        fut = self.track(user_data)
-        try:
-            cqe = await fut
-        except _CancelledError:
-            late = await self.after_cancel(user_data, fut)
-            if late is not None and late[1] >= 0 and salvage is not None:
-                salvage(late)
-            raise
-        res: int = cqe[1]
+        res: int = (await self.wait(user_data, self.track(user_data), salvage))[1]
         if res < 0:
             raise kernel_error(-res, what, target)
         return res
