@@ -81,6 +81,13 @@ class BufferRing:
         ``address + bid * size``."""
         return self._pool_pin.address
 
+    @property
+    def memory(self) -> memoryview:
+        """Every buffer as one view: buffer *bid* is ``memory[bid * size:
+        (bid + 1) * size]`` (for a hot loop that slices it without the
+        check ``buffer`` makes)."""
+        return self._pool
+
     def buffer(self, bid: int) -> memoryview:
         """Buffer *bid*, whole (valid until the buffer ring is closed)."""
         if not 0 <= bid < self.entries:

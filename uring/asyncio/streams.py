@@ -76,7 +76,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             # As asyncio's socket transports: small writes go out at once.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._pool = lr.recv_buffers()
-        self._pool_view = self._pool._pool
+        self._pool_view = self._pool.memory
         self._sent_cb = self._on_sent
         self._recv_ud: Optional[int] = None
         self._held: List[bytes] = []  # received while paused
