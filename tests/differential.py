@@ -89,11 +89,11 @@ class Twin:
         content = bytes((i * 31 + 7) & 0xFF for i in range(FILE_SIZE))
         # A disk file with its pages cached: reads and writes complete
         # inline (on tmpfs a first read may go to io-wq and finish later).
-        fd, self._path = tempfile.mkstemp(dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        os.close(fd)
-        with open(self._path, "wb") as f:
-            f.write(content)
-        real_fd = os.open(self._path, os.O_RDWR)
+        # Unlinked at once: the fd keeps it, and no program leaves it behind
+        # (a failing or shrinking run may never reach close()).
+        real_fd, path = tempfile.mkstemp(dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        os.unlink(path)
+        os.pwrite(real_fd, content, 0)
         os.pread(real_fd, FILE_SIZE, 0)
         self.model_kernel = ModelKernel()
         args: Dict[str, Any] = {"entries": entries, "cq_entries": cq_entries, "sq_array": sq_array}
@@ -355,4 +355,3 @@ class Twin:
 
     def _cleanup(self) -> None:
         os.close(self.sides[1].fd)
-        os.unlink(self._path)
