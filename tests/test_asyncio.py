@@ -1192,3 +1192,22 @@ def test_tcp_transports_set_nodelay_both_ways(run: Loop) -> None:
         server.close()
         await server.wait_closed()
     run(main())
+
+
+def test_kept_bytes_do_not_pass_to_a_reused_fd_number(run: Loop) -> None:
+    """What a cancelled receive kept belongs to its socket: closed, and its
+    fd number reused for another socket, the new one does not get it."""
+    async def main() -> None:
+        lr = ua.get_ring()
+        a, b = socket.socketpair()
+        fd = a.fileno()
+        lr.push_back(fd, (b"old bytes", None))  # as a cancelled sock_recv leaves them
+        assert await ua.sock_recv(a, 3) == b"old"  # the same socket gets them, in order
+        a.close()
+        b.close()
+        c, d = socket.socketpair()
+        with c, d:
+            assert c.fileno() == fd  # the lowest free number, reused
+            d.sendall(b"new")
+            assert await asyncio.wait_for(ua.sock_recv(c, 100), 5) == b"new"
+    run(main())

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import os
 import time
 import warnings
 import weakref
@@ -97,7 +98,8 @@ class LoopRing:
         # of CQEs; dispatch gives them back with one tail store.
         self._recycle: List[int] = []
         self._late: Dict[int, RawCqe] = {}  # CQEs of requests whose waiter was cancelled
-        self._pushed: Dict[int, Deque[Any]] = {}  # fd -> what cancelled requests delivered
+        # fd -> (its file's identity, what cancelled requests delivered)
+        self._pushed: Dict[int, Tuple[Tuple[int, int], Deque[Any]]] = {}
         self._create_future = self._loop.create_future
         if watch:
             self._loop.add_reader(self.ring.fd, self._on_readable)
@@ -272,22 +274,38 @@ class LoopRing:
         """Keep what a cancelled request on *fd* had already taken from the
         kernel (received bytes with their address, an accepted connection):
         the next ``sock_recv*``/``sock_accept`` on *fd* returns it first, so
-        a cancellation never loses data the kernel delivered."""
-        self._pushed.setdefault(fd, collections.deque()).append(item)
+        a cancellation never loses data the kernel delivered.  Kept with
+        the file's identity (``st_dev``, ``st_ino``): an fd number closed and
+        reused for another socket does not inherit it."""
+        st = os.fstat(fd)
+        kept = self._pushed.get(fd)
+        if kept is None or kept[0] != (st.st_dev, st.st_ino):
+            kept = self._pushed[fd] = ((st.st_dev, st.st_ino), collections.deque())
+        kept[1].append(item)
 
     def take_back(self, fd: int) -> Any:
         """The oldest item ``push_back`` kept for *fd*, or None."""
         kept = self._pushed.get(fd)
-        if not kept:
+        if kept is None:
             return None
-        item = kept.popleft()
-        if not kept:
+        try:
+            st = os.fstat(fd)
+            same = kept[0] == (st.st_dev, st.st_ino)
+        except OSError:
+            same = False
+        if not same:  # that file is gone; this fd is another one now
+            del self._pushed[fd]
+            return None
+        item = kept[1].popleft()
+        if not kept[1]:
             del self._pushed[fd]
         return item
 
     def put_first(self, fd: int, item: Any) -> None:
-        """Return the unconsumed rest of an item to the front of *fd*'s queue."""
-        self._pushed.setdefault(fd, collections.deque()).appendleft(item)
+        """Return the unconsumed rest of an item (just taken with
+        ``take_back``) to the front of *fd*'s queue."""
+        self.push_back(fd, item)
+        self._pushed[fd][1].rotate(1)
 
     def cancel(self, user_data: int) -> None:
         """Queue ``IORING_OP_ASYNC_CANCEL`` for *user_data* (its own CQE is
