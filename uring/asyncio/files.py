@@ -24,7 +24,6 @@ import io
 import os
 from typing import Any, Dict, List, Optional, Union
 
-from .. import abi
 from ..buffers import PinnedBuffer
 from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
@@ -187,15 +186,7 @@ class AsyncFile:
                 await lr.room()
             part = view[done:] if done else view
             ud = lr.ring.prep_write(self._fd, part, offset if offset < 0 else offset + done)
-            fut = lr.track(ud)
-            try:
-                cqe = await fut
-            except asyncio.CancelledError:
-                await lr.after_cancel(ud, fut)
-                raise
-            res = cqe[1]
-            if res < 0:
-                raise kernel_error(-res, _WRITE, self.name)
+            res = await lr.run_res(ud, _WRITE, self.name)
             done += res
             if done >= total or res == 0:
                 return done
@@ -214,7 +205,7 @@ class AsyncFile:
         if size is None or size < 0:
             chunks: List[bytes] = []
             while True:
-                got = await self.pread(max(_CHUNK, 0), self._pos)
+                got = await self.pread(_CHUNK, self._pos)
                 if not got:
                     return b"".join(chunks)
                 self._pos += len(got)
@@ -451,5 +442,3 @@ def open(path: Any, mode: str = "r", *, encoding: Optional[str] = None,
     uring.asyncio.open(p)`` (then ``await f.close()``)."""
     return _Opening(path, mode, encoding, errors, perms, ring)
 
-
-del abi  # only the names above are this module's

@@ -90,6 +90,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._closing = False
         self._lost = False
         self._conn_lost = 0
+        self._lost_exc: Optional[Exception] = None  # what a forced close reports
         if server is not None:
             server._attach(self)
         self._loop.call_soon(self._protocol.connection_made, self)
@@ -331,7 +332,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self._send()
             return
         self._lost = True
-        self._loop.call_soon(self._call_connection_lost, getattr(self, "_lost_exc", None))
+        self._loop.call_soon(self._call_connection_lost, self._lost_exc)
 
     def _call_connection_lost(self, exc: Optional[Exception]) -> None:
         try:
