@@ -11,6 +11,7 @@ import pytest
 from conftest import require_uring
 
 import uring
+from uring import abi
 from uring.faults import FaultInjector
 
 
@@ -129,3 +130,22 @@ def test_wait_submits_what_is_prepared_even_when_enough_are_there() -> None:
         assert [c.user_data for c in ring.wait(1)] == [1]
         assert ring.sq_ready == 0  # NOP 2 was submitted
         assert [c.user_data for c in ring.wait(1)] == [2]
+
+
+def test_sq_wait_returning_early_does_not_fail_a_full_sqpoll_ring() -> None:
+    """``IORING_ENTER_SQ_WAIT`` ends without an error when task work or a
+    signal is pending, the SQ possibly still full.  A ring that makes room
+    for itself (``sq_full="submit"``) must wait again, not raise
+    SubmissionQueueFull while the SQ thread is about to consume."""
+    require_uring()
+    k = FaultInjector()
+    sq_wait = int(abi.IORING_ENTER_SQ_WAIT)
+    k.inject("enter", returns=0, times=10_000, when=lambda sub, mc, fl: bool(fl & sq_wait))
+    with uring.Ring(4, flags=abi.IORING_SETUP_SQPOLL, sq_full="submit",
+                    cq_entries=2048, kernel=k) as r:  # type: ignore[arg-type]
+        for i in range(1000):
+            r.prep_nop(i)
+        r.submit()
+        got = r.wait(1000, timeout=10)
+        assert sorted(c.user_data for c in got) == list(range(1000))
+    assert k.injected["enter"] > 0  # the early return was taken, and survived

@@ -36,6 +36,9 @@ class Fault:
     call: ``"setup"``, ``"enter"`` or ``"register"``.
     errno: fail the call with this errno without calling the kernel.
     short_submit: for ``"enter"``: let at most this many SQEs be consumed.
+    returns: for ``"enter"``: return this value without calling the kernel
+    (a wait the kernel ends early with no error, e.g. ``IORING_ENTER_SQ_WAIT``
+    stopping on pending task work).
     when: optional predicate on the call's arguments; the fault waits for a
     matching call (e.g. only ``enter`` calls that wait for completions).
     """
@@ -44,6 +47,7 @@ class Fault:
     errno: int = 0
     short_submit: Optional[int] = None
     when: Optional[Callable[..., bool]] = None
+    returns: Optional[int] = None
 
 
 class FaultInjector(Kernel):
@@ -62,10 +66,11 @@ class FaultInjector(Kernel):
 
     def inject(self, call: str, errno: int = 0, *, times: int = 1,
                short_submit: Optional[int] = None,
-               when: Optional[Callable[..., bool]] = None) -> None:
+               when: Optional[Callable[..., bool]] = None,
+               returns: Optional[int] = None) -> None:
         """Plan *times* faults on *call* (they fire on the next matching calls)."""
         for _ in range(times):
-            self.plan.append(Fault(call, errno, short_submit, when))
+            self.plan.append(Fault(call, errno, short_submit, when, returns))
 
     def _take(self, call: str, *args: int) -> Optional[Fault]:
         self.calls[call] += 1
@@ -92,6 +97,8 @@ class FaultInjector(Kernel):
         if fault is not None:
             if fault.errno:
                 raise kernel_error(fault.errno, "io_uring_enter")
+            if fault.returns is not None:
+                return fault.returns
             if fault.short_submit is not None and fault.short_submit < to_submit:
                 # The kernel, having consumed fewer SQEs than asked, returns
                 # at once without waiting for completions: do the same.

@@ -528,9 +528,15 @@ class RingCore:
         self._sq_limit = self._kernel_sq_head() + self.sq_entries
         if self._sqe_tail >= self._sq_limit and self._sq_full_submits:
             self.submit()
-            if self._sqpoll:
-                self.sq_wait()
             self._sq_limit = self._kernel_sq_head() + self.sq_entries
+            # SQPOLL: the thread makes room on its own time.  SQ_WAIT can
+            # come back with the ring still full: the kernel's wait stops on
+            # signal_pending(), which io_uring's own task-work notification
+            # (TIF_NOTIFY_SIGNAL) also raises, and it reports no EINTR.  So
+            # wait again until the head we read shows a free slot.
+            while self._sqpoll and self._sqe_tail >= self._sq_limit:
+                self.sq_wait()
+                self._sq_limit = self._kernel_sq_head() + self.sq_entries
         if self._sqe_tail >= self._sq_limit:
             raise SubmissionQueueFull(
                 f"submission queue full ({self.sq_entries} SQEs prepared or not yet "
@@ -750,7 +756,12 @@ class RingCore:
 
     def sq_wait(self) -> None:
         """SQPOLL: block until the kernel thread has made room in the SQ
-        (``IORING_ENTER_SQ_WAIT``)."""
+        (``IORING_ENTER_SQ_WAIT``).
+
+        One enter, like liburing's ``io_uring_sqring_wait``: the kernel's wait
+        also ends, without an error, when a signal or io_uring task work is
+        pending, so the SQ may still be full on return; read the head again
+        (``sq_space_left()``) and call again if it is."""
         if self._state is not None:
             self._check()
         self._enter(0, 0, _ENTER_SQ_WAIT)
