@@ -7,6 +7,7 @@ seen."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import glob
@@ -448,31 +449,49 @@ def test_cancel_sync_by_opcode(ring: uring.Ring, pipe: Tuple[int, int]) -> None:
 # -- eventfd ---------------------------------------------------------------------------------------
 
 
+def _nonblocking_eventfd() -> int:
+    """eventfd(2) with EFD_NONBLOCK; ``os.eventfd`` is 3.10+, so libc on 3.9."""
+    make = getattr(os, "eventfd", None)
+    if make is not None:
+        return int(make(0, os.O_NONBLOCK))
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = int(libc.eventfd(0, os.O_NONBLOCK))  # EFD_NONBLOCK is O_NONBLOCK
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def _eventfd_read(efd: int) -> int:
+    """The counter (which the read resets); BlockingIOError while it is 0."""
+    return int.from_bytes(os.read(efd, 8), sys.byteorder)
+
+
 def test_eventfd_signals_and_async_only(ring: uring.Ring) -> None:
     """``IORING_REGISTER_EVENTFD``: every posted CQE bumps the counter;
     ``IORING_REGISTER_EVENTFD_ASYNC``: only CQEs posted from io-wq (an
     ``IOSQE_ASYNC`` request), not those completed inline at submit."""
-    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    efd = _nonblocking_eventfd()
     try:
         ring.register_eventfd(efd)
         ring.prep_nop(1)
         assert [c.user_data for c in ring.wait(1)] == [1]
-        assert os.eventfd_read(efd) >= 1
+        assert _eventfd_read(efd) >= 1
         ring.unregister_eventfd()
         ring.register_eventfd(efd, async_only=True)
         ring.prep_nop(2)
         assert [c.user_data for c in ring.wait(1)] == [2]
         with pytest.raises(BlockingIOError):
-            os.eventfd_read(efd)  # completed inline: no signal
+            _eventfd_read(efd)  # completed inline: no signal
         ring.prep_nop(3, flags=abi.IOSQE_ASYNC)
         assert [c.user_data for c in ring.wait(1)] == [3]
-        assert os.eventfd_read(efd) >= 1
+        assert _eventfd_read(efd) >= 1
         ring.unregister_eventfd()
         ring.prep_nop(4)
         ring.prep_nop(5, flags=abi.IOSQE_ASYNC)
         assert sorted(c.user_data for c in ring.wait(2)) == [4, 5]
         with pytest.raises(BlockingIOError):
-            os.eventfd_read(efd)
+            _eventfd_read(efd)
     finally:
         os.close(efd)
 
