@@ -761,7 +761,7 @@ class RingCore:
         One enter, like liburing's ``io_uring_sqring_wait``: the kernel's wait
         also ends, without an error, when a signal or io_uring task work is
         pending, so the SQ may still be full on return; read the head again
-        (``sq_space_left()``) and call again if it is."""
+        (``sq_space_left``) and call again if it is."""
         if self._state is not None:
             self._check()
         self._enter(0, 0, _ENTER_SQ_WAIT)
