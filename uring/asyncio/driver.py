@@ -200,7 +200,7 @@ class LoopRing:
         the SQE goes to the kernel with this tick's flush."""
         fut = self._create_future()
         self._waiting[user_data] = fut
-        if self._flush_handle is None and self._watching:
+        if self._flush_handle is None and self._watching:  # _kick, inlined: every awaited op's path
             self._flush_handle = self._loop.call_soon(self._flush)
         return fut
 

@@ -78,10 +78,13 @@ class AsyncFile:
         self._append = append
         self._binary = binary
         self._pos = 0
-        self.encoding: Optional[str] = None if binary else (encoding or "utf-8")
-        self.errors: Optional[str] = None if binary else (errors or "strict")
-        self._decoder = (None if binary else
-                         codecs.getincrementaldecoder(encoding or "utf-8")(errors or "strict"))
+        self.encoding: Optional[str] = None
+        self.errors: Optional[str] = None
+        self._decoder: Optional[codecs.IncrementalDecoder] = None
+        if not binary:
+            self.encoding = encoding = encoding or "utf-8"
+            self.errors = errors = errors or "strict"
+            self._decoder = codecs.getincrementaldecoder(encoding)(errors)
         self._pending_text = ""
         self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
 
