@@ -13,11 +13,16 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+import pathlib
 import re
 import shutil
+import struct
 import subprocess
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uring import abi
 
@@ -244,3 +249,177 @@ def test_against_the_system_header(tmp_path: "os.PathLike[str]") -> None:
             assert field_size(cls, rest[1]) == int(rest[3]), f"size of {rest[0]}.{rest[1]}"
         seen += 1
     assert seen > 150  # the 6.1 header has most of the ABI
+
+
+# --- the struct formats: abi.SQE_FORMAT / CQE_FORMAT / CQE32_FORMAT -----------
+#
+# The ring writes and reads SQEs and CQEs with ``struct``; the ctypes
+# structures above are checked against the header.  These tie the two
+# together, so a format that drifts from the header (a width, an order, a
+# signedness) fails here.
+
+#: The ctypes name of each ``SQE_FIELD_OFFSETS`` entry (the union's first
+#: member; ``op_flags`` is the union itself, first member ``rw_flags``).
+SQE_CTYPES_NAME = {name: name for name in abi.SQE_FIELD_OFFSETS}
+SQE_CTYPES_NAME["op_flags"] = "rw_flags"
+#: ``(ctypes field, index)`` of each value of a ``struct`` format, in order:
+#: an array field (``__pad2[1]``, ``big_cqe[2]``) is one value per element.
+SQE_FIELDS = [(SQE_CTYPES_NAME[name], 0 if name == "__pad2" else None)
+              for name in abi.SQE_FIELD_OFFSETS]
+CQE_FIELDS = [("user_data", None), ("res", None), ("flags", None)]
+CQE32_FIELDS = CQE_FIELDS + [("big_cqe", 0), ("big_cqe", 1)]
+FORMATS = [
+    ("sqe", abi.SQE_FORMAT, abi.SQE_STRUCT, abi.io_uring_sqe, SQE_FIELDS),
+    ("cqe", abi.CQE_FORMAT, abi.CQE_STRUCT, abi.io_uring_cqe, CQE_FIELDS),
+    ("cqe32", abi.CQE32_FORMAT, abi.CQE32_STRUCT, abi.io_uring_cqe32, CQE32_FIELDS),
+]
+FORMAT_IDS = [f[0] for f in FORMATS]
+
+
+def format_codes(fmt: str) -> str:
+    """The one-letter codes of a little-endian format with no repeat counts."""
+    assert fmt[0] == "<" and fmt[1:].isalpha(), fmt
+    return fmt[1:]
+
+
+def format_offsets(fmt: str) -> list:
+    codes = format_codes(fmt)
+    return [struct.calcsize("<" + codes[:i]) for i in range(len(codes))]
+
+
+_RANGES = {"B": (0, 0xFF), "H": (0, 0xFFFF), "I": (0, 0xFFFFFFFF), "Q": (0, (1 << 64) - 1),
+           "b": (-0x80, 0x7F), "h": (-0x8000, 0x7FFF), "i": (-(1 << 31), (1 << 31) - 1),
+           "q": (-(1 << 63), (1 << 63) - 1)}
+
+
+def edges(code: str) -> list:
+    """The values of *code* where a width or signedness mismatch shows."""
+    lo, hi = _RANGES[code]
+    return sorted({v for v in (lo, hi, 0, 1, -1, hi >> 1, (hi >> 1) + 1) if lo <= v <= hi})
+
+
+def values_for(fmt: str) -> st.SearchStrategy:
+    """Tuples of values for *fmt*, each over its code's whole range, its
+    edges drawn often."""
+    return st.tuples(*(st.one_of(st.sampled_from(edges(c)), st.integers(*_RANGES[c]))
+                       for c in format_codes(fmt)))
+
+
+def read_field(obj: ctypes.Structure, name: str, index: "int | None") -> int:
+    value = getattr(obj, name)
+    return int(value if index is None else value[index])
+
+
+def write_field(obj: ctypes.Structure, name: str, index: "int | None", value: int) -> None:
+    if index is None:
+        setattr(obj, name, value)
+    else:
+        getattr(obj, name)[index] = value
+
+
+@pytest.mark.parametrize("label,fmt,packer,cls,fields", FORMATS, ids=FORMAT_IDS)
+def test_format_matches_ctypes_layout(label: str, fmt: str, packer: struct.Struct, cls: Any,
+                                      fields: list) -> None:
+    """Size, then every value of the format at its ctypes field's offset
+    and with its size (an array element: the element's size)."""
+    assert packer.format == fmt
+    assert packer.size == struct.calcsize(fmt) == ctypes.sizeof(cls)
+    codes = format_codes(fmt)
+    assert len(codes) == len(fields)
+    for code, at, (name, index) in zip(codes, format_offsets(fmt), fields):
+        descr = getattr(cls, name)
+        width = descr.size if index is None else ctypes.sizeof(getattr(cls(), name)._type_)
+        assert descr.offset + (index or 0) * width == at, (label, name, index)
+        assert struct.calcsize("<" + code) == width, (label, name)
+
+
+def test_sqe_field_offsets() -> None:
+    """``SQE_FIELD_OFFSETS`` names every value of ``SQE_FORMAT``, in order,
+    at the format's offsets and at the ctypes field's offset (union members
+    through ``getattr(io_uring_sqe, name).offset``; ``op_flags`` is
+    ``rw_flags``)."""
+    assert list(abi.SQE_FIELD_OFFSETS.values()) == format_offsets(abi.SQE_FORMAT)
+    for name, offset in abi.SQE_FIELD_OFFSETS.items():
+        assert getattr(abi.io_uring_sqe, SQE_CTYPES_NAME[name]).offset == offset, name
+        assert field_offset(abi.io_uring_sqe, SQE_CTYPES_NAME[name]) == offset, name
+    assert abi.SQE_FIELD_OFFSETS["op_flags"] == abi.io_uring_sqe.rw_flags.offset == 28
+    # The 128-byte SQE starts with the same 64 bytes.
+    for name, offset in abi.SQE_FIELD_OFFSETS.items():
+        assert getattr(abi.io_uring_sqe128, SQE_CTYPES_NAME[name]).offset == offset, name
+
+
+def test_sqe_format_signedness() -> None:
+    """``off`` is unsigned (-1, the file position, is all ones);
+    ``splice_fd_in`` and ``fd`` are signed, as in ctypes."""
+    codes = dict(zip(abi.SQE_FIELD_OFFSETS, format_codes(abi.SQE_FORMAT)))
+    assert codes["off"] == "Q" and codes["fd"] == "i" and codes["splice_fd_in"] == "i"
+    raw = bytearray(abi.SQE_STRUCT.size)
+    struct.pack_into("<q", raw, abi.SQE_FIELD_OFFSETS["off"], -1)
+    assert abi.SQE_STRUCT.unpack(raw)[list(abi.SQE_FIELD_OFFSETS).index("off")] == (1 << 64) - 1
+    assert abi.io_uring_sqe.from_buffer_copy(raw).off == (1 << 64) - 1
+
+
+@pytest.mark.parametrize("label,fmt,packer,cls,fields", FORMATS, ids=FORMAT_IDS)
+def test_format_edges_through_ctypes(label: str, fmt: str, packer: struct.Struct, cls: Any,
+                                     fields: list) -> None:
+    """Each field at each edge of its range (the rest zero), both ways:
+    deterministic, so a signedness mismatch fails every run."""
+    codes = format_codes(fmt)
+    for i, (code, (name, index)) in enumerate(zip(codes, fields)):
+        for value in edges(code):
+            values = tuple(value if j == i else 0 for j in range(len(codes)))
+            obj = cls.from_buffer_copy(packer.pack(*values))
+            assert read_field(obj, name, index) == value, (label, name, index, value)
+            obj = cls()
+            write_field(obj, name, index, value)
+            assert packer.unpack(bytes(obj)) == values, (label, name, index, value)
+
+
+@pytest.mark.parametrize("label,fmt,packer,cls,fields", FORMATS, ids=FORMAT_IDS)
+@given(data=st.data())
+def test_format_round_trips_through_ctypes(label: str, fmt: str, packer: struct.Struct,
+                                           cls: Any, fields: list, data: st.DataObject) -> None:
+    """Random values packed with the format read back through the ctypes
+    structure field by field; random values set on the ctypes structure
+    unpack with the format to the same values."""
+    values = data.draw(values_for(fmt), label="packed")
+    obj = cls.from_buffer_copy(packer.pack(*values))
+    for (name, index), value in zip(fields, values):
+        assert read_field(obj, name, index) == value, (label, name, index)
+
+    values = data.draw(values_for(fmt), label="ctypes")
+    obj = cls()
+    for (name, index), value in zip(fields, values):
+        write_field(obj, name, index, value)
+    assert packer.unpack(bytes(obj)) == values
+
+
+# Source files may not spell an SQE or CQE layout of their own: they use
+# abi.SQE_STRUCT / CQE_STRUCT / CQE32_STRUCT (or abi.SQE_FORMAT ...).
+FORBIDDEN_LITERALS = ("BBHiQQIIQ", "BBHiqQIIQ", "<QiI")
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ABI_PY = ROOT / "uring" / "abi.py"
+
+
+def format_literals(path: pathlib.Path) -> list:
+    text = path.read_text(encoding="utf-8")
+    return [lit for lit in FORBIDDEN_LITERALS if lit in text]
+
+
+def test_the_literal_scan_sees_abi_py() -> None:
+    """The scan below would find a literal: abi.py, the one place allowed, has each."""
+    assert format_literals(ABI_PY) == ["BBHiQQIIQ", "<QiI"]
+
+
+def test_no_sqe_or_cqe_format_outside_abi() -> None:
+    """No module under uring/ or tools/ but uring/abi.py spells an SQE or
+    CQE ``struct`` format."""
+    offenders = {}
+    for top in ("uring", "tools"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path == ABI_PY:
+                continue
+            found = format_literals(path)
+            if found:
+                offenders[str(path.relative_to(ROOT))] = found
+    assert offenders == {}, f"use abi.SQE_STRUCT / abi.CQE_STRUCT / abi.CQE32_STRUCT: {offenders}"

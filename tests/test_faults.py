@@ -118,8 +118,8 @@ def test_unavailable_names_cause_and_fix(err: int, words: str) -> None:
 
 
 def test_wait_submits_what_is_prepared_even_when_enough_are_there() -> None:
-    """Through the seam (no direct path): completions already in the CQ
-    satisfy the wait, and the SQEs prepared since still go to the kernel."""
+    """Through the seam: a completion already in the CQ satisfies the wait,
+    and the SQE prepared since still goes to the kernel in the same enter."""
     require_uring()
     kernel = FaultInjector()
     with uring.Ring(8, kernel=kernel) as ring:
@@ -127,9 +127,12 @@ def test_wait_submits_what_is_prepared_even_when_enough_are_there() -> None:
         ring.submit()
         time.sleep(0.01)
         ring.prep_nop(2)
-        assert [c.user_data for c in ring.wait(1)] == [1]
+        got = [c.user_data for c in ring.wait(1)]
+        assert got[0] == 1
         assert ring.sq_ready == 0  # NOP 2 was submitted
-        assert [c.user_data for c in ring.wait(1)] == [2]
+        if got == [1]:
+            got += [c.user_data for c in ring.wait(1)]
+        assert got == [1, 2]
 
 
 def test_sq_wait_returning_early_does_not_fail_a_full_sqpoll_ring() -> None:

@@ -275,7 +275,7 @@ def test_chain_releases_its_skipped_members_with_the_last_cqe(ring: uring.Ring,
             ring.prep_fsync(fd, user_data=2, flags=SKIP)
             ring.prep_read(fd, back, 0, user_data=3)
         del data
-        assert ring._keep_skipped == [] and ring.in_flight == 1
+        assert ring.skipped_in_flight == 0 and ring.in_flight == 1
         (c,) = ring.completions(1, timeout=5)
         assert (c.user_data, c.result(), bytes(back)) == (3, 7, b"chained")
         assert c.opcode == abi.IORING_OP_READ and c.request.target == fd  # the read's record
@@ -290,8 +290,8 @@ def test_chain_releases_its_skipped_members_with_the_last_cqe(ring: uring.Ring,
                 ring.prep_write(fd, b"x", 0, user_data=4, flags=SKIP)
                 ring.prep_read(rd, bytearray(1), -1, user_data=5)
                 ring.prep_link_timeout(5, user_data=6)
-            assert ring._keep_skipped == []
-            assert ring.held(5)[2][1][0][0] == 4  # (buf, [(4, write record)])
+            assert ring.skipped_in_flight == 0
+            assert ring.held(5).keep[1][0].user_data == 4  # (buf, [the write's record])
             os.write(wr, b"y")
             assert sorted(c.user_data for c in ring.completions(2, timeout=5)) == [5, 6]
         finally:
@@ -309,7 +309,7 @@ def test_failed_skip_success_request_names_its_op(ring: uring.Ring) -> None:
     with pytest.raises(OSError, match="IORING_OP_READ") as info:
         c.result()
     assert info.value.errno == errno.EBADF and info.value.filename == str(bad)
-    assert ring._keep_skipped == []  # a failure CQE is final: released
+    assert ring.skipped_in_flight == 0  # a failure CQE is final: released
 
 
 # -- provided-buffer rings -------------------------------------------------------

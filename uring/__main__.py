@@ -1,5 +1,6 @@
-"""``python3 -m uring probe``: what this kernel's io_uring supports;
-``python3 -m uring bench``: the block layer's engines measured, fio-style."""
+"""``uring probe``: what this kernel's io_uring supports;
+``uring bench``: the block layer's engines measured, fio-style.
+(``uring`` is the console script; ``python3 -m uring`` is the same command.)"""
 
 from __future__ import annotations
 
@@ -47,22 +48,37 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+PROG = "uring"  # the console script's name, also under `python3 -m uring` (never "__main__.py")
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's own ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("uring")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        package = sys.modules[__package__ or "uring"]
+        return str(getattr(package, "__version__", None) or "unknown")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:  # fio's own option syntax: not argparse's
         from .bench import main as bench_main
 
         return bench_main(args_list[1:])
-    parser = argparse.ArgumentParser(prog="python3 -m uring", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").replace("``", ""))
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("probe", help="print the kernel version, features and the op table")
     sub.add_parser("bench", help="benchmark the block layer's engines with fio's options "
-                   "(python3 -m uring bench --help)")
+                   f"({PROG} bench --help)")
     args = parser.parse_args(args_list)
     if args.command == "probe":
         try:
             return cmd_probe(args)
-        except BrokenPipeError:  # `python3 -m uring probe | head`
+        except BrokenPipeError:  # `uring probe | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
     parser.error(f"unknown command {args.command}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import struct
 from typing import Any
 
 _u8 = ctypes.c_uint8
@@ -156,6 +157,34 @@ class io_uring_sqe128(ctypes.Structure):
 
     _anonymous_ = _SQE_ANON
     _fields_ = _SQE_FIELDS + [("cmd", _u8 * 64)]
+
+
+#: ``struct io_uring_sqe`` as one ``struct`` format, so a whole SQE is
+#: written by one ``pack_into`` (one C call that also range-checks every
+#: field).  The fields, in the header's order and with its widths and
+#: signedness, each union by its first member: ``opcode`` (u8), ``flags``
+#: (u8), ``ioprio`` (u16), ``fd`` (s32), ``off`` (u64; -1, "the file
+#: position", is its all-ones value), ``addr`` (u64), ``len`` (u32), the
+#: op-flags word (u32: ``rw_flags``, ``fsync_flags``, ...), ``user_data``
+#: (u64), ``buf_index`` (u16), ``personality`` (u16), ``splice_fd_in``
+#: (s32; ``file_index`` is the same word unsigned), ``addr3`` (u64) and
+#: ``__pad2[0]`` (u64).  A 128-byte SQE (``IORING_SETUP_SQE128``) is this
+#: followed by 64 bytes of command data.
+SQE_FORMAT = "<BBHiQQIIQHHiQQ"
+SQE_STRUCT = struct.Struct(SQE_FORMAT)
+#: The byte offset of each field of ``SQE_FORMAT`` in ``io_uring_sqe``.
+SQE_FIELD_OFFSETS = {
+    "opcode": 0, "flags": 1, "ioprio": 2, "fd": 4, "off": 8, "addr": 16, "len": 24,
+    "op_flags": 28, "user_data": 32, "buf_index": 40, "personality": 42,
+    "splice_fd_in": 44, "addr3": 48, "__pad2": 56,
+}
+#: ``struct io_uring_cqe``: ``user_data`` (u64), ``res`` (s32), ``flags`` (u32).
+CQE_FORMAT = "<QiI"
+CQE_STRUCT = struct.Struct(CQE_FORMAT)
+#: A 32-byte CQE: the same, then ``big_cqe[2]`` (two u64).
+CQE32_FORMAT = "<QiIQQ"
+CQE32_STRUCT = struct.Struct(CQE32_FORMAT)
+assert SQE_STRUCT.size == 64 and CQE_STRUCT.size == 16 and CQE32_STRUCT.size == 32
 
 
 class io_uring_attr_pi(ctypes.Structure):

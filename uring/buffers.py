@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from . import abi
 
-__all__ = ["IovecArray", "PinnedBuffer", "address_of", "pin"]
+__all__ = ["IovecArray", "PinnedBuffer", "ReleasedBufferError", "address_of", "pin"]
 
 _PyBUF_SIMPLE = 0
 _PyBUF_WRITABLE = 0x0001
@@ -76,18 +76,28 @@ class PinnedBuffer:
 
     ``writable=True`` is required for memory the kernel writes (reads,
     receives); it refuses read-only objects with ``TypeError``.
+
+    After ``release()`` the object may move or be freed, so ``address``
+    means nothing: ``live`` and ``writable`` turn False, and every prep
+    (and ``pin``) refuses the buffer with ``ReleasedBufferError`` instead
+    of handing the kernel the old address.
     """
 
-    __slots__ = ("obj", "address", "nbytes", "writable", "_view", "_export", "__weakref__")
+    __slots__ = ("obj", "address", "nbytes", "writable", "live", "_view", "_export",
+                 "__weakref__")
     obj: Any
     address: int
     nbytes: int
     writable: bool
+    live: bool
 
     def __init__(self, obj: Any, *, writable: bool = False) -> None:
         self._view: _Py_buffer | None = None
         self._export: Any = None
+        self.live = False
         if isinstance(obj, PinnedBuffer):
+            if not obj.live:
+                raise ReleasedBufferError(obj)
             obj = obj.obj
         self.obj = obj
         self.writable = writable
@@ -99,6 +109,7 @@ class PinnedBuffer:
             self._export = obj
             self.address = id(obj) + _BYTES_OFFSET
             self.nbytes = len(obj)
+            self.live = True
             return
         try:
             mv = memoryview(obj)
@@ -108,6 +119,7 @@ class PinnedBuffer:
             self._export = _c_char.from_buffer(mv)
             self.address = _addressof(self._export)
             self.nbytes = mv.nbytes
+            self.live = True
             return
         mv.release()
         view = _Py_buffer()
@@ -125,9 +137,12 @@ class PinnedBuffer:
         self._view = view
         self.address = view.buf or 0
         self.nbytes = view.len
+        self.live = True
 
     def release(self) -> None:
-        """Give the export back (the object may be resized or collected after)."""
+        """Give the export back (the object may be resized or collected
+        after); the buffer is refused from now on."""
+        self.live = self.writable = False
         self._export = None
         view = self._view
         if view is not None:
@@ -136,7 +151,7 @@ class PinnedBuffer:
 
     @property
     def pinned(self) -> bool:
-        return self._view is not None or self._export is not None
+        return self.live
 
     def __len__(self) -> int:
         return self.nbytes
@@ -150,10 +165,25 @@ class PinnedBuffer:
 
 
 def pin(obj: Any, writable: bool) -> PinnedBuffer:
-    """*obj* pinned (an already pinned buffer is reused if it allows *writable*)."""
-    if type(obj) is PinnedBuffer and obj._view is not None and (obj.writable or not writable):
-        return obj
+    """*obj* pinned (an already pinned buffer is reused if it allows
+    *writable*; a released one is refused)."""
+    if type(obj) is PinnedBuffer:
+        if not obj.live:
+            raise ReleasedBufferError(obj)
+        if obj.writable or not writable:
+            return obj
     return PinnedBuffer(obj, writable=writable)
+
+
+class ReleasedBufferError(ValueError):
+    """A ``PinnedBuffer`` was used after ``release()``: its address may no
+    longer be the object's, so no SQE may carry it."""
+
+    def __init__(self, buf: "PinnedBuffer") -> None:
+        super().__init__(
+            f"{buf!r} was released: its object may have moved or been freed, so its "
+            "address cannot go to the kernel; pin the object again"
+        )
 
 
 def address_of(obj: Any) -> int:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime
-import threading
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import abi
@@ -233,7 +232,7 @@ class RegisterMixin(RingCore):
                 raise ValueError(f"{what}: a tag is a u64, got {tag!r}")
             if tag and is_empty:
                 raise ValueError(f"{what}: an empty slot cannot carry a tag ({tag})")
-            if tag and tag in self._keep:
+            if tag and self.in_flight_user_data(tag):
                 raise ValueError(f"{what}: tag {tag} is the user_data of a request in flight")
         return (ctypes.c_uint64 * max(n, 1))(*tags)
 
@@ -492,28 +491,6 @@ class RegisterMixin(RingCore):
                 "or prep_provide_buffers() first"
             )
         return found
-
-    # -- the ring's own fd -------------------------------------------------
-
-    def register_ring_fd(self) -> int:
-        """Register the ring fd for the calling thread; enters made from
-        this thread then pass the index with ``IORING_ENTER_REGISTERED_RING``
-        (other threads keep using the real fd).  Returns the index."""
-        upd = abi.io_uring_rsrc_update()
-        upd.offset = 0xFFFFFFFF  # -1: let the kernel pick a free index
-        upd.data = self._fd
-        self.register(abi.IORING_REGISTER_RING_FDS, ctypes.addressof(upd), 1)
-        self._enter_fd = int(upd.offset)
-        self._registered_thread = threading.get_ident()
-        return self._enter_fd
-
-    def unregister_ring_fd(self) -> None:
-        if self._enter_fd == self._fd:
-            return
-        upd = abi.io_uring_rsrc_update()
-        upd.offset = self._enter_fd
-        self.register(abi.IORING_UNREGISTER_RING_FDS, ctypes.addressof(upd), 1)
-        self._enter_fd = self._fd
 
     # -- eventfd -----------------------------------------------------------
 

@@ -1,23 +1,28 @@
-"""What a request leaves with the ring, and what its completion turns into.
+"""The one record a request leaves with the ring, and its completion.
 
-A ``prep_*`` method reserves an SQE and, from the same call, a ``Request``
-record: the opcode, the target (the fd, path or address the op acts on,
-kept for the error message) and every object whose memory the SQE points at
-(buffers, iovec arrays, paths, ``kernel_timespec``, ``sockaddr``,
-``msghdr``).  The ring holds the record under the request's ``user_data``
-until the request's *final* CQE is reaped: the one without
+Every ``prep_*`` goes through ``RingCore.prep_rw`` (liburing's
+``io_uring_get_sqe`` + ``io_uring_prep_rw``), which fills the SQE and, from
+the same call, files a ``Request`` under the SQE's ``user_data``: the
+opcode, the target (the fd, path or address the op acts on, kept for the
+error message), every object whose memory the SQE points at (buffers,
+iovec arrays, paths, ``kernel_timespec``, ``sockaddr``, ``msghdr``), how to
+decode a result, and an *owner*: whatever the caller wants handed back with
+the completion (a block request, an asyncio future, a callback), like the
+``void *`` of liburing's ``io_uring_sqe_set_data``.  The ring holds the
+record until the request's *final* CQE is reaped: the one without
 ``IORING_CQE_F_MORE`` (a multishot request posts many; ``SEND_ZC`` posts its
-result with ``F_MORE`` and then an ``IORING_CQE_F_NOTIF`` CQE once the kernel
-no longer reads the buffer).
+result with ``F_MORE`` and then an ``IORING_CQE_F_NOTIF`` CQE once the
+kernel no longer reads the buffer).  There is no other table: the block
+engines and the asyncio driver find their request, future or callback as
+the record's owner.
 
-(The read/write hot path holds the same three facts as a plain tuple,
-``(opcode, target, keep)``, which costs a third of an object; ``Completion``
-turns it into a ``Request``.)
+A request that holds nothing and has no owner (a plain NOP) files no
+record: its CQE's ``user_data`` is all there is to know.
 
 ``Ring.completions()`` pairs each CQE with its record as a ``Completion``:
-``res`` as the kernel wrote it, plus ``result()``, which is the byte count /
-new fd / decoded value, or raises the errno's own ``OSError`` subclass with
-the op and the target named.
+``res`` as the kernel wrote it, plus ``result()``, which is the byte count
+/ new fd / decoded value, or raises the errno's own ``OSError`` subclass
+with the op and the target named.
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ from typing import Any, Callable, Optional
 
 from . import abi
 from .errors import kernel_error
-from .ring import op_name
 
-__all__ = ["Completion", "Request"]
+__all__ = ["Completion", "Request", "op_name"]
 
 _F_MORE = int(abi.IORING_CQE_F_MORE)
 _F_NOTIF = int(abi.IORING_CQE_F_NOTIF)
@@ -37,25 +41,38 @@ _F_BUFFER = int(abi.IORING_CQE_F_BUFFER)
 _BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
 
 
-class Request:
-    """One request as the ring remembers it until its final completion.
+def op_name(opcode: int) -> str:
+    """``IORING_OP_*`` name of *opcode* (or the number, if unknown here)."""
+    try:
+        return abi.IoringOp(opcode).name
+    except ValueError:
+        return f"opcode {opcode}"
 
-    opcode: the ``IORING_OP_*``.
-    target: what the op acts on (fd, path, address), for messages.
-    keep:   the objects the kernel may touch (their memory stays valid
-            while this record is held).
-    decode: turns a successful ``res`` into the op's value (``STATX``: a
-            ``statx`` result; ``GETXATTR``: the bytes), or None.
+
+class Request:
+    """One request as the ring remembers it, from its prep to its final CQE.
+
+    user_data: the SQE's ``user_data`` (the key the CQE comes back with).
+    opcode:    the ``IORING_OP_*``.
+    target:    what the op acts on (fd, path, address), for messages.
+    keep:      the objects the kernel may touch (their memory stays valid
+               and pinned while this record is held).
+    decode:    turns a successful ``res`` into the op's value (``STATX``: a
+               ``statx`` result; ``GETXATTR``: the bytes), or None.
+    owner:     the caller's own object for this request (``set_owner``),
+               handed back with the CQE; None if none was given.
     """
 
-    __slots__ = ("opcode", "target", "keep", "decode")
+    __slots__ = ("user_data", "opcode", "target", "keep", "decode", "owner")
 
-    def __init__(self, opcode: int, target: Any = None, keep: Any = None,
-                 decode: Optional[Callable[[int], Any]] = None) -> None:
+    def __init__(self, user_data: int, opcode: int, target: Any = None, keep: Any = None,
+                 decode: Optional[Callable[[int], Any]] = None, owner: Any = None) -> None:
+        self.user_data = user_data
         self.opcode = opcode
         self.target = target
         self.keep = keep
         self.decode = decode
+        self.owner = owner
 
     @property
     def name(self) -> str:
@@ -63,33 +80,36 @@ class Request:
 
     def __repr__(self) -> str:
         target = "" if self.target is None else f" {self.target!r}"
-        return f"<Request {self.name}{target}>"
+        return f"<Request {self.name}{target} user_data={self.user_data}>"
 
 
 class Completion:
     """A CQE paired with the ``Request`` that produced it.
 
-    ``request`` is None for a CQE no request record stands behind: a NOP
-    (nothing to hold), a registered resource's tag (``IORING_REGISTER_*2``
-    with tags), a ``MSG_RING`` message posted into this ring, or a failed
+    ``request`` is None for a CQE no record stands behind: a NOP (nothing
+    to hold), a registered resource's tag (``IORING_REGISTER_*2`` with
+    tags), a ``MSG_RING`` message posted into this ring, or a failed
     ``IOSQE_CQE_SKIP_SUCCESS`` request reaped raw (``completions()`` finds
     a standalone one's record among the skipped ones).
     """
 
     __slots__ = ("user_data", "res", "flags", "big", "request")
 
-    def __init__(self, cqe: Any, request: Optional[Any]) -> None:
+    def __init__(self, cqe: Any, request: Optional[Request]) -> None:
         self.user_data: int = cqe[0]
         self.res: int = cqe[1]
         self.flags: int = cqe[2]
         self.big: tuple = tuple(cqe[3:])
-        if request.__class__ is tuple:  # the hot paths hold (opcode, target, keep)
-            request = Request(*request)
-        self.request = request if isinstance(request, Request) else None
+        self.request = request
 
     @property
     def opcode(self) -> Optional[int]:
         return None if self.request is None else self.request.opcode
+
+    @property
+    def owner(self) -> Any:
+        """The request's owner (``RingCore.set_owner``), or None."""
+        return None if self.request is None else self.request.owner
 
     @property
     def more(self) -> bool:

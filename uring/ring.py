@@ -32,6 +32,7 @@ Opcode-specific preparation lives in ``uring.ops``; registration in
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import errno as _errno
@@ -41,9 +42,23 @@ import struct
 import threading
 import time
 import weakref
+from array import array as _array
 from functools import partial
 from itertools import chain
-from typing import Any, Dict, List, Literal, Optional, Tuple, TypeVar, Union, overload
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import abi, barriers
 from .errors import (
@@ -54,6 +69,7 @@ from .errors import (
     kernel_error,
     unavailable,
 )
+from .request import Completion, Request, op_name
 from .syscalls import Kernel, default_kernel
 
 __all__ = ["Cqe", "RingCore", "Timeout"]
@@ -79,14 +95,20 @@ _NO_LIMIT = 1 << 62
 _R = TypeVar("_R", bound="RingCore")
 _NSIG_BYTES = 8  # _NSIG / 8: the kernel's sigset_t size, for io_uring_getevents_arg
 
-#: One whole SQE, field by field, as ``io_uring_sqe`` lays it out:
-#: opcode, flags, ioprio, fd, off, addr, len, op_flags, user_data,
-#: buf_index, personality, splice_fd_in/file_index, addr3, __pad2.
-SQE_STRUCT = struct.Struct("<BBHiQQIIQHHiQQ")
-assert SQE_STRUCT.size == 64
-#: A CQE as ``io_uring_cqe`` lays it out: user_data, res, flags (+ big_cqe[2]).
-CQE_STRUCT = struct.Struct("<QiI")
-CQE32_STRUCT = struct.Struct("<QiIQQ")
+_U64_WRAP = 1 << 64
+_OP_NOP = int(abi.IORING_OP_NOP)
+_OP_LINK_TIMEOUT = int(abi.IORING_OP_LINK_TIMEOUT)
+_IO_LINK = int(abi.IOSQE_IO_LINK)
+_IO_HARDLINK = int(abi.IOSQE_IO_HARDLINK)
+#: What ``_slot_shape`` records for a slot holding a clean NOP (all fields
+#: zero but ``fd`` -1 and ``user_data``); 0 for anything else.
+_NOP_SHAPE = 1
+# The one SQE and CQE formats (``uring.abi``).
+SQE_STRUCT = abi.SQE_STRUCT
+CQE_STRUCT = abi.CQE_STRUCT
+CQE32_STRUCT = abi.CQE32_STRUCT
+_pack_sqe = SQE_STRUCT.pack_into
+builtins_len = len  # ``prep`` has a parameter named after the SQE field ``len``
 
 
 class Cqe(tuple):  # type: ignore[type-arg]
@@ -144,14 +166,6 @@ class Cqe(tuple):  # type: ignore[type-arg]
 
 
 _make_cqe = partial(tuple.__new__, Cqe)
-
-
-def op_name(opcode: int) -> str:
-    """``IORING_OP_*`` name of *opcode* (or the number, if unknown here)."""
-    try:
-        return abi.IoringOp(opcode).name
-    except ValueError:
-        return f"opcode {opcode}"
 
 
 def _seconds(timeout: Any) -> float:
@@ -218,9 +232,14 @@ class RingCore:
         self._fd = -1
         self._maps: List[_mmap.mmap] = []
         self._views: List[memoryview] = []
-        self._keep: Dict[int, Any] = {}
-        self._keep_skipped: List[Any] = []
-        self._released: Optional[List[Any]] = None
+        # The one table: user_data -> the Request of every request in
+        # flight that holds memory or has an owner (see uring.request).
+        self._requests: Dict[int, Request] = {}
+        # Records of IOSQE_CQE_SKIP_SUCCESS requests (see _hold).
+        self._skipped: List[Request] = []
+        # While set, the reap appends each CQE's record here (None where
+        # none), in CQE order: completions() and wait_owned() pair them.
+        self._pairing: Optional[List[Optional[Request]]] = None
         if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
             raise ValueError(f"entries must be a positive int, got {entries!r}")
         if sq_full not in ("raise", "submit"):
@@ -349,6 +368,8 @@ class RingCore:
         # unknown): a slot that already holds a zeroed NOP needs only its
         # user_data rewritten.
         self._slot_shape = bytearray(p.sq_entries)
+        self._nop_run = bytes([_NOP_SHAPE]) * p.sq_entries
+        self._nop_probe = bytearray(SQE_STRUCT.size)  # checks a NOP batch's flags
 
         if not no_sqarray:
             # The indirection array: fill it once with the identity, so the
@@ -386,6 +407,16 @@ class RingCore:
     def fd(self) -> int:
         """The ring's file descriptor (-1 once closed)."""
         return self._fd
+
+    @property
+    def kernel(self) -> Kernel:
+        """The syscall seam this ring talks to (``uring.syscalls``)."""
+        return self._kernel
+
+    @property
+    def next_user_data(self) -> int:
+        """The ``user_data`` the next prep without one will take."""
+        return self._next_user_data
 
     @property
     def features(self) -> abi.IoringFeat:
@@ -450,16 +481,62 @@ class RingCore:
 
     @property
     def in_flight(self) -> int:
-        """Requests holding memory (buffers, iovecs) that the kernel may use."""
-        return len(self._keep)
+        """Requests in flight with a record: holding memory (buffers,
+        iovecs) the kernel may use, or an owner."""
+        return len(self._requests)
 
-    def held(self, user_data: int) -> Any:
-        """What the ring holds for the in-flight request *user_data* (its
-        ``Request`` record, or the read/write hot path's
-        ``(opcode, target, keep)`` tuple), or None once its final CQE has
-        been reaped.  ``Completion(cqe, ring.held(ud))`` decodes a CQE the
-        caller reaps raw."""
-        return self._keep.get(user_data)
+    def held(self, user_data: int) -> Optional[Request]:
+        """The ``Request`` record of the in-flight request *user_data*, or
+        None once its final CQE has been reaped (or if it filed none).
+        ``Completion(cqe, ring.held(ud))`` decodes a CQE the caller reaps
+        raw, before reaping it."""
+        return self._requests.get(user_data)
+
+    @property
+    def skipped_in_flight(self) -> int:
+        """Records held for ``IOSQE_CQE_SKIP_SUCCESS`` requests (see ``_hold``)."""
+        return len(self._skipped)
+
+    def in_flight_user_data(self, user_data: int) -> bool:
+        """Whether a request with a record is in flight under *user_data*
+        (its completions would be ambiguous with another's)."""
+        return user_data in self._requests
+
+    def requests_in_flight(self) -> List[Request]:
+        """The records of every request in flight that filed one."""
+        return list(self._requests.values())
+
+    def move_request(self, old_user_data: int, new_user_data: int) -> None:
+        """File the record of *old_user_data* under *new_user_data*: a
+        request whose ``user_data`` the kernel is about to change
+        (``IORING_POLL_UPDATE_USER_DATA``).  Nothing moves once the CQ
+        already holds the request's final CQE under the old number."""
+        if old_user_data in self._requests and not self.cq_holds_final(old_user_data):
+            self._requests[new_user_data] = self._requests.pop(old_user_data)
+
+    def cq_holds_final(self, user_data: int) -> bool:
+        """Whether the CQ holds, not yet reaped, a final CQE (without
+        ``IORING_CQE_F_MORE``) for *user_data*: a look, nothing consumed."""
+        i = self._cq_head
+        tail = self._cq_u32[self._i_cq_tail]
+        if not barriers.STRONG_ORDERING:
+            barriers.acquire_fence()  # the CQEs before the tail are complete
+        mixed = self._cqe_mixed
+        size = 16 if mixed else self._cqe_size
+        mask, cqes = self._cq_mask, self._cqes
+        while (tail - i) & _U32:
+            ud, _, cqe_flags = CQE_STRUCT.unpack_from(cqes, (i & mask) * size)
+            if ud == user_data and not cqe_flags & _CQE_F_MORE:
+                return True
+            i += 2 if mixed and cqe_flags & _CQE_F_32 else 1
+        return False
+
+    def held_by_ring(self) -> List[Any]:
+        """Objects the kernel may read or write for requests in flight
+        beyond the requests' own records (provided-buffer pools, say): an
+        op group that keeps such memory extends this, and a close that has
+        to let go of requests still in flight keeps these alive with them."""
+        return []
 
     def __repr__(self) -> str:
         if self._state not in (None, "disabled"):
@@ -495,8 +572,8 @@ class RingCore:
         # The keepalive objects are the parent's business; in the child they
         # are copies nobody reads.  Do not cancel, do not wait: the queues
         # are the parent's.  Only drop our own mappings and fd reference.
-        self._keep = {}
-        self._keep_skipped = []
+        self._requests = {}
+        self._skipped = []
         self._unmap()
         if self._fd >= 0:
             try:
@@ -509,38 +586,44 @@ class RingCore:
     # the submission side
 
     def get_sqe(self) -> int:
-        """Reserve the next SQE and return its slot index in the SQE array.
+        """Reserve the next SQE and return its slot index in the SQE array
+        (liburing: ``io_uring_get_sqe``).
 
         The slot is ours until ``submit()`` publishes it; write it with
-        ``write_sqe`` or one of the ``prep_*`` methods (which call this).
+        ``write_sqe``.  Every ``prep_*`` reserves and fills in one step
+        through ``prep_rw`` instead.
         """
         if self._state is not None:
             self._check()
         tail = self._sqe_tail
         if tail >= self._sq_limit:
             self._make_room()
+        self._slot_shape[tail & self._sq_mask] = 0  # about to hold anything
         self._sqe_tail = tail + 1
         return tail & self._sq_mask
 
-    def _make_room(self) -> None:
-        """Refresh the free count from the kernel's SQ head; if still full,
-        raise or (``sq_full="submit"``) push the queued SQEs to the kernel."""
+    def _make_room(self, wanted: int = 1) -> None:
+        """Refresh the free count from the kernel's SQ head; if *wanted*
+        SQEs still do not fit, raise or (``sq_full="submit"``) push the
+        queued SQEs to the kernel."""
         self._sq_limit = self._kernel_sq_head() + self.sq_entries
-        if self._sqe_tail >= self._sq_limit and self._sq_full_submits:
+        if self._sqe_tail + wanted > self._sq_limit and self._sq_full_submits:
             self.submit()
             self._sq_limit = self._kernel_sq_head() + self.sq_entries
             # SQPOLL: the thread makes room on its own time.  SQ_WAIT can
             # come back with the ring still full: the kernel's wait stops on
             # signal_pending(), which io_uring's own task-work notification
             # (TIF_NOTIFY_SIGNAL) also raises, and it reports no EINTR.  So
-            # wait again until the head we read shows a free slot.
-            while self._sqpoll and self._sqe_tail >= self._sq_limit:
+            # wait again until the head we read shows room.
+            while self._sqpoll and self._sqe_tail + wanted > self._sq_limit:
                 self.sq_wait()
                 self._sq_limit = self._kernel_sq_head() + self.sq_entries
-        if self._sqe_tail >= self._sq_limit:
+        if self._sqe_tail + wanted > self._sq_limit:
+            room = self._sq_limit - self._sqe_tail
+            what = "" if wanted == 1 else f" (room for {room} of {wanted})"
             raise SubmissionQueueFull(
-                f"submission queue full ({self.sq_entries} SQEs prepared or not yet "
-                "consumed): call submit() first, or open the ring with sq_full='submit'"
+                f"submission queue full{what}: {self.sq_entries} SQEs prepared or not yet "
+                "consumed; call submit() first, or open the ring with sq_full='submit'"
             )
 
     def _kernel_sq_head(self) -> int:
@@ -553,6 +636,120 @@ class RingCore:
             barriers.acquire_fence()
         tail = self._sqe_tail
         return tail - ((tail - head) & _U32)
+
+    def prep_rw(self, opcode: int, fd: int = -1, addr: int = 0, length: int = 0,
+                offset: int = 0, user_data: Optional[int] = None, flags: int = 0,
+                op_flags: int = 0, keep: Any = None, target: Any = None,
+                buf_index: int = 0, ioprio: int = 0, personality: int = 0,
+                file_index: int = 0, addr3: int = 0,
+                decode: Optional[Callable[[int], Any]] = None, owner: Any = None,
+                cmd: Optional[bytes] = None) -> int:
+        """Reserve the next SQE, fill all of it, and file the request's
+        record; returns the ``user_data`` (liburing: ``io_uring_get_sqe``
+        then ``io_uring_prep_rw``; Zig: ``get_sqe`` + ``prep_rw``).
+
+        The one fill primitive: every ``prep_*`` of every op group comes
+        through here (positional for the hot paths).  In order:
+
+        1. the ring is usable (not closed, not inherited through fork);
+        2. there is a free slot: the SQ tail is below the kernel's head plus
+           ``sq_entries`` (the head is read again only when that seems
+           false; ``sq_full`` says what a full queue does);
+        3. ``user_data``: the caller's, or the next of the ring's counter;
+        4. the record: a ``Request`` is filed under the user_data until the
+           final CQE (a user_data still in flight is refused: its
+           completions would be ambiguous), or, for
+           ``IOSQE_CQE_SKIP_SUCCESS``, with the skipped ones (``_hold``).
+           Only a bare NOP (no *target*, *keep*, *decode* or *owner*) files
+           none: it holds nothing and has nothing to name;
+        5. one ``pack_into`` writes the whole SQE in the slot (``off``: a
+           negative offset is its u64 two's complement, as C's cast makes
+           it; -1 is "the file position");
+        6. the local tail moves on.  Nothing is visible to the kernel until
+           ``submit``/``wait`` publishes the tail.
+
+        A field out of range (or of the wrong type) undoes 4 and raises
+        before 6: no half-written SQE is ever published, the slot is
+        marked as holding nothing reusable, and the record is gone.
+
+        The fields are ``io_uring_sqe``'s: *op_flags* is the union holding
+        ``rw_flags``/``fsync_flags``/``timeout_flags``/...; *file_index*
+        the one holding ``splice_fd_in``/``file_index``/``optlen``.  *cmd*:
+        a ``URING_CMD``'s command data, written from byte 48 (16 bytes, or
+        80 on an ``IORING_SETUP_SQE128`` ring), zero-filled.  A clean NOP (only *user_data* and *flags* set) landing in a slot that
+        already holds one has just its ``user_data`` word rewritten: the
+        slot's shape is tracked by every write, so a slot flagged since
+        (``link()``) is packed in full again.
+        """
+        if self._state is not None:
+            self._check()
+        if cmd is not None and builtins_len(cmd) > self._sqe_size - 48:
+            raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
+                             f"this ring's SQEs hold {self._sqe_size - 48} "
+                             "(IORING_SETUP_SQE128 for 80)")
+        tail = self._sqe_tail
+        if tail >= self._sq_limit:
+            self._make_room()
+        if user_data is None:
+            user_data = self._next_user_data
+            self._next_user_data = user_data + 1
+        slot = tail & self._sq_mask
+        if opcode != _OP_NOP or target is not None or keep is not None or owner is not None \
+                or decode is not None:
+            record: Optional[Request] = Request(user_data, opcode, fd if target is None else target,
+                                                keep, decode, owner)
+            if flags & _SKIP_SUCCESS:
+                self._skipped.append(record)  # type: ignore[arg-type]
+            elif self._requests.setdefault(user_data, record) is not record:  # type: ignore[arg-type]
+                raise ValueError(
+                    f"{op_name(opcode)}: user_data {user_data} belongs to a request still in "
+                    "flight; reusing it would make its completion ambiguous"
+                )
+        else:
+            record = None
+        shapes = self._slot_shape
+        if opcode == _OP_NOP and fd == -1 and not (
+                flags | addr | length | offset | op_flags | buf_index | ioprio | personality
+                | file_index | addr3):
+            # A clean NOP: its slot may already hold one (all but user_data).
+            if shapes[slot] == _NOP_SHAPE:
+                try:
+                    self._sqe_words[(slot << self._sqe_shift) + 4] = user_data
+                except (ValueError, OverflowError, TypeError) as exc:
+                    self._unfile(record, flags)
+                    raise ValueError(f"IORING_OP_NOP: user_data {user_data!r}: {exc}") from None
+                self._sqe_tail = tail + 1
+                return user_data
+            shape = _NOP_SHAPE
+        else:
+            shape = 0
+        shapes[slot] = 0  # before packing: a failed pack_into is partial
+        if offset < 0:
+            offset += _U64_WRAP
+        try:
+            _pack_sqe(self._sqe_bytes, slot << (self._sqe_shift + 3), opcode, flags, ioprio, fd,
+                      offset, addr, length, op_flags, user_data, buf_index, personality,
+                      file_index, addr3, 0)
+        except (struct.error, TypeError) as exc:
+            self._unfile(record, flags)
+            raise ValueError(f"{op_name(opcode)}: a field is out of range ({exc})") from None
+        if cmd is not None:
+            start = (slot << (self._sqe_shift + 3)) + 48
+            room = self._sqe_size - 48
+            self._sqe_bytes[start:start + room] = bytes(cmd).ljust(room, b"\0")
+        shapes[slot] = shape
+        self._sqe_tail = tail + 1
+        return user_data
+
+    def _unfile(self, record: Optional[Request], sqe_flags: int) -> None:
+        """Take back the record ``prep_rw`` filed for an SQE it then failed
+        to write."""
+        if record is None:
+            return
+        if sqe_flags & _SKIP_SUCCESS:
+            self._skipped.remove(record)
+        elif self._requests.get(record.user_data) is record:
+            del self._requests[record.user_data]
 
     def prep(
         self,
@@ -571,55 +768,201 @@ class RingCore:
         file_index: int = 0,
         addr3: int = 0,
         keep: Any = None,
+        target: Any = None,
+        decode: Optional[Callable[[int], Any]] = None,
+        owner: Any = None,
     ) -> int:
-        """Fill one whole SQE from its fields; returns its ``user_data``.
+        """``prep_rw`` by the ``io_uring_sqe`` field names, for SQEs no
+        ``prep_*`` method writes; returns the ``user_data``.
 
-        Fields are the ``io_uring_sqe`` ones (``op_flags`` is the union
-        holding ``rw_flags``, ``fsync_flags``, ``timeout_flags``, ...).
-        *keep* is held by the ring until the request's final CQE: pass
-        every object whose memory the SQE points at.
+        *file_index* may be given as the u32 the header's union also
+        names (``IORING_FILE_INDEX_ALLOC``); *keep* is held until the
+        request's final CQE: pass every object whose memory the SQE points at.
         """
-        if user_data is None:
-            user_data = self._next_user_data
-            self._next_user_data += 1
-        if off < 0:  # -1: "the file position" (and other all-ones sentinels)
-            off &= (1 << 64) - 1
         if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
             file_index -= 1 << 32
-        slot = self.get_sqe()
-        self._slot_shape[slot] = 0  # before packing: a failed pack is partial
+        return self.prep_rw(opcode, fd, addr, len, off, user_data, flags, op_flags, keep,
+                            target, buf_index, ioprio, personality, file_index, addr3,
+                            decode, owner)
+
+    def prep_batch(self, opcode: int, fd: int, addrs: Sequence[int], lengths: Sequence[int],
+                   offsets: Sequence[int], user_data: Sequence[int], keeps: Sequence[Any],
+                   flags: int = 0, op_flags: int = 0, target: Any = None) -> int:
+        """``prep_rw`` for many SQEs of one opcode and fd in one call, one
+        slot and one ``Request`` each, in order; returns how many.
+
+        All or nothing: the lengths agree, every value fits its field, the
+        SQ has room for all (or, with ``sq_full="submit"``, is made to),
+        and no ``user_data`` is in flight or given twice, all checked before
+        any slot or record is written.  What a batch costs here is mostly
+        interpreter time, so the fields are checked by packing them into
+        a scratch SQE array first, then copied in (at most two copies: a
+        run that wraps the ring is two).
+        """
+        if self._state is not None:
+            self._check()
+        n = builtins_len(user_data)
+        if not (builtins_len(addrs) == builtins_len(lengths) == builtins_len(offsets)
+                == builtins_len(keeps) == n):
+            raise ValueError(f"{op_name(opcode)}: addresses, lengths, offsets, user_data "
+                             "and buffers must be as many")
+        if n > self.sq_entries:
+            raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
+        if not n:
+            return 0
+        if flags & _SKIP_SUCCESS:
+            raise ValueError("prep_batch: IOSQE_CQE_SKIP_SUCCESS is not for batches "
+                             "(nothing would say when their buffers are free)")
+        requests = self._requests
+        if builtins_len(set(user_data)) != n or not requests.keys().isdisjoint(user_data):
+            clash = [u for u in user_data if u in requests] or [
+                u for u in set(user_data) if user_data.count(u) > 1]
+            raise ValueError(f"{op_name(opcode)}: user_data {clash[:4]} already in flight or "
+                             "given twice; their completions would be ambiguous")
+        size = self._sqe_size
+        scratch = bytearray(n * size)
+        pack = _pack_sqe
+        at = 0
         try:
-            SQE_STRUCT.pack_into(
-                self._sqe_bytes, slot * self._sqe_size,
-                opcode, flags, ioprio, fd, off, addr, len, op_flags, user_data,
-                buf_index, personality, file_index, addr3, 0,
-            )
-        except struct.error as exc:
-            self._unreserve(slot)
-            raise ValueError(f"{op_name(opcode)}: field out of range ({exc})") from None
-        if keep is not None:
-            self._hold(user_data, keep, flags, slot)
-        return user_data
+            for i in range(n):
+                off = offsets[i]
+                if off < 0:
+                    off += _U64_WRAP
+                pack(scratch, at, opcode, flags, 0, fd, off, addrs[i], lengths[i], op_flags,
+                     user_data[i], 0, 0, 0, 0, 0)
+                at += size
+        except (struct.error, TypeError) as exc:
+            raise ValueError(f"{op_name(opcode)}: SQE {i} of the batch: a field is out of "
+                             f"range ({exc})") from None
+        if self._sqe_tail + n > self._sq_limit:
+            self._make_room(n)
+        tail = self._sqe_tail
+        record_target = fd if target is None else target
+        for i in range(n):
+            ud = user_data[i]
+            requests[ud] = Request(ud, opcode, record_target, keeps[i])
+        self._copy_sqes(tail, scratch, n)
+        self._sqe_tail = tail + n
+        return n
 
-    def _unreserve(self, slot: int) -> None:
-        """Give back the slot just reserved (its SQE was not filled)."""
-        self._sqe_tail -= 1
+    def _copy_sqes(self, tail: int, sqes: Any, n: int) -> None:
+        """Copy *n* whole SQEs into the slots from SQ position *tail* on
+        (two copies when the run wraps), marking each slot's shape."""
+        size, mask, dest = self._sqe_size, self._sq_mask, self._sqe_bytes
+        start = tail & mask
+        first = min(n, self.sq_entries - start)
+        dest[start * size:(start + first) * size] = sqes[:first * size]
+        if first < n:
+            dest[:(n - first) * size] = sqes[first * size:n * size]
+        shapes = self._slot_shape
+        if first < n:
+            shapes[start:] = bytes(first)
+            shapes[:n - first] = bytes(n - first)
+        else:
+            shapes[start:start + n] = bytes(n)
 
-    def _hold(self, user_data: int, obj: Any, sqe_flags: int, slot: int) -> None:
-        """Keep *obj* alive until the final CQE of *user_data*.
+    def prep_nop_batch(self, user_data: Sequence[int], flags: int = 0) -> int:
+        """Many ``IORING_OP_NOP`` in one call, one slot each, in order (no
+        records: a NOP holds nothing); returns how many.  All or nothing.
+
+        The vectorised ``prep_rw`` of a clean NOP: slots that already hold
+        a flagless NOP get only their ``user_data`` words rewritten, by one
+        strided store per contiguous run of slots instead of a Python call
+        per SQE."""
+        if self._state is not None:
+            self._check()
+        n = builtins_len(user_data)
+        if n > self.sq_entries:
+            raise ValueError(f"{n} NOPs do not fit a {self.sq_entries}-entry SQ")
+        try:
+            words = _array("Q", user_data)
+        except (OverflowError, TypeError) as exc:
+            raise ValueError(f"IORING_OP_NOP: user_data: {exc}") from None
+        try:
+            _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        except (struct.error, TypeError) as exc:
+            raise ValueError(f"IORING_OP_NOP: flags {flags!r}: {exc}") from None
+        tail = self._sqe_tail
+        if tail + n > self._sq_limit:
+            self._make_room(n)
+        mask, shift, shapes = self._sq_mask, self._sqe_shift, self._slot_shape
+        sqe_words, sqe_bytes = self._sqe_words, self._sqe_bytes
+        step = 1 << shift
+        start, done = tail & mask, 0
+        while done < n:
+            count = min(n - done, self.sq_entries - start)
+            if flags or shapes[start:start + count] != self._nop_run[:count]:
+                for slot in range(start, start + count):
+                    _pack_sqe(sqe_bytes, slot << (shift + 3), _OP_NOP, flags, 0, -1,
+                              0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+                    shapes[slot] = 0 if flags else _NOP_SHAPE
+            first = start << shift
+            sqe_words[first + 4: first + (count << shift): step] = words[done: done + count]
+            done += count
+            start = 0
+        self._sqe_tail = tail + n
+        return n
+
+    def set_owner(self, user_data: int, owner: Any) -> None:
+        """Attach *owner* to the request prepared as *user_data*; its
+        completion hands it back (``Completion.owner``, ``wait_owned``)
+        (liburing: ``io_uring_sqe_set_data``).
+
+        For a request that filed no record (one that holds no memory, like
+        a NOP), one is made now, while its SQE is still unsubmitted."""
+        record = self._requests.get(user_data)
+        if record is None:
+            record = self._record_unsubmitted(user_data)
+        record.owner = owner
+
+    def _record_unsubmitted(self, user_data: int) -> Request:
+        """File a record for the unsubmitted SQE with *user_data* (the
+        newest first: it is nearly always the one just prepared)."""
+        words, step = self._sqe_words, 1 << self._sqe_shift
+        for index in range(self._sqe_tail - 1, self._sq_published - 1, -1):
+            slot = index & self._sq_mask
+            if words[slot * step + 4] == user_data:
+                opcode = self._sqe_bytes[slot * self._sqe_size]
+                if self._sqe_bytes[slot * self._sqe_size + 1] & _SKIP_SUCCESS:
+                    break
+                record = Request(user_data, opcode, None)
+                self._requests[user_data] = record
+                return record
+        raise ValueError(f"no unsubmitted request with user_data {user_data} holds a record "
+                         "(set an owner before submitting; skip-success requests take none)")
+
+    def set_sqe_flags(self, index: int, sqe_flags: int) -> None:
+        """OR *sqe_flags* (``IOSQE_*``) into the flags of the SQE at SQ
+        position *index*, prepared and not yet submitted (liburing:
+        ``io_uring_sqe_set_flags``).  The slot stops passing for a clean
+        NOP, so a later NOP in it is packed in full."""
+        if not self._sq_published <= index < self._sqe_tail:
+            raise ValueError(f"SQ position {index} is not a prepared, unsubmitted SQE")
+        slot = index & self._sq_mask
+        self._slot_shape[slot] = 0
+        self._sqe_bytes[slot * self._sqe_size + 1] |= sqe_flags
+
+    @property
+    def sq_prepared(self) -> int:
+        """The SQ position the next prepared SQE takes (unbounded): SQEs
+        from ``sq_tail`` up to it are prepared and not yet published."""
+        return self._sqe_tail
+
+    def _hold(self, user_data: int, obj: Any, sqe_flags: int, opcode: int = -1) -> None:
+        """Keep *obj* alive until the final CQE of *user_data*, as a record.
 
         ``IOSQE_CQE_SKIP_SUCCESS``: no CQE comes on success, so none says
-        when the memory is free.  The record goes to ``_keep_skipped`` (with
-        its user_data, to name a failure) and is let go of when something
-        else proves the request complete: inside ``link()``, the CQE of the
+        when the memory is free.  The record goes to ``_skipped`` (its
+        user_data names a failure) and is let go of when something else
+        proves the request complete: inside ``link()``, the CQE of the
         chain's last member (the kernel runs a chain in order); a failure
         CQE for it (``completions()``); ``release_skipped()``; or close.
         """
+        record = Request(user_data, opcode, None, obj)
         if sqe_flags & _SKIP_SUCCESS:
-            self._keep_skipped.append((user_data, obj))
+            self._skipped.append(record)
             return
-        if self._keep.setdefault(user_data, obj) is not obj:
-            self._unreserve(slot)
+        if self._requests.setdefault(user_data, record) is not record:
             raise ValueError(
                 f"user_data {user_data} belongs to a request still in flight; "
                 "reusing it would make its completion ambiguous"
@@ -639,7 +982,7 @@ class RingCore:
         """
         if self._state is not None:
             self._check()
-        skipped = self._keep_skipped
+        skipped = self._skipped
         if not skipped:
             return 0
         pending = set()
@@ -648,22 +991,94 @@ class RingCore:
             slot = index & self._sq_mask
             if self._sqe_bytes[slot * self._sqe_size + 1] & _SKIP_SUCCESS:
                 pending.add(self._sqe_words[slot * words + 4])
-        kept = [entry for entry in skipped if entry[0] in pending]
-        self._keep_skipped = kept
+        kept = [record for record in skipped if record.user_data in pending]
+        self._skipped = kept
         return len(skipped) - len(kept)
 
-    def _skipped_failure(self, user_data: int) -> Any:
+    def _skipped_failure(self, user_data: int) -> Optional[Request]:
         """The record of a skip-success request whose failure CQE carries
-        *user_data* (it has no ``_keep`` entry), or None.  A failure CQE is
-        final, so a record that only this request can own is released."""
-        skipped = self._keep_skipped
-        found = [i for i, entry in enumerate(skipped) if entry[0] == user_data]
+        *user_data* (it has no ``_requests`` entry), or None.  A failure CQE
+        is final, so a record that only this request can own is released."""
+        skipped = self._skipped
+        found = [i for i, record in enumerate(skipped) if record.user_data == user_data]
         if not found:
             return None
-        record = skipped[found[0]][1]
-        if len(found) == 1:  # several with one user_data: which one ended is unknown
+        record = skipped[found[0]]
+        if builtins_len(found) == 1:  # several with one user_data: which one ended is unknown
             del skipped[found[0]]
         return record
+
+    # -- chains ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def link(self, *, hard: bool = False) -> Iterator[Any]:
+        """Link the SQEs prepared inside the block into one chain.
+
+            with ring.link():
+                ring.prep_write(fd, data, 0)
+                ring.prep_fsync(fd)
+                ring.prep_read(fd, back, 0)
+                ring.prep_link_timeout(1.0)   # bounds the read before it
+
+        Every SQE but the last gets ``IOSQE_IO_LINK`` (``IOSQE_IO_HARDLINK``
+        with *hard*: the chain goes on even when a member fails), through
+        ``set_sqe_flags``, so the slots' shapes stay true.  The kernel
+        starts each member only after the previous one completed; with
+        ``IO_LINK`` a failure (a short read or write counts) completes the
+        rest with ``-ECANCELED``.  The chain must reach the kernel in one
+        piece, so the block refuses to end if a submit (an SQ that filled up
+        with ``sq_full="submit"``) split it.
+
+        Members prepared with ``IOSQE_CQE_SKIP_SUCCESS`` post no CQE when
+        they succeed; their records move onto the last member's (see
+        ``_hold_chain_skipped``), so they are released with its CQE.
+        """
+        start = self._sqe_tail
+        published = self._sq_published
+        skipped = self._skipped
+        skipped_before = builtins_len(skipped)
+        yield self
+        end = self._sqe_tail
+        if self._sq_published != published and self._sq_published > start:
+            raise RuntimeError("a linked chain was split by a submit inside the link() block; "
+                               "make room in the SQ before starting the chain")
+        bit = _IO_HARDLINK if hard else _IO_LINK
+        for index in range(start, end - 1):
+            self.set_sqe_flags(index, bit)
+        if builtins_len(skipped) > skipped_before and skipped is self._skipped:
+            self._hold_chain_skipped(start, end, skipped, skipped_before)
+
+    def _hold_chain_skipped(self, start: int, end: int, skipped: List[Request], first: int) -> None:
+        """Hand the chain's skip-success records (``skipped[first:]``) to the
+        record of the member whose CQE comes last.
+
+        The kernel starts each member only once the one before it has
+        completed, and fails the rest of a broken chain in order, so that
+        member's CQE means every earlier one is done.  It is the last SQE,
+        or the one before a closing ``IORING_OP_LINK_TIMEOUT`` (a timer that
+        fires posts ``-ETIME`` while the member it cancels may still run).
+        If that member skips its own CQE too, nothing moves: the records
+        stay until ``release_skipped()`` or close.
+        """
+        size, mask, sqes = self._sqe_size, self._sq_mask, self._sqe_bytes
+        last = end - 1
+        if sqes[(last & mask) * size] == _OP_LINK_TIMEOUT:
+            last -= 1
+        if last < start:
+            return
+        at = (last & mask) * size
+        if sqes[at + 1] & _SKIP_SUCCESS:
+            return
+        user_data = self._sqe_words[(at >> 3) + 4]
+        moved = skipped[first:]
+        del skipped[first:]
+        # The last member's record (made now for a member that held
+        # nothing) keeps the moved ones with its own.
+        record = self._requests.get(user_data)
+        if record is None:
+            record = Request(user_data, sqes[at])
+            self._requests[user_data] = record
+        record.keep = (record.keep, moved)
 
     def write_sqe(self, slot: int, sqe: Union[abi.io_uring_sqe, bytes], keep: Any = None) -> None:
         """Copy a complete ``io_uring_sqe`` (or its bytes) into *slot* (from
@@ -676,8 +1091,7 @@ class RingCore:
         self._sqe_bytes[start: start + self._sqe_size] = raw
         if keep is not None:
             user_data = int.from_bytes(raw[32:40], "little")
-            flags = raw[1]
-            self._hold(user_data, keep, flags, slot)
+            self._hold(user_data, keep, raw[1], raw[0])
 
     def read_sqe(self, slot: int) -> Union[abi.io_uring_sqe, abi.io_uring_sqe128]:
         """A copy of the SQE in *slot*, as the ``io_uring_sqe`` structure."""
@@ -870,15 +1284,16 @@ class RingCore:
             # see them free and overwrite them.
             barriers.release_fence()
         self._cq_u32[self._i_cq_head] = head
-        keep = self._keep
-        released = self._released
-        if released is not None:
-            # completions() pairs each CQE with what its request held.
+        requests = self._requests
+        pairing = self._pairing
+        if pairing is not None:
+            # completions()/wait_owned() pair each CQE with its record; the
+            # final CQE (no IORING_CQE_F_MORE) releases it.
             for cqe in out:
                 ud = cqe[0]
-                released.append(keep.get(ud) if cqe[2] & _CQE_F_MORE else keep.pop(ud, None))
-        elif keep:
-            pop = keep.pop
+                pairing.append(requests.get(ud) if cqe[2] & _CQE_F_MORE else requests.pop(ud, None))
+        elif requests:
+            pop = requests.pop
             for cqe in out:
                 if not cqe[2] & _CQE_F_MORE:
                     pop(cqe[0], None)
@@ -908,6 +1323,46 @@ class RingCore:
                 i += 1
         return out, i
 
+    # -- completions with their records ------------------------------------------
+
+    def reap_records(self, max_cqes: Optional[int] = None, *, wait: int = 0,
+                     timeout: Timeout = None) -> List[Tuple[Tuple[int, ...], Optional[Request]]]:
+        """Like ``reap`` (or, with *wait* > 0, ``wait(wait, timeout)``), each
+        raw CQE paired with its ``Request`` (None where the request filed
+        none); the final CQE releases the record.  The owner a block engine
+        or an asyncio driver attached (``set_owner``) comes back here: they
+        keep no table of their own (liburing: ``io_uring_cqe_get_data``).
+        """
+        pairing: List[Optional[Request]] = []
+        self._pairing = pairing
+        try:
+            cqes = self.wait(wait, timeout, raw=True) if wait else self.reap(max_cqes, raw=True)
+        finally:
+            self._pairing = None
+        if self._skipped:
+            self._name_skipped_failures(cqes, pairing)
+        return list(zip(cqes, pairing))
+
+    def completions(self, n: int = 1, timeout: Timeout = None) -> List[Completion]:
+        """Like ``wait``, but each CQE comes paired with its ``Request``
+        (``Completion.result()`` decodes it or raises the op's ``OSError``)."""
+        return [Completion(c, r) for c, r in self.reap_records(wait=n, timeout=timeout)] if n else \
+            self.reap_completions()
+
+    def reap_completions(self, max_cqes: Optional[int] = None) -> List[Completion]:
+        """Like ``reap`` (no waiting), as ``Completion`` objects."""
+        return [Completion(c, r) for c, r in self.reap_records(max_cqes)]
+
+    def _name_skipped_failures(self, cqes: List[Any], records: List[Optional[Request]]) -> None:
+        """A failed ``IOSQE_CQE_SKIP_SUCCESS`` request posts a CQE for which
+        the ring holds no ``_requests`` record: find its record among the
+        skipped ones, so the ``Completion`` names the op and target.  Only
+        while skip-success records are held, and only for recordless
+        failures: no cost per CQE otherwise."""
+        for i, cqe in enumerate(cqes):
+            if records[i] is None and cqe[1] < 0:
+                records[i] = self._skipped_failure(cqe[0])
+
     def peek(self) -> Optional[Cqe]:
         """The oldest available completion, or None (no waiting)."""
         got = self.reap(1)
@@ -931,33 +1386,36 @@ class RingCore:
         """
         if self._state is not None:
             self._check()
-        if timeout is None and self._raw_enter is not None and not (self._sqpoll or self._iopoll):
+        if timeout is None and not (self._sqpoll or self._iopoll):
             return self._wait_direct(n, raw)
         if self._cq_u32[self._i_cq_tail] != self._cq_head or self._sq_u32[self._i_sq_flags]:
             out = self.reap(raw=raw)
         else:
             out = []  # nothing posted, nothing flagged: skip the reap
-        if timeout is None and not self._sqpoll and not self._iopoll:
-            # One io_uring_enter both submits and waits.
-            while len(out) < n:
-                self._enter(self._publish(), n - len(out), _ENTER_GETEVENTS)
-                out += self.reap(raw=raw)
-            if self._sqe_tail != self._sq_published:
-                self.submit()  # enough were already there: submit what is prepared
-            return out
         return self._wait_slow(out, n, timeout, raw)
 
     def _wait_direct(self, n: int, raw: bool) -> List[Any]:
-        """``wait`` without a timeout on the real kernel: the hot path.
+        """``wait`` without a deadline or a kernel thread: the hot path
+        (liburing: ``io_uring_submit_and_wait`` then the CQ loop).
 
         Publish the tail, and unless *n* completions are already there and
         nothing is pending, make one ``io_uring_enter(to_submit, n,
-        GETEVENTS)`` straight through libc (see ``Kernel.raw_enter``: at
-        batch size 1 the frames of ``_enter``/``Kernel.enter`` cost as
-        much as the system call); the kernel returns once the CQ holds
-        *n*, counting the ones we have not reaped.  Then reap everything.
+        GETEVENTS)`` through the seam's direct form (``Kernel.raw_enter``:
+        on the real kernel, libc's ``syscall`` with no Python frame between;
+        a fault injector or a simulated kernel sees the same call); the
+        kernel returns once the CQ holds *n*, counting the ones we have not
+        reaped.  Then reap everything.
+
+        Errors: ``EINTR`` consumed nothing, so the same call goes again.
+        ``EAGAIN`` (no memory for requests now) and ``EBUSY`` (the CQ
+        overflow list is backed up) also consumed nothing: reaping frees
+        what the kernel waits for, so while a reap makes progress the call
+        is made again; with nothing to reap the error is raised, the SQEs
+        still in the ring for the next submit; what was reaped before it is
+        returned instead (fewer than *n*), and the error comes again with
+        the next call.
         """
-        syscall, number = self._raw_enter  # type: ignore[misc]
+        syscall, number = self._raw_enter
         fd, flags = self._enter_fd, _ENTER_GETEVENTS
         if fd != self._fd:
             fd, flags = self._registered_target(flags)
@@ -966,12 +1424,19 @@ class RingCore:
         while True:
             want = n - len(out)
             pending = self._publish()
+            failed = 0
             if pending or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
                 if syscall(number, fd, pending, want if want > 0 else 0, flags, None, 0) < 0:
-                    self._raw_enter_failed()  # EINTR: nothing consumed; go round
-            out += self._reap_ring(_NO_LIMIT, raw)
+                    failed = ctypes.get_errno()
+            got = self._reap_ring(_NO_LIMIT, raw)
             if sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
-                out += self._reap_from_kernel(_NO_LIMIT, raw)
+                got += self._reap_from_kernel(_NO_LIMIT, raw)
+            out += got
+            if failed and failed != _errno.EINTR and not (
+                    got and failed in (_errno.EAGAIN, _errno.EBUSY)):
+                if out:
+                    return out  # never lose reaped CQEs: the error comes again next call
+                raise kernel_error(failed, "io_uring_enter")
             if len(out) >= n:
                 return out
 
@@ -983,13 +1448,6 @@ class RingCore:
         if threading.get_ident() == self._registered_thread:
             return self._enter_fd, flags | _ENTER_REGISTERED_RING
         return self._fd, flags
-
-    def _raw_enter_failed(self) -> None:
-        """The errno of a failed direct ``io_uring_enter``: return on EINTR
-        (the caller retries, as ``_enter`` does), raise anything else."""
-        err = ctypes.get_errno()
-        if err != _errno.EINTR:
-            raise kernel_error(err, "io_uring_enter")
 
     def _wait_slow(self, out: List[Any], n: int, timeout: Timeout, raw: bool) -> List[Any]:
         """``wait`` with a deadline and/or an SQ thread to wake."""
@@ -1051,6 +1509,28 @@ class RingCore:
             except OSError as exc:
                 name = abi.IoringRegisterOp(opcode).name if opcode in abi.IoringRegisterOp._value2member_map_ else str(opcode)
                 raise kernel_error(exc.errno or 0, f"io_uring_register({name})") from None
+
+    def register_ring_fd(self) -> int:
+        """Register the ring fd for the calling thread; enters made from
+        this thread then pass the index with ``IORING_ENTER_REGISTERED_RING``
+        (other threads keep using the real fd).  Returns the index
+        (liburing: ``io_uring_register_ring_fd``)."""
+        upd = abi.io_uring_rsrc_update()
+        upd.offset = 0xFFFFFFFF  # -1: let the kernel pick a free index
+        upd.data = self._fd
+        self.register(abi.IORING_REGISTER_RING_FDS, ctypes.addressof(upd), 1)
+        self._enter_fd = int(upd.offset)
+        self._registered_thread = threading.get_ident()
+        return self._enter_fd
+
+    def unregister_ring_fd(self) -> None:
+        """Undo ``register_ring_fd`` (liburing: ``io_uring_unregister_ring_fd``)."""
+        if self._enter_fd == self._fd:
+            return
+        upd = abi.io_uring_rsrc_update()
+        upd.offset = self._enter_fd
+        self.register(abi.IORING_UNREGISTER_RING_FDS, ctypes.addressof(upd), 1)
+        self._enter_fd = self._fd
 
     def resize(self, sq_entries: int, cq_entries: Optional[int] = None) -> None:
         """New SQ and CQ sizes for a live ring (``IORING_REGISTER_RESIZE_RINGS``,
@@ -1117,14 +1597,15 @@ class RingCore:
         try:
             if state is None:
                 self._discard_unsubmitted()
-                if self._keep:
+                if self._requests:
                     self._drain(cancel, timeout)
         finally:
-            leftover = list(self._keep.values()) + [obj for _, obj in self._keep_skipped]
+            leftover = [record.keep for record in chain(self._requests.values(), self._skipped)]
             if leftover:
+                leftover += self.held_by_ring()
                 _GRAVEYARD.extend(leftover)
-            self._keep = {}
-            self._keep_skipped = []
+            self._requests = {}
+            self._skipped = []
             self._state = "closed"
             _RINGS.discard(self)
             self._unmap()
@@ -1138,7 +1619,7 @@ class RingCore:
         words_per_sqe = self._sqe_size // 8
         while published != tail:
             slot = published & self._sq_mask
-            self._keep.pop(self._sqe_words[slot * words_per_sqe + 4], None)
+            self._requests.pop(self._sqe_words[slot * words_per_sqe + 4], None)
             published += 1
         self._sqe_tail = self._sq_published
 
@@ -1146,7 +1627,7 @@ class RingCore:
         deadline = time.monotonic() + (_seconds(timeout) if timeout is not None else 1e9)
         if cancel:
             self._cancel_everything()
-        while self._keep:
+        while self._requests:
             left = deadline - time.monotonic()
             if left <= 0:
                 break

@@ -1,4 +1,4 @@
-"""``python3 -m uring bench``: the command.
+"""``uring bench`` (or ``python3 -m uring bench``): the command.
 
 Exit status: 0; 1 when a job that was asked for by name (an explicit
 engine) failed; 2 for a command line or job file it will not run (an
@@ -23,7 +23,7 @@ from .runner import ProgressLine, Workspace, log, run_cell
 
 __all__ = ["main"]
 
-PROG = "python3 -m uring bench"
+PROG = "uring bench"  # the console script `uring`; `python3 -m uring bench` is the same command
 
 USAGE = f"""usage: {PROG} [--option=value ...] [jobfile ...]
 

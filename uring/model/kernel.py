@@ -36,7 +36,7 @@ __all__ = ["MODELED_OPS", "ModelDeadlock", "ModelKernel", "ModelRing"]
 
 _U32 = 0xFFFFFFFF
 _W = struct.Struct("<I")
-_CQE = struct.Struct("<QiI")
+_CQE = abi.CQE_STRUCT
 _SETUP_MODELED = int(abi.IORING_SETUP_CQSIZE | abi.IORING_SETUP_CLAMP | abi.IORING_SETUP_NO_SQARRAY
                      | abi.IORING_SETUP_SUBMIT_ALL)
 #: The features the model claims are the ones it implements, a subset of

@@ -40,7 +40,6 @@ counts.
 
 from __future__ import annotations
 
-import struct
 from typing import Any, List, Optional
 
 from .. import abi
@@ -48,8 +47,9 @@ from .. import abi
 __all__ = ["ModelFile", "Req", "SQE64", "parse_sqe"]
 
 #: ``io_uring_sqe``: opcode, flags, ioprio, fd, off, addr, len, op_flags,
-#: user_data, buf_index, personality, splice_fd_in, addr3, pad.
-SQE64 = struct.Struct("<BBHiQQIIQHHiQQ")
+#: user_data, buf_index, personality, splice_fd_in, addr3, pad: the one
+#: layout, ``abi.SQE_STRUCT`` (``off`` unsigned: -1 reads as ``2**64 - 1``).
+SQE64 = abi.SQE_STRUCT
 
 _LINK_FLAGS = int(abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK)
 _VALID_SQE_FLAGS = (1 << len(abi.IosqeBit)) - 1

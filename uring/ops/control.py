@@ -27,14 +27,11 @@ import platform
 import select
 import struct
 import sys
-from array import array as _array
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .. import abi, barriers
+from .. import abi
 from ..buffers import PinnedBuffer
-from ..errors import SubmissionQueueFull
-from ..request import Request
-from ..ring import _GRAVEYARD, SQE_STRUCT, RingCore
+from ..ring import RingCore
 from .base import OpsBase, Seconds, timespec
 
 __all__ = [
@@ -46,14 +43,7 @@ __all__ = [
 
 _OP_NOP = int(abi.IORING_OP_NOP)
 
-# _slot_shape: 1 when the slot holds a flagless NOP (all but user_data fixed).
-_NOP_SHAPE = 1
-_NOP_RUN = bytes([_NOP_SHAPE]) * 65536  # compared against runs of _slot_shape
-
 _U32 = 0xFFFFFFFF
-_CQE_HEAD = struct.Struct("<QiI")  # io_uring_cqe: user_data, res, flags
-_F_MORE = int(abi.IORING_CQE_F_MORE)
-_F_32 = int(abi.IORING_CQE_F_32)
 
 # ---------------------------------------------------------------------------
 # Values and structures from other UAPI headers
@@ -200,26 +190,7 @@ class ControlOps(OpsBase):
         ``prep_nop_hooks``.  Pass *flags* and *result* by keyword."""
         if result is not None:
             return self.prep_nop_hooks(user_data, flags=flags, result=result)
-        if self._state is not None:
-            self._check()
-        if user_data is None:
-            user_data = self._next_user_data
-            self._next_user_data = user_data + 1
-        tail = self._sqe_tail
-        if tail >= self._sq_limit:
-            self._make_room()
-        slot = tail & self._sq_mask
-        b = slot << self._sqe_shift
-        if flags or self._slot_shape[slot] != _NOP_SHAPE:
-            SQE_STRUCT.pack_into(self._sqe_bytes, b << 3, _OP_NOP, flags, 0, -1,
-                                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            self._slot_shape[slot] = 0 if flags else _NOP_SHAPE
-        try:
-            self._sqe_words[b + 4] = user_data
-        except (ValueError, OverflowError, TypeError) as exc:
-            raise ValueError(f"IORING_OP_NOP: user_data {user_data!r}: {exc}") from None
-        self._sqe_tail = tail + 1
-        return user_data
+        return self.prep_rw(_OP_NOP, -1, 0, 0, 0, user_data, flags)
 
     def prep_nop_hooks(self, user_data: Optional[int] = None, *, flags: int = 0,
                        result: Optional[int] = None, fd: Any = None, fixed: bool = False,
@@ -269,39 +240,7 @@ class ControlOps(OpsBase):
         flagless NOP get only their ``user_data`` words rewritten, by one
         strided store per contiguous run of slots instead of a Python call
         per SQE (what a batch costs here is mostly interpreter time)."""
-        if self._state is not None:
-            self._check()
-        n = len(user_data)
-        if n > self.sq_entries:
-            raise ValueError(f"{n} NOPs do not fit a {self.sq_entries}-entry SQ")
-        try:
-            words = _array("Q", user_data)
-        except (OverflowError, TypeError) as exc:
-            raise ValueError(f"IORING_OP_NOP: user_data: {exc}") from None
-        tail = self._sqe_tail
-        while tail + n > self._sq_limit:
-            limit = self._sq_limit
-            self._make_room()  # raises when nothing frees up
-            if self._sq_limit == limit:
-                raise SubmissionQueueFull(
-                    f"submission queue has room for {limit - tail} of {n} NOPs")
-        mask, shift, shapes = self._sq_mask, self._sqe_shift, self._slot_shape
-        sqe_words, sqe_bytes = self._sqe_words, self._sqe_bytes
-        step = 1 << shift
-        start, done = tail & mask, 0
-        while done < n:
-            count = min(n - done, self.sq_entries - start)
-            if flags or shapes[start:start + count] != _NOP_RUN[:count]:
-                for slot in range(start, start + count):
-                    SQE_STRUCT.pack_into(sqe_bytes, slot << (shift + 3), _OP_NOP, flags, 0, -1,
-                                         0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-                    shapes[slot] = 0 if flags else _NOP_SHAPE
-            first = start << shift
-            sqe_words[first + 4: first + (count << shift): step] = words[done: done + count]
-            done += count
-            start = 0
-        self._sqe_tail = tail + n
-        return n
+        return self.prep_nop_batch(user_data, flags)
 
     # -- poll ----------------------------------------------------------------
 
@@ -355,37 +294,16 @@ class ControlOps(OpsBase):
             off = new_user_data
             if new_user_data != old_user_data:
                 moving = new_user_data
-                if new_user_data in self._keep or new_user_data == user_data:
+                if self.in_flight_user_data(new_user_data) or new_user_data == (
+                        self.next_user_data if user_data is None else user_data):
                     raise ValueError(f"IORING_OP_POLL_REMOVE: new user_data {new_user_data} "
                                      "belongs to a request still in flight")
         ud = self._op(abi.IORING_OP_POLL_REMOVE, addr=old_user_data, off=off, len=command,
                       op_flags=mask, user_data=user_data, flags=flags,
                       target=f"user_data {old_user_data}")
         if moving is not None:
-            if ud == moving:
-                self._abandon_last(ud, flags)
-                raise ValueError(f"IORING_OP_POLL_REMOVE: new user_data {moving} is this "
-                                 "update's own user_data")
-            if old_user_data in self._keep and not self._final_cqe_posted(old_user_data):
-                self._keep[moving] = self._keep.pop(old_user_data)
+            self.move_request(old_user_data, moving)
         return ud
-
-    def _final_cqe_posted(self, user_data: int) -> bool:
-        """Whether the CQ holds, not yet reaped, a final CQE (without
-        ``IORING_CQE_F_MORE``) for *user_data*: a look, nothing consumed."""
-        i = self._cq_head
-        tail = self._cq_u32[self._i_cq_tail]
-        if not barriers.STRONG_ORDERING:
-            barriers.acquire_fence()  # the CQEs before the tail are complete
-        mixed = self._cqe_mixed
-        size = 16 if mixed else self._cqe_size
-        mask, cqes = self._cq_mask, self._cqes
-        while (tail - i) & _U32:
-            ud, _, cqe_flags = _CQE_HEAD.unpack_from(cqes, (i & mask) * size)
-            if ud == user_data and not cqe_flags & _F_MORE:
-                return True
-            i += 2 if mixed and cqe_flags & _F_32 else 1
-        return False
 
     # -- epoll ---------------------------------------------------------------
 
@@ -570,7 +488,7 @@ class ControlOps(OpsBase):
         ``IORING_MSG_RING_CQE_SKIP`` applies to ``prep_msg_ring_fd`` only
         (the kernel refuses it with ``MSG_DATA``)."""
         fd = self._target_ring(target_ring, fixed)
-        if isinstance(target_ring, RingCore) and data in target_ring._keep:
+        if isinstance(target_ring, RingCore) and target_ring.in_flight_user_data(data):
             raise ValueError(f"IORING_OP_MSG_RING: user_data {data} belongs to a request in "
                              "flight in the target ring; its CQE would be taken for that request's")
         msg_flags = index = 0
@@ -720,18 +638,19 @@ class ControlOps(OpsBase):
 
     # -- provided buffers (the legacy, per-SQE kind) -------------------------------
 
-    def close(self, **kwargs: Any) -> None:
-        """The ring's ``close``; and if requests were still in flight when it
-        had to let go of them (their records went to the graveyard), the
-        provided-buffer pools go there too: one of those requests may hold
-        a buffer it picked."""
+    def held_by_ring(self) -> List[Any]:
+        """The provided-buffer pools: a request in flight may hold a buffer
+        it picked from one (``RingCore.held_by_ring``)."""
         pools = self.__dict__.get("_provided")
-        before = len(_GRAVEYARD)
+        return [list(pools.values())] if pools else []
+
+    def close(self, **kwargs: Any) -> None:
+        """The ring's ``close`` (which keeps the pools alive with any request
+        it had to let go of, ``held_by_ring``); then the pools are let go."""
         try:
             super().close(**kwargs)
         finally:
-            if pools and len(_GRAVEYARD) != before:
-                _GRAVEYARD.append(list(pools.values()))
+            pools = self.__dict__.get("_provided")
             if pools and self.closed:
                 pools.clear()
                 self.__dict__["_provided_count"].clear()
@@ -807,8 +726,8 @@ class ControlOps(OpsBase):
         elif group in pools:
             del pools[group]
             counts.pop(group, None)
-            for record in self._keep.values():
-                if isinstance(record, Request) and record.keep is not released:
+            for record in self.requests_in_flight():
+                if record.keep is not released:
                     record.keep = (record.keep, released)
         return ud
 

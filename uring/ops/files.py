@@ -86,14 +86,14 @@ class FileOps(OpsBase):
             raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
-        return self._rw(_OP_READ, fd, buf.address, length, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, 0, buf)
+        return self.prep_rw(_OP_READ, fd, buf.address, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, buf)
 
     def prep_write(self, fd: Any, buf: Any, offset: int = 0, user_data: Optional[int] = None,
                    *, length: Optional[int] = None, rw_flags: int = 0, flags: int = 0,
                    fixed: bool = False) -> int:
         """``IORING_OP_WRITE``: write *buf* at *offset* (-1: the file position)."""
-        if buf.__class__ is not PinnedBuffer:
+        if buf.__class__ is not PinnedBuffer or not buf.live:
             buf = pin(buf, False)
         if length is None:
             length = buf.nbytes
@@ -101,8 +101,8 @@ class FileOps(OpsBase):
             raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
-        return self._rw(_OP_WRITE, fd, buf.address, length, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, 0, buf)
+        return self.prep_rw(_OP_WRITE, fd, buf.address, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, buf)
 
     def prep_readv(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
                    user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
@@ -113,8 +113,8 @@ class FileOps(OpsBase):
         if any(not b.writable for b in iov.buffers):
             raise TypeError("prep_readv: every buffer must be writable")
         fd = self._file(fd, fixed)
-        return self._rw(_OP_READV, fd, iov.address, iov.count, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, 0, iov)
+        return self.prep_rw(_OP_READV, fd, iov.address, iov.count, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov)
 
     def prep_writev(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
                     user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
@@ -122,8 +122,8 @@ class FileOps(OpsBase):
         """``IORING_OP_WRITEV``: gather *buffers* into the file."""
         iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=False)
         fd = self._file(fd, fixed)
-        return self._rw(_OP_WRITEV, fd, iov.address, iov.count, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, 0, iov)
+        return self.prep_rw(_OP_WRITEV, fd, iov.address, iov.count, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov)
 
     def _fixed_buffer(self, buf_index: int, buf_offset: int, length: Optional[int],
                       op: str = "fixed buffer") -> Any:
@@ -149,8 +149,8 @@ class FileOps(OpsBase):
         held, addr, length = self._fixed_buffer(buf_index, buf_offset, length,
                                                 "IORING_OP_READ_FIXED")
         fd = self._file(fd, fixed)
-        return self._rw(_OP_READ_FIXED, fd, addr, length, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, buf_index, held)
+        return self.prep_rw(_OP_READ_FIXED, fd, addr, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held, None, buf_index)
 
     def prep_write_fixed(self, fd: Any, buf_index: int, offset: int = 0,
                          user_data: Optional[int] = None, *, length: Optional[int] = None,
@@ -160,17 +160,16 @@ class FileOps(OpsBase):
         held, addr, length = self._fixed_buffer(buf_index, buf_offset, length,
                                                 "IORING_OP_WRITE_FIXED")
         fd = self._file(fd, fixed)
-        return self._rw(_OP_WRITE_FIXED, fd, addr, length, offset, user_data, rw_flags,
-                        flags | _FIXED_FILE if fixed else flags, buf_index, held)
+        return self.prep_rw(_OP_WRITE_FIXED, fd, addr, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held, None, buf_index)
 
     def prep_fsync(self, fd: Any, user_data: Optional[int] = None, *, datasync: bool = False,
                    offset: int = 0, length: int = 0, flags: int = 0, fixed: bool = False) -> int:
         """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC``: fdatasync).  With
         *length*, only that range is synced."""
         fd = self._file(fd, fixed)
-        return self._rw(_OP_FSYNC, fd, 0, length, offset, user_data,
-                        int(abi.IORING_FSYNC_DATASYNC) if datasync else 0,
-                        flags | _FIXED_FILE if fixed else flags, 0, None)
+        return self.prep_rw(_OP_FSYNC, fd, 0, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, int(abi.IORING_FSYNC_DATASYNC) if datasync else 0, None)
 
     def prep_fallocate(self, fd: Any, mode: int, offset: int, length: int,
                        user_data: Optional[int] = None, *, flags: int = 0,
@@ -183,8 +182,8 @@ class FileOps(OpsBase):
         fd = self._file(fd, fixed)
         if length < 0 or offset < 0:
             raise ValueError(f"IORING_OP_FALLOCATE: negative offset/length {offset}/{length}")
-        return self._rw(_OP_FALLOCATE, fd, length, mode, offset, user_data, 0,
-                        flags | _FIXED_FILE if fixed else flags, 0, None)
+        return self.prep_rw(_OP_FALLOCATE, fd, length, mode, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, 0, None)
 
     # -- buffer selection ------------------------------------------------------
 
@@ -204,9 +203,9 @@ class FileOps(OpsBase):
         elif not 0 <= length <= _U32:
             raise ValueError(f"IORING_OP_READ: bad length {length}")
         fd = self._file(fd, fixed)
-        return self._rw(_OP_READ, fd, 0, length, offset, user_data, rw_flags,
-                        (flags | _BUFFER_SELECT | _FIXED_FILE) if fixed else flags | _BUFFER_SELECT,
-                        buf_group, keep)
+        return self.prep_rw(_OP_READ, fd, 0, length, offset,
+                            user_data, (flags | _BUFFER_SELECT | _FIXED_FILE) if fixed else flags | _BUFFER_SELECT,
+                            rw_flags, keep, None, buf_group)
 
     def prep_read_multishot(self, fd: Any, buf_group: int, user_data: Optional[int] = None, *,
                             length: int = 0, offset: int = 0, flags: int = 0,

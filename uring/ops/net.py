@@ -529,7 +529,7 @@ class NetOps(OpsBase):
         if nbytes > _INT_MAX:
             raise ValueError(f"{op_name(opcode)}: {nbytes} bytes is more than one request "
                              "moves (2**31-1)")
-        return self._rw(opcode, fd, addr, nbytes, 0, user_data, msg_flags, flags, 0, keep)
+        return self.prep_rw(opcode, fd, addr, nbytes, 0, user_data, flags, msg_flags, keep)
 
     def _send_source(self, op: str, data: Any, length: Optional[int]) -> Tuple[Any, int, int, int]:
         """What a SEND/SEND_ZC points at: (kept object, addr, len, ioprio bit).
