@@ -9,13 +9,13 @@ import hashlib
 import os
 import random
 import threading
-from typing import Iterator, List
+from typing import Iterator, List, Mapping
 
 import pytest
 from conftest import require_uring
 
 from uring import block
-from uring.block import IoFaults, Op, Request
+from uring.block import BlockRequest, IoFaults, Op
 
 ENGINES = ["io_uring", "native", "threads"]
 CACHES = ["writeback", "none"]
@@ -89,7 +89,7 @@ def test_many_in_flight_from_one_thread(opened: block.Image) -> None:
     rng = random.Random(7)
     offsets = [rng.randrange(0, 4 * MiB // 4096) * 4096 for _ in range(300)]
     bufs = [bytearray(4096) for _ in offsets]
-    done: List[Request] = []
+    done: List[BlockRequest] = []
     reqs = [opened.submit_read(b, off, done.append) for b, off in zip(bufs, offsets)]
     assert opened.engine.in_flight <= 16
     opened.wait()
@@ -139,7 +139,7 @@ def test_kernel_errors_name_the_operation(image_path: str, aio: str = "threads")
         needs(engine)
         with block.open_image(image_path, aio=engine, read_only=True) as img:
             req = img.engine  # writing through a read-only fd: EBADF from the kernel
-            r = Request(Op.WRITE, 0, 4, [memoryview(b"abcd")])
+            r = BlockRequest(Op.WRITE, 0, 4, [memoryview(b"abcd")])
             req.enqueue(r)
             img.engine.drain()
             assert isinstance(r.error, OSError) and r.error.errno == errno.EBADF
@@ -418,3 +418,122 @@ def test_threads_engine_hands_cache_misses_to_the_pool(image_path: str) -> None:
         assert img.engine.punted > 0  # type: ignore[attr-defined]
         for i, b in enumerate(bufs):
             assert b == on_disk(image_path, 4096, i * 65536)
+
+
+# --- one table: the completion mechanism's, none in the engine ---------------------------
+
+
+def _engine_tables_holding(engine: object, reqs: List[BlockRequest]) -> List[str]:
+    """The engine's attributes that are mappings with any of *reqs* among
+    their values (alone or inside a tuple): a second table beside the one
+    the ring (or the AIO context) keeps."""
+    ids = {id(r) for r in reqs}
+    found = []
+    for name, value in vars(engine).items():
+        if isinstance(value, Mapping):
+            held = {id(x) for v in value.values() for x in (v if isinstance(v, tuple) else (v,))}
+            if held & ids:
+                found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_io_uring_engine_keeps_no_table_of_its_own(image_path: str, cache: str) -> None:
+    """Every block request in flight is the owner of its one ring record
+    (``set_owner``), and the engine keeps no user_data -> request table."""
+    require_uring()
+    with block.open_image(image_path, aio="io_uring", cache=cache, queue_depth=16) as img:
+        engine = img.engine
+        ring = engine.ring  # type: ignore[attr-defined]
+        import mmap
+
+        arena = mmap.mmap(-1, 64 * 1024)
+        view = memoryview(arena)
+        with img.plugged():
+            reqs = [img.submit_read(view[i * 4096:(i + 1) * 4096], i * 4096) for i in range(6)]
+            reqs.append(img.submit_readv([view[6 * 4096:7 * 4096], view[7 * 4096:8 * 4096]],
+                                         MiB))  # READV
+            reqs.append(img.submit_write(view[8 * 4096:9 * 4096], 2 * MiB))
+            reqs.append(img.submit_flush())
+            reqs.append(img.submit_discard(3 * MiB, 8192))
+            reqs.append(img.submit_write_zeroes(3 * MiB + 65536, 8192))
+        n = len(reqs)
+        assert engine.in_flight == n and not engine.pending
+        # submitted, nothing reaped: the ring holds one record per request,
+        # and each record's owner is that block request
+        assert ring.in_flight == n
+        records = ring.requests_in_flight()
+        assert sorted(id(r.owner) for r in records) == sorted(map(id, reqs))
+        for record in records:
+            assert ring.held(record.user_data) is record
+            assert ring.held(record.user_data).owner in reqs
+        assert _engine_tables_holding(engine, reqs) == []
+        img.wait()
+        assert [r.value() for r in reqs[:6]] == [4096] * 6
+        assert reqs[6].value() == 8192 and reqs[7].value() == 4096
+        assert [r.value() for r in reqs[8:]] == [0, 0, 0]
+        assert ring.in_flight == 0  # every final CQE released its record
+        assert arena[:6 * 4096] == on_disk(image_path, 6 * 4096, 0)
+
+
+def test_native_engine_keeps_no_table_of_its_own(image_path: str) -> None:
+    """Linux AIO: the request is filed once, under its iocb's aio_data, in
+    the AioContext; the engine keeps no aio_data -> request table."""
+    with block.open_image(image_path, aio="native", cache="none", queue_depth=16) as img:
+        engine = img.engine
+        ctx = engine.ctx  # type: ignore[attr-defined]
+        import mmap
+
+        arena = mmap.mmap(-1, 64 * 1024)
+        view = memoryview(arena)
+        with img.plugged():
+            reqs = [img.submit_read(view[i * 4096:(i + 1) * 4096], i * 4096) for i in range(8)]
+            reqs.append(img.submit_flush())
+        assert engine.in_flight == len(reqs) == ctx.in_flight
+        assert _engine_tables_holding(engine, reqs) == []
+        img.wait()
+        assert [r.value() for r in reqs] == [4096] * 8 + [0]
+        assert ctx.in_flight == 0
+        assert arena[:8 * 4096] == on_disk(image_path, 8 * 4096, 0)
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_io_uring_short_reads_complete_exactly_once(image_path: str, cache: str) -> None:
+    """Short transfers (the fault seam halves every one): each remainder
+    goes as a new SQE whose record the same block request owns; at every
+    step the ring holds one record per request in the kernel's hands, and
+    every callback runs exactly once."""
+    require_uring()
+    faults = IoFaults(short_every=1, granule=4096)
+    with block.open_image(image_path, aio="io_uring", cache=cache, queue_depth=8,
+                          faults=faults) as img:
+        engine = img.engine
+        ring = engine.ring  # type: ignore[attr-defined]
+        import mmap
+
+        arena = mmap.mmap(-1, 20 * 16384)
+        view = memoryview(arena)
+        done: List[BlockRequest] = []
+        reqs = [img.submit_read(view[i * 16384:(i + 1) * 16384], i * 16384, done.append)
+                for i in range(20)]
+        while engine.in_flight or engine.pending:
+            records = ring.requests_in_flight()
+            assert len(records) == ring.in_flight == engine.in_flight
+            owners = [r.owner for r in records]
+            assert all(o in reqs and not o.finished for o in owners)
+            assert len({id(o) for o in owners}) == len(owners)  # one record per request
+            engine.poll(wait=True)
+        assert sorted(map(id, done)) == sorted(map(id, reqs))  # each callback once
+        assert [r.value() for r in reqs] == [16384] * 20
+        assert faults.shortened >= 20 and engine.resubmitted >= 20
+        assert ring.in_flight == 0
+        assert arena[:] == on_disk(image_path, 20 * 16384, 0)
+
+
+def test_block_request_is_not_the_ring_record() -> None:
+    import uring
+    import uring.request
+
+    assert block.BlockRequest is not uring.Request
+    assert uring.Request is uring.request.Request
+    assert "BlockRequest" in block.__all__ and "Request" not in block.__all__

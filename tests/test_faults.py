@@ -5,6 +5,7 @@ bad SQE stopping a batch, a real full CQ) are in test_ring/test_safety."""
 from __future__ import annotations
 
 import errno
+import inspect
 import time
 
 import pytest
@@ -152,3 +153,91 @@ def test_sq_wait_returning_early_does_not_fail_a_full_sqpoll_ring() -> None:
         got = r.wait(1000, timeout=10)
         assert sorted(c.user_data for c in got) == list(range(1000))
     assert k.injected["enter"] > 0  # the early return was taken, and survived
+
+
+# -- the path wait() takes by default (no timeout): Ring._wait_direct, reached
+# through Kernel.raw_enter on every kernel, so these faults hit the same
+# loop users run on the real kernel.
+
+
+def test_default_wait_goes_through_the_seam() -> None:
+    """wait(n) without a timeout calls the kernel's direct form; with a
+    FaultInjector that form is the injector's, so every enter is seen."""
+    require_uring()
+    callers: list = []
+
+    class Watching(FaultInjector):
+        def enter(self, *args: int) -> int:  # type: ignore[override]
+            callers.append({f.function for f in inspect.stack()[1:6]})
+            return super().enter(*args)
+
+    k = Watching()
+    real_path = uring.Ring(8)._wait_direct.__name__  # what the real kernel's wait runs
+    with uring.Ring(8, kernel=k) as r:
+        r.prep_nop(1)
+        assert [c.user_data for c in r.wait(1)] == [1]
+        assert len(callers) == 1 and real_path in callers[0]
+
+
+def test_eintr_in_the_default_wait_is_retried() -> None:
+    r, k = make()
+    with r:
+        k.inject("enter", errno.EINTR, times=3, when=lambda sub, mc, fl: mc > 0)
+        r.prep_nop(1)
+        r.prep_nop(2)
+        assert sorted(c[0] for c in r.wait(2, raw=True)) == [1, 2]
+        assert k.injected["enter"] == 3
+        assert r.reap() == []
+
+
+@pytest.mark.parametrize("err", [errno.EAGAIN, errno.EBUSY])
+def test_eagain_ebusy_in_the_default_wait_with_nothing_to_reap_raise(err: int) -> None:
+    """Nothing consumed and nothing to reap: the error surfaces, named; the
+    SQEs stay in the ring and the next wait delivers each exactly once."""
+    r, k = make()
+    with r:
+        k.inject("enter", err)
+        r.prep_nop(1)
+        r.prep_nop(2)
+        with pytest.raises(OSError) as info:
+            r.wait(2)
+        assert info.value.errno == err and "io_uring_enter" in str(info.value)
+        assert r.sq_ready == 2
+        assert sorted(c.user_data for c in r.wait(2)) == [1, 2]
+        assert r.reap() == []
+
+
+@pytest.mark.parametrize("err", [errno.EAGAIN, errno.EBUSY])
+def test_eagain_ebusy_in_the_default_wait_reap_and_go_on(err: int) -> None:
+    """A completion was already in the CQ: the failed enter is followed by a
+    reap that makes progress, so the wait goes on and returns all it asked
+    for, none twice, none lost."""
+    r, k = make()
+    with r:
+        r.prep_nop(1)
+        r.submit()
+        time.sleep(0.01)
+        r.prep_nop(2)
+        k.inject("enter", err)
+        got = [c.user_data for c in r.wait(2)]
+        assert got == [1, 2]
+        assert k.injected["enter"] == 1
+        assert r.reap() == []
+
+
+def test_a_hard_error_after_a_reap_returns_what_was_reaped() -> None:
+    """An error that is not a retry (EBADF here) with completions already
+    reaped in the same call: they are returned (never lost); the error
+    comes with the next call."""
+    r, k = make()
+    with r:
+        r.prep_nop(1)
+        r.submit()
+        time.sleep(0.01)
+        r.prep_nop(2)
+        k.inject("enter", errno.EBADF, times=2)
+        assert [c.user_data for c in r.wait(2)] == [1]
+        with pytest.raises(OSError) as info:
+            r.wait(1)
+        assert info.value.errno == errno.EBADF
+        assert [c.user_data for c in r.wait(1)] == [2]

@@ -140,7 +140,7 @@ def cell_block(path: str, seconds: float, qd: int, direct: bool, engine: str) ->
             started[i] = now()
             submit(views[i], offs[k & mask], partial(done, i=i))
 
-        def done(req: block.Request, *, i: int) -> None:
+        def done(req: block.BlockRequest, *, i: int) -> None:
             lat.append(now() - started[i])
             if req.error is not None:
                 raise req.error

@@ -188,6 +188,115 @@ def cell_rr_uring(path: str, seconds: float, fixed: bool, sqpoll: bool) -> float
         os.close(fd)
 
 
+def cell_rr_reads(path: str, seconds: float) -> float:
+    """QD32 refill through ``prep_reads``: every batch of freed slots goes
+    back in one call (one record per request), buffers pinned once."""
+    import uring
+
+    offs = random_offsets(os.path.getsize(path))
+    mask = N_OFFSETS - 1
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with uring.Ring(QD * 2) as ring:
+            arena = bytearray(QD * BS)
+            bufs = [uring.PinnedBuffer(memoryview(arena)[i * BS:(i + 1) * BS], writable=True)
+                    for i in range(QD)]
+            prep_reads, wait = ring.prep_reads, ring.wait
+            prep_reads(fd, bufs, offs[:QD], list(range(QD)))
+            k = QD
+            n = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while True:
+                got = wait(1, raw=True)
+                free = []
+                for c in got:
+                    if c[1] != BS:
+                        raise SystemExit(f"bad completion {c}")
+                    free.append(c[0])
+                m = len(free)
+                prep_reads(fd, [bufs[i] for i in free],
+                           [offs[(k + j) & mask] for j in range(m)], free)
+                k += m
+                n += m
+                if n & 0x3FF < m and time.perf_counter() >= end:
+                    break
+            rate = n / (time.perf_counter() - t0)
+            ring.wait(QD)
+            return rate
+    finally:
+        os.close(fd)
+
+
+def cell_rr_arena(path: str, seconds: float) -> float:
+    """QD32 refill through ``ArenaQueue``: SQEs formatted once, results
+    reaped as arrays; each reap's slots go straight back with new offsets."""
+    import uring
+    from uring.arena import ArenaQueue
+
+    offs = random_offsets(os.path.getsize(path))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with uring.Ring(QD * 2) as ring:
+            q = ArenaQueue(ring, fd, QD, BS)
+            submit, reap = q.submit, q.reap
+            k = QD
+            submit(list(range(QD)), offs[:QD])
+            n = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while True:
+                slots, res = reap(1)
+                m = len(slots)
+                if res.count(BS) != m:
+                    raise SystemExit(f"bad completions {res.tolist()}")
+                if k + m > N_OFFSETS:
+                    k = 0
+                submit(slots, offs[k:k + m])
+                k += m
+                n += m
+                if n & 0x3FF < m and time.perf_counter() >= end:
+                    break
+            rate = n / (time.perf_counter() - t0)
+            q.reap(q.in_flight)
+            return rate
+    finally:
+        os.close(fd)
+
+
+def cell_rr_user(path: str, seconds: float) -> float:
+    """QD32 refill the way a first program is written: a new ``bytearray``
+    per read, ``completions()`` and ``result()``."""
+    import uring
+
+    offs = random_offsets(os.path.getsize(path))
+    mask = N_OFFSETS - 1
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with uring.Ring(QD * 2) as ring:
+            for k in range(QD):
+                ring.prep_read(fd, bytearray(BS), offs[k])
+            k = QD
+            n = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while True:
+                done = ring.completions(1)
+                for c in done:
+                    if c.result() != BS:
+                        raise SystemExit(f"short read {c}")
+                    ring.prep_read(fd, bytearray(BS), offs[k & mask])
+                    k += 1
+                n += len(done)
+                if n & 0x3FF < len(done) and time.perf_counter() >= end:
+                    break
+            rate = n / (time.perf_counter() - t0)
+            ring.wait(QD)
+            return rate
+    finally:
+        os.close(fd)
+
+
 def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
     kind, _, rest = name.partition("-")
     out: Dict[str, float] = {}
@@ -203,6 +312,12 @@ def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
         out["rate"] = cell_nop_liburing(int(name.rsplit("b", 1)[1]), args.seconds)
     elif name == "rr-pread":
         out["rate"] = cell_rr_pread(args.file, args.seconds)
+    elif name == "rr-reads":
+        out["rate"] = cell_rr_reads(args.file, args.seconds)
+    elif name == "rr-user":
+        out["rate"] = cell_rr_user(args.file, args.seconds)
+    elif name == "rr-arena":
+        out["rate"] = cell_rr_arena(args.file, args.seconds)
     elif name.startswith("rr-uring"):
         out["rate"] = cell_rr_uring(args.file, args.seconds, "fixed" in name, "sqpoll" in name)
     else:
@@ -248,7 +363,35 @@ def c_cell(build: str, name: str, args: argparse.Namespace) -> List[str]:
     return [os.path.join(build, "randread_bench"), args.file, str(args.seconds), str(QD), *extra]
 
 
+#: The bare pure-CPython ring loops of the shared yardstick, run as they are
+#: (never imported): cell -> its arguments before SECONDS (and FILE).
+YARDSTICK_CELLS = {
+    "yard-nop-prefmt-b32": ["nop", "prefmt", "32"],
+    "yard-nop-pack-b1": ["nop", "pack", "1"],
+    "yard-rr-refill": ["read", "refill", str(QD)],
+}
+
+
+def find_yardstick(given: Optional[str]) -> Optional[str]:
+    """``proto_ring.py``: the path given, or ``../shared/yardsticks`` beside
+    this checkout."""
+    path = given or os.path.join(os.path.dirname(ROOT), "shared", "yardsticks", "proto_ring.py")
+    if os.path.exists(path):
+        return path
+    print(f"# yardstick rows skipped: {path} not found (pass --yardstick)", file=sys.stderr)
+    return None
+
+
 def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Optional[str]) -> float:
+    if name in YARDSTICK_CELLS:
+        cmd = [sys.executable, args.yardstick, *YARDSTICK_CELLS[name], str(args.seconds)]
+        if name.startswith("yard-rr"):
+            import pagecache
+
+            pagecache.ensure_hot(args.file)
+            cmd += [args.file, "0"]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        return float(res["ops_per_s"])
     if name.startswith("nop-c-") or name == "rr-c" or name.startswith("rr-c-"):
         assert build is not None
         if name.startswith("rr-"):
@@ -264,6 +407,15 @@ def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Opti
 
 
 RATIOS = [
+    ("nop b32: prep_nops / yardstick nop prefmt 32", "nop-nops-b32", "yard-nop-prefmt-b32"),
+    ("nop b1:  prep_nop / yardstick nop pack 1", "nop-uring-b1", "yard-nop-pack-b1"),
+    ("randread QD32: prep_read / yardstick read refill", "rr-uring", "yard-rr-refill"),
+    ("randread QD32: prep_reads / yardstick read refill", "rr-reads", "yard-rr-refill"),
+    ("randread QD32: prep_reads / os.pread loop", "rr-reads", "rr-pread"),
+    ("randread QD32: arena queue / C liburing", "rr-arena", "rr-c"),
+    ("randread QD32: arena queue / yardstick", "rr-arena", "yard-rr-refill"),
+    ("randread QD32: user style / os.pread loop", "rr-user", "rr-pread"),
+    ("randread QD32: yardstick / C liburing", "yard-rr-refill", "rr-c"),
     ("nop b32: uring / PyPI liburing", "nop-uring-b32", "nop-liburing-b32"),
     ("nop b32: uring prep_nops / PyPI liburing", "nop-nops-b32", "nop-liburing-b32"),
     ("nop b1:  uring / PyPI liburing", "nop-uring-b1", "nop-liburing-b1"),
@@ -281,6 +433,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(ap)
     ap.add_argument("--only", choices=["nop", "rr"], help="run one group")
+    ap.add_argument("--cells", help="comma-separated cells to run (default: all available)")
+    ap.add_argument("--yardstick", help="path of the shared proto_ring.py "
+                    "(default: ../shared/yardsticks/proto_ring.py beside this checkout)")
     ap.add_argument("--liburing-python", help="interpreter that can import PyPI liburing")
     args = ap.parse_args(argv)
 
@@ -290,15 +445,28 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     build = build_c()
     lpy = liburing_python(args.liburing_python)
+    args.yardstick = find_yardstick(args.yardstick)
+    yard = args.yardstick is not None
     cells: List[str] = []
     if args.only in (None, "nop"):
         for b in (32, 1):
             cells += [f"nop-uring-b{b}"] + (["nop-nops-b32"] if b == 32 else []) + (
                 [f"nop-liburing-b{b}"] if lpy else []) + ([f"nop-c-b{b}"] if build else [])
+        if yard:
+            cells += ["yard-nop-prefmt-b32", "yard-nop-pack-b1"]
     if args.only in (None, "rr"):
-        cells += ["rr-pread", "rr-uring", "rr-uring-fixed", "rr-uring-sqpoll"]
+        cells += ["rr-pread", "rr-uring", "rr-reads", "rr-arena", "rr-user", "rr-uring-fixed",
+                  "rr-uring-sqpoll"]
         if build:
             cells += ["rr-c", "rr-c-fixed", "rr-c-sqpoll"]
+        if yard:
+            cells += ["yard-rr-refill"]
+    if args.cells:
+        wanted = args.cells.split(",")
+        unknown = [c for c in wanted if c not in cells]
+        if unknown:
+            raise SystemExit(f"unknown or unavailable cells: {', '.join(unknown)}")
+        cells = wanted
 
     samples: Dict[str, List[float]] = {c: [] for c in cells}
     with scratch_file(args, needed=args.only in (None, "rr")):

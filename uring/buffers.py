@@ -16,11 +16,11 @@ letting the kernel write into an immutable object.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Sequence
+from typing import Any, Sequence, Tuple
 
 from . import abi
 
-__all__ = ["IovecArray", "PinnedBuffer", "ReleasedBufferError", "address_of", "pin"]
+__all__ = ["IovecArray", "PinnedBuffer", "ReleasedBufferError", "address_of", "export", "pin"]
 
 _PyBUF_SIMPLE = 0
 _PyBUF_WRITABLE = 0x0001
@@ -184,6 +184,41 @@ class ReleasedBufferError(ValueError):
             f"{buf!r} was released: its object may have moved or been freed, so its "
             "address cannot go to the kernel; pin the object again"
         )
+
+
+_bytearray = bytearray
+_mmap_type = __import__("mmap").mmap
+
+
+def export(obj: Any, writable: bool) -> Tuple[Any, int, int]:
+    """``(keep, address, nbytes)`` for a buffer passed per call: *keep* is
+    what holds the memory in place while the ring holds it.
+
+    The cheap form of ``pin`` for the per-request path: a non-empty
+    ``bytearray`` or ``mmap``, or a writable contiguous ``memoryview``, is
+    exported by ctypes' ``from_buffer`` alone (its memoryview is the export:
+    the bytearray refuses to resize and the mmap to close while it lives), with no ``PinnedBuffer`` around it; an
+    immutable ``bytes`` for a write is its own pin.  Anything else (and a
+    ``PinnedBuffer``, checked live) goes through ``pin``."""
+    cls = obj.__class__
+    if (cls is _bytearray or cls is _mmap_type) and obj:
+        try:
+            keep = _c_char.from_buffer(obj)
+        except TypeError:  # a read-only mmap: pin() says what is wrong
+            pass
+        else:
+            return keep, _addressof(keep), len(obj)
+    elif cls is memoryview:
+        try:
+            keep = _c_char.from_buffer(obj)
+        except (TypeError, ValueError):  # read-only, not contiguous, empty: pin() decides
+            pass
+        else:
+            return keep, _addressof(keep), obj.nbytes
+    elif cls is bytes and not writable:
+        return obj, id(obj) + _BYTES_OFFSET, len(obj)
+    p = pin(obj, writable)
+    return p, p.address, p.nbytes
 
 
 def address_of(obj: Any) -> int:

@@ -75,6 +75,11 @@ class BufferRing:
         self._registered = True
         self.recycle(range(entries))
 
+    def unregistered(self) -> None:
+        """The ring has unregistered this group (``IORING_UNREGISTER_PBUF_RING``):
+        the kernel no longer picks from it."""
+        self._registered = False
+
     @property
     def address(self) -> int:
         """Where buffer 0 starts; buffer *bid* is ``size`` bytes at

@@ -61,7 +61,7 @@ import sys
 import sysconfig
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
 from .errors import kernel_error
@@ -250,9 +250,19 @@ class AioContext:
     Not thread safe on its own for submission ordering, but ``peek`` and
     ``getevents`` hold one lock, because both move the ring's ``head`` and
     must not consume the same events twice.
+
+    The context can also remember, for each request in flight, an *owner*
+    (whatever the caller wants back with the event: a block request) and
+    what must stay alive until the event (the iocb, its iovec array): the
+    one table, keyed by the ``aio_data`` it hands out (``hold``), emptied by
+    ``peek_owned`` as the events arrive, so a caller keeps no table of its
+    own (the ``aio_data`` counterpart of io_uring's ``set_owner``).
     """
 
     def __init__(self, nr_events: int) -> None:
+        # aio_data -> (owner, kept alive): requests in flight filed by hold()
+        self._owners: Dict[int, Tuple[Any, Any]] = {}
+        self._next_data = 1
         if nr_events <= 0:
             raise ValueError("nr_events must be positive")
         (self._nr_setup, self._nr_destroy, self._nr_getevents, self._nr_submit, _) = syscall_numbers()
@@ -296,6 +306,7 @@ class AioContext:
         ret = _syscall(ctypes.c_long(self._nr_destroy), ctypes.c_ulong(ctx))
         if ret < 0:
             raise kernel_error(ctypes.get_errno(), "io_destroy")
+        self._owners.clear()  # the kernel is done with every request
 
     def __enter__(self) -> AioContext:
         self._check()
@@ -423,6 +434,44 @@ class AioContext:
         if result is None:
             return self.getevents(0, max_nr, 0)
         return result
+
+    # -- owners: the one table of requests in flight ------------------------
+
+    def hold(self, owner: Any, keep: Any = None) -> int:
+        """File *owner* (and *keep*, whatever must stay alive and unmoved
+        until the event is reaped: the iocb, its iovec array) under a fresh
+        ``aio_data``, and return it: pass it as the ``data`` of a
+        ``prep_*``.  ``peek_owned`` hands *owner* back with the event."""
+        data = self._next_data
+        self._next_data = data + 1
+        self._owners[data] = (owner, keep)
+        return data
+
+    def release(self, data: int) -> Any:
+        """Take back what ``hold`` filed under *data* for an iocb the kernel
+        did not accept (``submit`` took fewer, or refused it); its owner."""
+        return self._owners.pop(data)[0]
+
+    def owner(self, data: int) -> Any:
+        """The owner filed under *data* while its request is in flight, or None."""
+        held = self._owners.get(data)
+        return None if held is None else held[0]
+
+    @property
+    def in_flight(self) -> int:
+        """Requests filed with ``hold`` whose event has not been reaped."""
+        return len(self._owners)
+
+    def peek_owned(self, max_nr: int) -> List[Tuple[Any, int, int]]:
+        """``peek``, each event as ``(owner, res, res2)``: the owner ``hold``
+        filed under its ``aio_data`` (released now), None for an event of an
+        iocb filed without ``hold``."""
+        events = self.peek(max_nr)
+        if not events:
+            return []
+        pop = self._owners.pop
+        none = (None, None)
+        return [(pop(data, none)[0], res, res2) for data, res, res2 in events]
 
     # -- iocb preparation ------------------------------------------------
 

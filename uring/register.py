@@ -406,7 +406,7 @@ class RegisterMixin(RingCore):
         *src_offset* land at *dst_offset* here; no pages are pinned again.
         This ring must have no buffer table unless *replace*.  Returns the
         size of this ring's table afterwards."""
-        src_table = src._buffers
+        src_table = src.buffer_table
         if src_table is None:
             raise ValueError("clone_buffers: the source ring has no registered buffers")
         if min(src_offset, dst_offset, count) < 0:
@@ -446,6 +446,11 @@ class RegisterMixin(RingCore):
         return self._buffers.count if self._buffers is not None else 0
 
     @property
+    def buffer_table(self) -> Optional["BufferTable"]:
+        """The registered buffer table (what the kernel's slots point at), or None."""
+        return self._buffers
+
+    @property
     def registered_files(self) -> int:
         return self._files
 
@@ -476,7 +481,7 @@ class RegisterMixin(RingCore):
         reg = abi.io_uring_buf_reg()
         reg.bgid = group
         self.register(abi.IORING_UNREGISTER_PBUF_RING, ctypes.addressof(reg), 1)
-        br._registered = False
+        br.unregistered()
         del rings[group]
 
     def _buffer_group(self, group: int) -> Any:

@@ -188,7 +188,7 @@ _RINGS: "weakref.WeakSet[RingCore]" = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for ring in list(_RINGS):
-        ring._forked()
+        ring._forked()  # noqa: SLF001 - this module's own class
 
 
 if hasattr(os, "register_at_fork"):
@@ -407,6 +407,16 @@ class RingCore:
     def fd(self) -> int:
         """The ring's file descriptor (-1 once closed)."""
         return self._fd
+
+    @property
+    def sqe_size(self) -> int:
+        """Bytes per SQE: 64, or 128 with ``IORING_SETUP_SQE128``."""
+        return self._sqe_size
+
+    @property
+    def cqe_size(self) -> int:
+        """Bytes per CQE: 16, or 32 with ``IORING_SETUP_CQE32``."""
+        return self._cqe_size
 
     @property
     def kernel(self) -> Kernel:
@@ -861,6 +871,34 @@ class RingCore:
         else:
             shapes[start:start + n] = bytes(n)
 
+    def prep_copies(self, sqes: Any, user_data: Sequence[int], records: Sequence[Request]) -> int:
+        """Queue ``len(user_data)`` whole SQEs formatted by the caller (the
+        bytes of consecutive ``io_uring_sqe``, each carrying its
+        ``user_data[i]``), each with its ``records[i]``, made once and
+        filed again for every use; returns how many (liburing: a run of
+        ``io_uring_get_sqe`` filled by ``memcpy``).  All or nothing, like
+        ``prep_batch``: room, clashes and sizes are checked first.  What
+        ``ArenaQueue`` formats once and reuses."""
+        if self._state is not None:
+            self._check()
+        n = builtins_len(user_data)
+        if builtins_len(sqes) != n * self._sqe_size or builtins_len(records) != n:
+            raise ValueError(f"prep_copies: {n} SQEs are {n * self._sqe_size} bytes and {n} records")
+        if n > self.sq_entries:
+            raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
+        requests = self._requests
+        if builtins_len(set(user_data)) != n or not requests.keys().isdisjoint(user_data):
+            clash = [u for u in user_data if u in requests] or sorted(
+                u for u in set(user_data) if list(user_data).count(u) > 1)
+            raise ValueError(f"prep_copies: user_data {clash[:4]} already in flight or given twice")
+        if self._sqe_tail + n > self._sq_limit:
+            self._make_room(n)
+        tail = self._sqe_tail
+        requests.update(zip(user_data, records))
+        self._copy_sqes(tail, sqes, n)
+        self._sqe_tail = tail + n
+        return n
+
     def prep_nop_batch(self, user_data: Sequence[int], flags: int = 0) -> int:
         """Many ``IORING_OP_NOP`` in one call, one slot each, in order (no
         records: a NOP holds nothing); returns how many.  All or nothing.
@@ -1299,6 +1337,64 @@ class RingCore:
                     pop(cqe[0], None)
         return out
 
+    def reap_words(self, max_cqes: Optional[int] = None) -> "_array[int]":
+        """Every completion available now (at most *max_cqes*) as the CQ's
+        own 64-bit words, copied out in one or two slices: per CQE its
+        ``user_data``, then ``res | flags << 32`` (then ``big_cqe[2]`` on a
+        ``CQE32`` ring); no Python object per CQE (liburing:
+        ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``).  Final
+        CQEs release their records as ``reap`` does.  Not for
+        ``IORING_SETUP_CQE_MIXED`` rings, whose CQEs differ in size."""
+        if self._state is not None:
+            self._check()
+        if self._cqe_mixed:
+            raise ValueError("reap_words: a CQE_MIXED ring's CQEs are not all one size")
+        limit = _NO_LIMIT if max_cqes is None else max_cqes
+        out = self._reap_words(limit)
+        if self._iopoll or self._sq_u32[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
+            while builtins_len(out) < limit * (self._cqe_size >> 3):
+                self._enter(0, 0, _ENTER_GETEVENTS)
+                more = self._reap_words(limit - builtins_len(out) // (self._cqe_size >> 3))
+                out += more
+                if not more or not self._sq_u32[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
+                    break
+        return out
+
+    def _reap_words(self, limit: int) -> "_array[int]":
+        """``_reap_ring`` for ``reap_words``: the same acquire, copy and
+        release of the head, the CQEs kept as words."""
+        head = self._cq_head
+        tail = self._cq_u32[self._i_cq_tail]
+        if not barriers.STRONG_ORDERING:
+            barriers.acquire_fence()
+        ready = (tail - head) & _U32
+        words = _array("Q")
+        if not ready:
+            return words
+        if ready > limit:
+            ready = limit
+        start, size = head & self._cq_mask, self._cqe_size
+        first = self.cq_entries - start
+        if ready <= first:
+            words.frombytes(self._cqes[start * size:(start + ready) * size])
+        else:  # the run wraps: two contiguous pieces
+            words.frombytes(self._cqes[start * size:])
+            words.frombytes(self._cqes[:(ready - first) * size])
+        head = (head + ready) & _U32
+        self._cq_head = head
+        if not barriers.STRONG_ORDERING:
+            barriers.release_fence()  # our copy completes before the slots are free
+        self._cq_u32[self._i_cq_head] = head
+        requests = self._requests
+        if requests:
+            unit = size >> 3
+            pop = requests.pop
+            more = _CQE_F_MORE << 32
+            for i in range(0, builtins_len(words), unit):
+                if not words[i + 1] & more:
+                    pop(words[i], None)
+        return words
+
     def _reap_mixed(self, head: int, ready: int, raw: bool) -> Tuple[List[Any], int]:
         """``IORING_SETUP_CQE_MIXED``: 16-byte slots; a CQE flagged
         ``IORING_CQE_F_32`` takes two, and a ``IORING_CQE_F_SKIP`` filler
@@ -1421,9 +1517,16 @@ class RingCore:
             fd, flags = self._registered_target(flags)
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
+        i_tail, i_head = self._i_sq_tail, self._i_sq_head
         while True:
             want = n - len(out)
-            pending = self._publish()
+            tail = self._sqe_tail  # _publish, inlined: one frame less per wait
+            if tail != self._sq_published:
+                if not barriers.STRONG_ORDERING:
+                    barriers.release_fence()  # the SQEs before the tail that shows them
+                sq[i_tail] = tail & _U32
+                self._sq_published = tail
+            pending = (tail - sq[i_head]) & _U32
             failed = 0
             if pending or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
                 if syscall(number, fd, pending, want if want > 0 else 0, flags, None, 0) < 0:

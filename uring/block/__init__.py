@@ -13,6 +13,6 @@ system calls) and ``threads`` (a worker pool doing ``preadv``/``pwritev``).
 
 from .faults import IoFaults
 from .image import CACHE_MODES, ENGINES, Image, open_image
-from .request import Op, Request
+from .request import BlockRequest, Op
 
-__all__ = ["CACHE_MODES", "ENGINES", "Image", "IoFaults", "Op", "Request", "open_image"]
+__all__ = ["CACHE_MODES", "ENGINES", "Image", "IoFaults", "Op", "BlockRequest", "open_image"]

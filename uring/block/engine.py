@@ -34,7 +34,7 @@ from collections import deque
 from typing import Deque, List, Optional
 
 from .faults import IoFaults
-from .request import Op, Request
+from .request import BlockRequest, Op
 
 __all__ = ["Engine", "MAX_RETRIES"]
 
@@ -56,19 +56,19 @@ class Engine:
         # still being prepared (a whole queue in lockstep leaves it idle).
         self.max_batch = max_batch if max_batch else max(1, queue_depth // 2)
         self.faults = faults
-        self.pending: Deque[Request] = deque()
+        self.pending: Deque[BlockRequest] = deque()
         self.in_flight = 0
         self.plugged = 0
         self.blocked = False
         self.closed = False
-        self._synthetic: Deque["tuple[Request, int]"] = deque()  # injected errno faults
+        self._synthetic: Deque["tuple[BlockRequest, int]"] = deque()  # injected errno faults
         # counters, for tests and the benchmark
         self.submit_calls = 0
         self.resubmitted = 0
 
     # -- hooks -------------------------------------------------------------------
 
-    def _issue(self, req: Request) -> bool:
+    def _issue(self, req: BlockRequest) -> bool:
         raise NotImplementedError
 
     def _commit(self) -> None:
@@ -82,7 +82,7 @@ class Engine:
 
     # -- the queue ---------------------------------------------------------------
 
-    def enqueue(self, req: Request) -> None:
+    def enqueue(self, req: BlockRequest) -> None:
         if self.closed:
             raise ValueError(f"{self.name} engine is closed")
         self.pending.append(req)
@@ -154,7 +154,7 @@ class Engine:
 
     # -- completion --------------------------------------------------------------
 
-    def _completed(self, req: Request, res: int) -> None:
+    def _completed(self, req: BlockRequest, res: int) -> None:
         """One kernel completion for *req*: finish it, or queue the rest."""
         self.in_flight -= 1
         if res < 0:
@@ -190,7 +190,7 @@ class Engine:
 
     # -- what the engines share for staging ---------------------------------------
 
-    def _transfer(self, req: Request) -> "tuple[int, List[memoryview]]":
+    def _transfer(self, req: BlockRequest) -> "tuple[int, List[memoryview]]":
         """(file offset, buffers) still to transfer for a read or write,
         shortened when a fault plan asks for a short count."""
         if not req.done and self.faults is None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..buffers import IovecArray
 from ..linux_aio import AioContext, iocb
 from .engine import Engine
 from .faults import IoFaults
-from .request import Op, Request
+from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
 
 __all__ = ["AioEngine"]
@@ -53,22 +53,23 @@ class AioEngine(Engine):
         self.ctx = AioContext(queue_depth)
         self.notifier_fd = _eventfd()
         self.datasync = datasync
-        self._staged: List[Tuple[iocb, Request]] = []
-        self._table: Dict[int, Tuple[Request, Any]] = {}
-        self._next = 1
+        # the batch being prepared for the next io_submit (not a table: the
+        # requests in flight are the context's, filed with ctx.hold)
+        self._staged: List[Tuple[iocb, BlockRequest]] = []
         self.peeked = 0  # events taken from the ring without a system call
 
-    def _issue(self, req: Request) -> bool:
-        key = self._next
-        self._next = key + 1
+    def _issue(self, req: BlockRequest) -> bool:
         cb = iocb()
-        keep: Any = None
         if req.op is Op.READ or req.op is Op.WRITE:
             offset, views = self._transfer(req)
-            keep = IovecArray(views, writable=req.op is Op.READ)
+            iov = IovecArray(views, writable=req.op is Op.READ)
+            # the request is the owner of its aio_data; iocb and iovecs
+            # stay alive with it until the event is reaped
+            key = self.ctx.hold(req, (cb, iov))
             prep = AioContext.prep_preadv if req.op is Op.READ else AioContext.prep_pwritev
-            prep(cb, self.fd, keep.address, keep.count, offset, key)
+            prep(cb, self.fd, iov.address, iov.count, offset, key)
         elif req.op is Op.FLUSH:
+            key = self.ctx.hold(req, cb)
             (AioContext.prep_fdsync if self.datasync else AioContext.prep_fsync)(cb, self.fd, key)
         else:
             mode = (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE if req.op is Op.DISCARD
@@ -81,7 +82,6 @@ class AioEngine(Engine):
             self._synthetic.append((req, res))
             return True
         AioContext.set_eventfd(cb, self.notifier_fd)
-        self._table[key] = (req, (cb, keep))  # alive until the event is reaped
         self._staged.append((cb, req))
         return True
 
@@ -96,7 +96,7 @@ class AioEngine(Engine):
             # Refused at submission (e.g. EBADF, EINVAL): the first iocb is
             # bad; fail it and let the rest go again.
             cb, req = staged[0]
-            del self._table[cb.aio_data]
+            self.ctx.release(cb.aio_data)
             self._completed(req, -(exc.errno or errno.EIO))
             staged = staged[1:]
             accepted = 0
@@ -108,22 +108,22 @@ class AioEngine(Engine):
             self._unstage(staged[accepted:])
             self.blocked = True  # resubmitted from the completion path
 
-    def _unstage(self, staged: List[Tuple[iocb, Request]]) -> None:
+    def _unstage(self, staged: List[Tuple[iocb, BlockRequest]]) -> None:
         for cb, req in reversed(staged):
-            del self._table[cb.aio_data]
+            self.ctx.release(cb.aio_data)
             self.in_flight -= 1
             self.pending.appendleft(req)
 
     def _reap(self, wait: bool) -> int:
-        events = self.ctx.peek(self.queue_depth)
+        # each event comes back with its owner, the block request
+        events = self.ctx.peek_owned(self.queue_depth)
         while not events and wait:
             os.read(self.notifier_fd, 8)  # blocks until a completion is posted
-            events = self.ctx.peek(self.queue_depth)
+            events = self.ctx.peek_owned(self.queue_depth)
         self.peeked += len(events)
-        table = self._table
-        for key, res, _res2 in events:
-            req, _keep = table.pop(key)
-            self._completed(req, res)
+        completed = self._completed
+        for req, res, _res2 in events:
+            completed(req, res)
         return len(events)
 
     def _close(self) -> None:

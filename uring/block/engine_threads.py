@@ -23,12 +23,12 @@ from typing import Deque, List, Optional, Tuple
 
 from .engine import Engine
 from .faults import IoFaults
-from .request import Op, Request
+from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
 
 __all__ = ["ThreadsEngine"]
 
-_Job = Tuple[Request, Op, int, list]
+_Job = Tuple[BlockRequest, Op, int, list]
 
 
 class ThreadsEngine(Engine):
@@ -49,7 +49,7 @@ class ThreadsEngine(Engine):
         self._staged: List[_Job] = []
         self._job_cond = threading.Condition(threading.Lock())
         self._done_cond = threading.Condition(threading.Lock())
-        self._done: List[Tuple[Request, int]] = []
+        self._done: List[Tuple[BlockRequest, int]] = []
         self._stopping = False
         self.punted = 0  # reads that would have blocked: handed to the pool
         count = workers if workers is not None else min(queue_depth, 8)
@@ -79,7 +79,7 @@ class ThreadsEngine(Engine):
                 else:
                     batch, blocking = list(fast), False
                     fast.clear()
-            results: List[Tuple[Request, int]] = []
+            results: List[Tuple[BlockRequest, int]] = []
             punted: List[_Job] = []
             for job in batch:
                 req, op, offset, views = job
@@ -109,7 +109,7 @@ class ThreadsEngine(Engine):
                     if was_empty:
                         done_cond.notify()
 
-    def _run(self, req: Request, op: Op, offset: int, views: list) -> int:
+    def _run(self, req: BlockRequest, op: Op, offset: int, views: list) -> int:
         fd = self.fd
         try:
             if op is Op.READ:
@@ -126,7 +126,7 @@ class ThreadsEngine(Engine):
         except OSError as exc:
             return -(exc.errno or errno.EIO)
 
-    def _issue(self, req: Request) -> bool:
+    def _issue(self, req: BlockRequest) -> bool:
         if req.op is Op.READ or req.op is Op.WRITE:
             offset, views = self._transfer(req)
         else:

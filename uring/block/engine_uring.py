@@ -3,15 +3,18 @@
 
 Each request becomes one SQE (READ/WRITE for one buffer, READV/WRITEV for
 several, READ_FIXED/WRITE_FIXED when the buffer lies inside a registered
-one, FSYNC, FALLOCATE); ``user_data`` maps the CQE back to it.  Submission
-is one ``io_uring_enter`` per batch; completions are reaped from the CQ
-without a system call when they are already there.
+one, FSYNC, FALLOCATE).  The engine keeps no table of its own: the block
+request is the *owner* of the record the ring files for its SQE
+(``ring.set_owner``, liburing's ``io_uring_sqe_set_data``), and
+``ring.reap_records`` hands it back with the CQE (``io_uring_cqe_get_data``).
+Submission is one ``io_uring_enter`` per batch; completions are reaped from
+the CQ without a system call when they are already there.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import abi
 from ..buffers import address_of
@@ -20,7 +23,7 @@ from ..ops import Ring
 from ..syscalls import Kernel
 from .engine import Engine
 from .faults import IoFaults
-from .request import Op, Request
+from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
 
 __all__ = ["UringEngine"]
@@ -50,8 +53,6 @@ class UringEngine(Engine):
             self.ring.register_files([fd])
             self.target = 0
         self.iopoll = iopoll
-        self._table: Dict[int, Request] = {}
-        self._next = 1
         self._fixed: List[Tuple[int, int, int]] = []  # (address, end, index)
 
     # -- registered buffers --------------------------------------------------------
@@ -75,9 +76,9 @@ class UringEngine(Engine):
 
     # -- hooks ----------------------------------------------------------------------
 
-    def _issue(self, req: Request) -> bool:
-        ud = self._next
-        self._next = ud + 1
+    def _issue(self, req: BlockRequest) -> bool:
+        # The ring numbers the request (no user_data passed); the block
+        # request becomes its record's owner, handed back by _reap.
         ring, target, fixed = self.ring, self.target, self.fixed_files
         try:
             if req.op is Op.READ or req.op is Op.WRITE:
@@ -88,25 +89,29 @@ class UringEngine(Engine):
                     if found is not None:
                         self.fixed_buffer_ops += 1
                         prep_fixed = ring.prep_read_fixed if reading else ring.prep_write_fixed
-                        prep_fixed(target, found[0], offset, ud, length=views[0].nbytes,
-                                   buf_offset=found[1], fixed=fixed)
-                    else:
+                        ud = prep_fixed(target, found[0], offset, None, length=views[0].nbytes,
+                                        buf_offset=found[1], fixed=fixed)
+                    elif fixed:
                         prep = ring.prep_read if reading else ring.prep_write
-                        prep(target, views[0], offset, ud, fixed=fixed)
+                        ud = prep(target, views[0], offset, None, fixed=True)
+                    elif reading:  # the plain path: positional, nothing else
+                        ud = ring.prep_read(target, views[0], offset)
+                    else:
+                        ud = ring.prep_write(target, views[0], offset)
                 else:
                     prepv = ring.prep_readv if reading else ring.prep_writev
-                    prepv(target, views, offset, ud, fixed=fixed)
+                    ud = prepv(target, views, offset, None, fixed=fixed)
             elif req.op is Op.FLUSH:
-                ring.prep_fsync(target, ud, datasync=self.datasync, fixed=fixed)
+                ud = ring.prep_fsync(target, None, datasync=self.datasync, fixed=fixed)
             elif req.op is Op.DISCARD:
-                ring.prep_fallocate(target, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                    req.offset, req.length, ud, fixed=fixed)
+                ud = ring.prep_fallocate(target, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                         req.offset, req.length, None, fixed=fixed)
             else:
-                ring.prep_fallocate(target, FALLOC_FL_ZERO_RANGE, req.offset, req.length,
-                                    ud, fixed=fixed)
+                ud = ring.prep_fallocate(target, FALLOC_FL_ZERO_RANGE, req.offset, req.length,
+                                         None, fixed=fixed)
         except SubmissionQueueFull:
             return False
-        self._table[ud] = req
+        ring.set_owner(ud, req)
         return True
 
     def _commit(self) -> None:
@@ -126,16 +131,19 @@ class UringEngine(Engine):
             # SQEs left by a short or refused submit (a wait submits them
             # itself, in the same io_uring_enter)
             self._commit()
-        cqes = ring.wait(1, raw=True) if wait else ring.reap(raw=True)
-        pop, completed = self._table.pop, self._completed
-        for cqe in cqes:
-            req, res = pop(cqe[0]), cqe[1]
+        # Each CQE comes with the ring's record of its request (the final
+        # CQE releases it); the record's owner is the block request.
+        records = ring.reap_records(wait=1) if wait else ring.reap_records()
+        completed = self._completed
+        for cqe, record in records:
+            req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
+            res = cqe[1]
             if res == -errno.EOPNOTSUPP and self.iopoll:
                 self.in_flight -= 1
                 req.fail(errno.EOPNOTSUPP)
                 continue
             completed(req, res)
-        return len(cqes)
+        return len(records)
 
     def _close(self) -> None:
         self.ring.close()
@@ -149,7 +157,7 @@ class UringEngine(Engine):
 
         page = mmap.mmap(-1, 4096)
         try:
-            req = Request(Op.READ, 0, 4096, [memoryview(page)])
+            req = BlockRequest(Op.READ, 0, 4096, [memoryview(page)])
             self.enqueue(req)
             while not req.finished:
                 self.poll(wait=True)

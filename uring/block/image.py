@@ -31,7 +31,7 @@ from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
 from ..buffers import address_of
 from .engine import Engine
 from .faults import IoFaults
-from .request import Callback, Op, Request, as_view, as_views, total
+from .request import BlockRequest, Callback, Op, as_view, as_views, total
 from .sysops import aligned_buffer, probe_alignment
 
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
@@ -110,7 +110,7 @@ class Image:
         self.aio = self.engine.name
         self._outstanding = 0  # outer requests not finished
         self._rmw_active = 0
-        self._deferred: Deque[Tuple[Request, bool]] = deque()
+        self._deferred: Deque[Tuple[BlockRequest, bool]] = deque()
         self.bounced = 0
         self.rmw = 0
 
@@ -161,43 +161,43 @@ class Image:
     # -- submission (non-blocking) --------------------------------------------------
 
     def submit_readv(self, buffers: Sequence[Any], offset: int,
-                     callback: Optional[Callback] = None) -> Request:
+                     callback: Optional[Callback] = None) -> BlockRequest:
         views = as_views(buffers, writable=True)
-        return self._submit(Request(Op.READ, offset, total(views), views, callback))
+        return self._submit(BlockRequest(Op.READ, offset, total(views), views, callback))
 
     def submit_writev(self, buffers: Sequence[Any], offset: int,
-                      callback: Optional[Callback] = None) -> Request:
+                      callback: Optional[Callback] = None) -> BlockRequest:
         if self.read_only:
             raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
         views = as_views(buffers, writable=False)
-        return self._submit(Request(Op.WRITE, offset, total(views), views, callback))
+        return self._submit(BlockRequest(Op.WRITE, offset, total(views), views, callback))
 
-    def submit_read(self, buf: Any, offset: int, callback: Optional[Callback] = None) -> Request:
+    def submit_read(self, buf: Any, offset: int, callback: Optional[Callback] = None) -> BlockRequest:
         v = as_view(buf, True)
-        return self._submit(Request(Op.READ, offset, v.nbytes, [v], callback))
+        return self._submit(BlockRequest(Op.READ, offset, v.nbytes, [v], callback))
 
-    def submit_write(self, data: Any, offset: int, callback: Optional[Callback] = None) -> Request:
+    def submit_write(self, data: Any, offset: int, callback: Optional[Callback] = None) -> BlockRequest:
         if self.read_only:
             raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
         v = as_view(data, False)
-        return self._submit(Request(Op.WRITE, offset, v.nbytes, [v], callback))
+        return self._submit(BlockRequest(Op.WRITE, offset, v.nbytes, [v], callback))
 
-    def submit_flush(self, callback: Optional[Callback] = None) -> Request:
-        req = Request(Op.FLUSH, 0, 0, [], callback)
+    def submit_flush(self, callback: Optional[Callback] = None) -> BlockRequest:
+        req = BlockRequest(Op.FLUSH, 0, 0, [], callback)
         if self.no_flush:  # cache=unsafe: flush is a no-op
             req.complete(0)
             return req
         return self._submit(req)
 
     def submit_discard(self, offset: int, length: int,
-                       callback: Optional[Callback] = None) -> Request:
-        return self._submit(Request(Op.DISCARD, offset, length, [], callback))
+                       callback: Optional[Callback] = None) -> BlockRequest:
+        return self._submit(BlockRequest(Op.DISCARD, offset, length, [], callback))
 
     def submit_write_zeroes(self, offset: int, length: int,
-                            callback: Optional[Callback] = None) -> Request:
-        return self._submit(Request(Op.WRITE_ZEROES, offset, length, [], callback))
+                            callback: Optional[Callback] = None) -> BlockRequest:
+        return self._submit(BlockRequest(Op.WRITE_ZEROES, offset, length, [], callback))
 
-    def _submit(self, req: Request) -> Request:
+    def _submit(self, req: BlockRequest) -> BlockRequest:
         if self.engine.closed:
             raise ValueError(f"I/O on a closed image {self.path!r}")
         if not 0 <= req.offset <= _MAX_OFFSET - req.length or req.length < 0:
@@ -213,7 +213,7 @@ class Image:
             self._enqueue_or_defer(req, False)
         return req
 
-    def _enqueue_or_defer(self, req: Request, rmw: bool) -> None:
+    def _enqueue_or_defer(self, req: BlockRequest, rmw: bool) -> None:
         """Requests keep their order behind a read-modify-write: while one
         is waiting or running, everything after it waits here."""
         if self._deferred or self._rmw_active or rmw:
@@ -235,14 +235,16 @@ class Image:
                 deferred.popleft()
                 engine.enqueue(req)
 
-    def _outer_done(self, req: Request) -> None:
+    def request_finished(self, req: BlockRequest) -> None:
+        """A request submitted through this image has finished: its own
+        bookkeeping (``BlockRequest`` calls this before its callbacks)."""
         self._outstanding -= 1
         if self._deferred:
             self._pump()
 
     # -- O_DIRECT alignment ------------------------------------------------------------
 
-    def _aligned(self, req: Request) -> bool:
+    def _aligned(self, req: BlockRequest) -> bool:
         ra, ma = self.request_alignment, self.memory_alignment
         if req.offset % ra or req.length % ra:
             return False
@@ -253,7 +255,7 @@ class Image:
                 return False
         return True
 
-    def _submit_unaligned(self, outer: Request) -> None:
+    def _submit_unaligned(self, outer: BlockRequest) -> None:
         """Never hand O_DIRECT a misaligned buffer, offset or length (the
         kernel would answer EINVAL).  A misaligned *buffer* with an aligned
         range is bounced through aligned memory; a misaligned *range* is
@@ -269,42 +271,42 @@ class Image:
         bounce = aligned_buffer(end - start)
         if outer.op is Op.READ:
 
-            def copy_out(r: Request) -> None:
+            def copy_out(r: BlockRequest) -> None:
                 if r.error is None:
                     _scatter(bounce, outer.offset - start, outer.views)
                 _finish_from(outer, r)
 
-            inner = Request(Op.READ, start, end - start, [memoryview(bounce)], copy_out)
+            inner = BlockRequest(Op.READ, start, end - start, [memoryview(bounce)], copy_out)
         else:
             _gather(outer.views, bounce, 0)
-            inner = Request(Op.WRITE, start, end - start, [memoryview(bounce)],
+            inner = BlockRequest(Op.WRITE, start, end - start, [memoryview(bounce)],
                             lambda r: _finish_from(outer, r))
         self._enqueue_or_defer(inner, False)
 
-    def _widen(self, req: Request) -> Tuple[int, int]:
+    def _widen(self, req: BlockRequest) -> Tuple[int, int]:
         """The request's range widened to whole O_DIRECT blocks."""
         ra = self.request_alignment
         return req.offset // ra * ra, -(-(req.offset + req.length) // ra) * ra
 
-    def _start_rmw(self, outer: Request) -> None:
+    def _start_rmw(self, outer: BlockRequest) -> None:
         self.rmw += 1
         self._rmw_active += 1
         start, end = self._widen(outer)
         bounce = aligned_buffer(end - start)
         view = memoryview(bounce)
 
-        def written(r: Request) -> None:
+        def written(r: BlockRequest) -> None:
             self._rmw_active -= 1
             _finish_from(outer, r)
 
-        def patched(r: Request) -> None:
+        def patched(r: BlockRequest) -> None:
             if r.error is not None:
                 written(r)
                 return
             _gather(outer.views, bounce, outer.offset - start)
-            self.engine.enqueue(Request(Op.WRITE, start, end - start, [view], written))
+            self.engine.enqueue(BlockRequest(Op.WRITE, start, end - start, [view], written))
 
-        self.engine.enqueue(Request(Op.READ, start, end - start, [view], patched))
+        self.engine.enqueue(BlockRequest(Op.READ, start, end - start, [view], patched))
 
     # -- progress --------------------------------------------------------------------------
 
@@ -312,7 +314,7 @@ class Image:
         """Handle completions that are ready, without blocking."""
         return self.engine.poll(wait=False)
 
-    def wait(self, req: Optional[Request] = None) -> None:
+    def wait(self, req: Optional[BlockRequest] = None) -> None:
         """Block until *req* (default: everything submitted) has finished."""
         engine = self.engine
         if req is None:
@@ -347,7 +349,7 @@ class Image:
 
     # -- synchronous API ----------------------------------------------------------------------
 
-    def _run(self, req: Request) -> int:
+    def _run(self, req: BlockRequest) -> int:
         self.wait(req)
         return req.value()
 
@@ -414,7 +416,7 @@ def _scatter(buf: Any, at: int, views: Sequence[memoryview]) -> None:
         at += v.nbytes
 
 
-def _finish_from(outer: Request, inner: Request) -> None:
+def _finish_from(outer: BlockRequest, inner: BlockRequest) -> None:
     """Complete the caller's request with the outcome of the aligned one
     done on its behalf."""
     if inner.error is not None:

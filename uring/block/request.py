@@ -12,7 +12,7 @@ import enum
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["Op", "Request", "advance", "as_view", "as_views", "total"]
+__all__ = ["Op", "BlockRequest", "advance", "as_view", "as_views", "total"]
 
 
 class Op(enum.Enum):
@@ -56,10 +56,10 @@ def advance(views: Sequence[memoryview], done: int) -> List[memoryview]:
     return out
 
 
-Callback = Callable[["Request"], None]
+Callback = Callable[["BlockRequest"], None]
 
 
-class Request:
+class BlockRequest:
     """An in-flight block request.
 
     ``result`` is the number of bytes transferred (reads and writes, always
@@ -111,7 +111,7 @@ class Request:
         self.result = result
         self.error = error
         if self.image is not None:
-            self.image._outer_done(self)  # the image's own bookkeeping first
+            self.image.request_finished(self)  # the image's own bookkeeping first
         for cb in self.callbacks:
             cb(self)
 
@@ -132,5 +132,5 @@ class Request:
 
     def __repr__(self) -> str:
         state = "done" if self.finished else "in flight"
-        return f"<Request {self.op.value} off={self.offset} len={self.length} {state}>"
+        return f"<BlockRequest {self.op.value} off={self.offset} len={self.length} {state}>"
 

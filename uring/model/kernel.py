@@ -71,7 +71,7 @@ class ModelRing:
     """One ring's kernel-side state."""
 
     def __init__(self, kernel: "ModelKernel", p: abi.io_uring_params, entries: int,
-                 strict: bool) -> None:
+                 strict: bool, violations: List[str]) -> None:
         flags = int(p.flags)
         sq, cq = L.ring_sizes(entries, flags, int(p.cq_entries))
         self.layout = lay = L.Layout(sq, cq, flags)
@@ -107,20 +107,21 @@ class ModelRing:
         # Completions of the current batch (a submit, a run of task work),
         # posted together when it ends (the kernel's deferred completions).
         self.inline: List[Tuple[Req, int]] = []
-        self.rules = RuleChecker(strict, kernel._violations)
+        self.rules = RuleChecker(strict, violations)  # the kernel's list, kept after close
         p.sq_entries, p.cq_entries, p.features = sq, cq, _FEATURES
         lay.fill(p)
 
     # -- shared words ----------------------------------------------------------
 
-    def _load(self, off: int) -> int:
+    def load(self, off: int) -> int:
+        """A shared ring word (``u32`` at byte *off* of the ring memory)."""
         return _W.unpack_from(self.mem, off)[0]  # type: ignore[no-any-return]
 
     def _store(self, off: int, value: int) -> None:
         _W.pack_into(self.mem, off, value & _U32)
 
     def _set_sq_flag(self, bit: int, on: bool) -> None:
-        word = self._load(L.SQ_FLAGS)
+        word = self.load(L.SQ_FLAGS)
         self._store(L.SQ_FLAGS, word | bit if on else word & ~bit)
 
     def _sqe_index(self, position: int) -> Optional[int]:
@@ -130,7 +131,7 @@ class ModelRing:
         slot = position & (lay.sq_entries - 1)
         if lay.no_sqarray:
             return slot
-        index = self._load(lay.sq_array + 4 * slot)
+        index = self.load(lay.sq_array + 4 * slot)
         return index if index < lay.sq_entries else None
 
     def _sqe_bytes(self, position: int) -> Optional[bytes]:
@@ -147,7 +148,7 @@ class ModelRing:
         many were taken (an SQE that fails before issue stops the batch,
         counted, unless ``IORING_SETUP_SUBMIT_ALL``; an invalid SQ array
         index is consumed, counted in ``sq_dropped``, and stops it uncounted)."""
-        tail = self._load(L.SQ_TAIL)
+        tail = self.load(L.SQ_TAIL)
         head = self.cached_sq_head
         self.rules.check_sq(head, tail, self.layout.sq_entries, self._sqe_bytes)
         # io_sqring_entries: never more than the ring holds, whatever the
@@ -161,7 +162,7 @@ class ModelRing:
             self.cached_sq_head = (position + 1) & _U32
             raw = self._sqe_bytes(position)
             if raw is None:
-                self._store(L.SQ_DROPPED, self._load(L.SQ_DROPPED) + 1)
+                self._store(L.SQ_DROPPED, self.load(L.SQ_DROPPED) + 1)
                 break
             if self._submit_one(parse_sqe(raw, self.seq)) and not self.flags & abi.IORING_SETUP_SUBMIT_ALL:
                 left -= 1
@@ -435,7 +436,7 @@ class ModelRing:
         already waiting in the overflow list (order is kept), else onto that
         list with ``IORING_SQ_CQ_OVERFLOW`` set (``IORING_FEAT_NODROP``:
         never dropped)."""
-        head = self._load(L.CQ_HEAD)
+        head = self.load(L.CQ_HEAD)
         if self.overflow or (self.cached_cq_tail - head) & _U32 >= self.layout.cq_entries:
             self.overflow.append((user_data, res, flags))
             self._set_sq_flag(abi.IORING_SQ_CQ_OVERFLOW, True)
@@ -453,7 +454,7 @@ class ModelRing:
     def flush_overflow(self) -> None:
         """``io_cqring_overflow_flush``: move what fits from the list into
         the CQ, oldest first; clear the flag once the list is empty."""
-        head = self._load(L.CQ_HEAD)
+        head = self.load(L.CQ_HEAD)
         moved = False
         while self.overflow and (self.cached_cq_tail - head) & _U32 < self.layout.cq_entries:
             self._write_cqe(*self.overflow.popleft())
@@ -563,7 +564,7 @@ class ModelRing:
         deadline = None if wait_ns is None else self.clock + wait_ns
         while True:
             self.flush_overflow()
-            if (self.cached_cq_tail - self._load(L.CQ_HEAD)) & _U32 >= min_complete:
+            if (self.cached_cq_tail - self.load(L.CQ_HEAD)) & _U32 >= min_complete:
                 return 0
             timed = [r for r in self.timeouts if r.deadline is not None]
             nxt = min((r.deadline for r in timed), default=None)  # type: ignore[type-var]
@@ -579,7 +580,7 @@ class ModelRing:
                 return -errno.ETIME
             raise ModelDeadlock(
                 f"io_uring_enter(min_complete={min_complete}) would sleep forever: "
-                f"{(self.cached_cq_tail - self._load(L.CQ_HEAD)) & _U32} CQEs available, "
+                f"{(self.cached_cq_tail - self.load(L.CQ_HEAD)) & _U32} CQEs available, "
                 f"nothing in flight can complete")
 
     def close(self) -> None:
@@ -633,7 +634,7 @@ class ModelKernel(Kernel):
                           "are not modeled")
         if any(p.resv) or p.sq_thread_cpu or p.sq_thread_idle or p.wq_fd:
             raise OSError(errno.EINVAL, "io_uring_setup: reserved fields must be zero")
-        ring = ModelRing(self, p, entries, self.strict)
+        ring = ModelRing(self, p, entries, self.strict, self._violations)
         self.rings[ring.fd] = ring
         return ring.fd
 
@@ -650,7 +651,7 @@ class ModelKernel(Kernel):
             if ext.ts:
                 ts = abi.kernel_timespec.from_address(ext.ts)
                 wait_ns = ts.tv_sec * 10**9 + ts.tv_nsec
-        ring.rules.check_cq(ring._load(L.CQ_HEAD), ring.cached_cq_tail)
+        ring.rules.check_cq(ring.load(L.CQ_HEAD), ring.cached_cq_tail)
         try:
             submitted = ring.submit(to_submit) if to_submit else 0
             if submitted != to_submit:

@@ -1,9 +1,10 @@
 """File operations: reads, writes, syncs, space, and the file-table ops.
 
-The hot paths (READ/WRITE and their fixed and vectored forms) write their
-SQE with one ``struct.pack_into`` (see ``OpsBase._rw``); everything else
-goes through ``OpsBase._op``.  A read refuses a read-only buffer here,
-before the kernel could be asked to write into it.
+The hot paths (READ/WRITE and their fixed and vectored forms) call the
+ring's fill primitive ``RingCore.prep_rw`` positionally; ``prep_reads`` and
+``prep_writes`` fill a whole batch through ``RingCore.prep_batch``;
+everything else goes through ``OpsBase._op``.  A read refuses a read-only
+buffer here, before the kernel could be asked to write into it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import mmap
 from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import abi
-from ..buffers import IovecArray, PinnedBuffer, pin
+from ..buffers import IovecArray, PinnedBuffer, export, pin
 from ..register import _fileno
 from .base import OpsBase
 
@@ -75,34 +76,73 @@ class FileOps(OpsBase):
         provided-buffer group when data is there (``IOSQE_BUFFER_SELECT``,
         the group in ``buf_group``): at most *length* bytes (default: the
         whole buffer); the CQE names the buffer (``BufferRing.take``)."""
-        if buf.__class__ is not PinnedBuffer or not buf.writable:
-            if buf is None or buf_group is not None:
-                return self._read_select(buf, fd, offset, user_data, length, rw_flags, flags, fixed,
-                                         buf_group)
-            buf = pin(buf, True)
+        if buf.__class__ is PinnedBuffer and buf.writable:  # pinned once, live
+            keep, address, nbytes = buf, buf.address, buf.nbytes
+        elif buf is None or buf_group is not None:
+            return self._read_select(buf, fd, offset, user_data, length, rw_flags, flags, fixed,
+                                     buf_group)
+        else:
+            keep, address, nbytes = export(buf, True)
         if length is None:
-            length = buf.nbytes
-        elif not 0 <= length <= buf.nbytes:
-            raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
+            length = nbytes
+        elif not 0 <= length <= nbytes:
+            raise ValueError(f"length {length} exceeds the {nbytes}-byte buffer")
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
-        return self.prep_rw(_OP_READ, fd, buf.address, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, buf)
+        return self.prep_rw(_OP_READ, fd, address, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep)
 
     def prep_write(self, fd: Any, buf: Any, offset: int = 0, user_data: Optional[int] = None,
                    *, length: Optional[int] = None, rw_flags: int = 0, flags: int = 0,
                    fixed: bool = False) -> int:
         """``IORING_OP_WRITE``: write *buf* at *offset* (-1: the file position)."""
-        if buf.__class__ is not PinnedBuffer or not buf.live:
-            buf = pin(buf, False)
+        if buf.__class__ is PinnedBuffer and buf.live:
+            keep, address, nbytes = buf, buf.address, buf.nbytes
+        else:
+            keep, address, nbytes = export(buf, False)
         if length is None:
-            length = buf.nbytes
-        elif not 0 <= length <= buf.nbytes:
-            raise ValueError(f"length {length} exceeds the {buf.nbytes}-byte buffer")
+            length = nbytes
+        elif not 0 <= length <= nbytes:
+            raise ValueError(f"length {length} exceeds the {nbytes}-byte buffer")
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
-        return self.prep_rw(_OP_WRITE, fd, buf.address, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, buf)
+        return self.prep_rw(_OP_WRITE, fd, address, length, offset,
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep)
+
+    def prep_reads(self, fd: Any, buffers: Sequence[Any], offsets: Sequence[int],
+                   user_data: Sequence[int], *, rw_flags: int = 0, flags: int = 0,
+                   fixed: bool = False) -> int:
+        """Many ``IORING_OP_READ``: ``buffers[i]`` (whole) at ``offsets[i]``
+        as ``user_data[i]``, one SQE and one record each, in order; returns
+        how many.  All or nothing: every buffer is pinned writable, the
+        fields fit, the SQ has room and no ``user_data`` is in flight or
+        given twice, before any slot is written (``RingCore.prep_batch``).
+        A buffer pinned once (``PinnedBuffer``) is reused as it is."""
+        return self._rw_batch(_OP_READ, fd, buffers, offsets, user_data, rw_flags, flags,
+                              fixed, True)
+
+    def prep_writes(self, fd: Any, buffers: Sequence[Any], offsets: Sequence[int],
+                    user_data: Sequence[int], *, rw_flags: int = 0, flags: int = 0,
+                    fixed: bool = False) -> int:
+        """Many ``IORING_OP_WRITE``, as ``prep_reads`` (the buffers need not
+        be writable)."""
+        return self._rw_batch(_OP_WRITE, fd, buffers, offsets, user_data, rw_flags, flags,
+                              fixed, False)
+
+    def _rw_batch(self, opcode: int, fd: Any, buffers: Sequence[Any], offsets: Sequence[int],
+                  user_data: Sequence[int], rw_flags: int, flags: int, fixed: bool,
+                  writable: bool) -> int:
+        if fd.__class__ is not int or fd < 0 or fixed:
+            fd = self._file(fd, fixed)
+        if fixed:
+            flags |= _FIXED_FILE
+        pins = []
+        for buf in buffers:
+            if buf.__class__ is not PinnedBuffer or not buf.live or (writable and not buf.writable):
+                buf = pin(buf, writable)
+            pins.append(buf)
+        return self.prep_batch(opcode, fd, [b.address for b in pins], [b.nbytes for b in pins],
+                               offsets, user_data, pins, flags, rw_flags)
 
     def prep_readv(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
                    user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
