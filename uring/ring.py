@@ -405,128 +405,193 @@ class RingCore:
 
     @property
     def fd(self) -> int:
-        """The ring's file descriptor (-1 once closed)."""
+        """The ring's file descriptor (-1 once closed).
+
+        liburing: ``ring->ring_fd``.
+        """
         return self._fd
 
     @property
     def sqe_size(self) -> int:
-        """Bytes per SQE: 64, or 128 with ``IORING_SETUP_SQE128``."""
+        """Bytes per SQE: 64, or 128 with ``IORING_SETUP_SQE128``.
+
+        liburing: none (``IORING_SETUP_SQE128`` in ``ring->flags`` says it).
+        """
         return self._sqe_size
 
     @property
     def cqe_size(self) -> int:
-        """Bytes per CQE: 16, or 32 with ``IORING_SETUP_CQE32``."""
+        """Bytes per CQE: 16, or 32 with ``IORING_SETUP_CQE32``.
+
+        liburing: ``io_uring_cqe_shift``.
+        """
         return self._cqe_size
 
     @property
     def kernel(self) -> Kernel:
-        """The syscall seam this ring talks to (``uring.syscalls``)."""
+        """The syscall seam this ring talks to (``uring.syscalls``).
+
+        liburing: none: liburing calls the kernel directly; here the seam (``uring.syscalls``).
+        """
         return self._kernel
 
     @property
     def next_user_data(self) -> int:
-        """The ``user_data`` the next prep without one will take."""
+        """The ``user_data`` the next prep without one will take.
+
+        liburing: none: liburing leaves ``user_data`` to the caller.
+        """
         return self._next_user_data
 
     @property
     def features(self) -> abi.IoringFeat:
-        """``IORING_FEAT_*`` the kernel reported at set-up."""
+        """``IORING_FEAT_*`` the kernel reported at set-up.
+
+        liburing: ``ring->features``.
+        """
         return abi.IoringFeat(self.params.features)
 
     @property
     def setup_flags(self) -> abi.IoringSetup:
-        """The ``IORING_SETUP_*`` flags the ring was created with."""
+        """The ``IORING_SETUP_*`` flags the ring was created with.
+
+        liburing: ``ring->flags``.
+        """
         return abi.IoringSetup(self._flags)
 
     @property
     def closed(self) -> bool:
+        """liburing: none (``io_uring_queue_exit`` frees the struct)."""
         return self._state in ("closed", "forked")
 
     @property
     def sq_head(self) -> int:
-        """The kernel's SQ head: SQEs before it have been consumed."""
+        """The kernel's SQ head: SQEs before it have been consumed.
+
+        liburing: ``*ring->sq.khead``.
+        """
         return int(self._sq_u32[self._i_sq_head])
 
     @property
     def sq_tail(self) -> int:
-        """The SQ tail as published to the kernel."""
+        """The SQ tail as published to the kernel.
+
+        liburing: ``*ring->sq.ktail``.
+        """
         return int(self._sq_u32[self._i_sq_tail])
 
     @property
     def sq_flags(self) -> abi.IoringSqFlags:
+        """liburing: ``*ring->sq.kflags``."""
         return abi.IoringSqFlags(self._sq_u32[self._i_sq_flags])
 
     @property
     def sq_dropped(self) -> int:
-        """SQEs the kernel skipped because their array index was invalid."""
+        """SQEs the kernel skipped because their array index was invalid.
+
+        liburing: ``*ring->sq.kdropped``.
+        """
         return int(self._sq_u32[self._i_sq_dropped])
 
     @property
     def cq_head(self) -> int:
+        """liburing: ``*ring->cq.khead``."""
         return int(self._cq_u32[self._i_cq_head])
 
     @property
     def cq_tail(self) -> int:
+        """liburing: ``*ring->cq.ktail``."""
         return int(self._cq_u32[self._i_cq_tail])
 
     @property
     def cq_overflow(self) -> int:
         """CQEs the kernel had to *drop* (only without ``IORING_FEAT_NODROP``
-        or when it could not allocate an overflow entry)."""
+        or when it could not allocate an overflow entry).
+
+        liburing: ``*ring->cq.koverflow``.
+        """
         return int(self._cq_u32[self._i_cq_overflow])
 
     @property
     def sq_ready(self) -> int:
-        """SQEs prepared here and not yet consumed by the kernel."""
+        """SQEs prepared here and not yet consumed by the kernel.
+
+        liburing: ``io_uring_sq_ready``.
+        """
         return (self._sqe_tail - self.sq_head) & _U32  # the tail is unbounded, the head u32
 
     @property
     def sq_space_left(self) -> int:
+        """liburing: ``io_uring_sq_space_left``."""
         return self.sq_entries - self.sq_ready
 
     @property
     def cq_ready(self) -> int:
-        """Completion slots posted and not yet reaped (no syscall)."""
+        """Completion slots posted and not yet reaped (no syscall).
+
+        liburing: ``io_uring_cq_ready``.
+        """
         return (self.cq_tail - self._cq_head) & _U32
 
     @property
     def in_flight(self) -> int:
         """Requests in flight with a record: holding memory (buffers,
-        iovecs) the kernel may use, or an owner."""
+        iovecs) the kernel may use, or an owner.
+
+        liburing: none: liburing holds no memory for requests.
+        """
         return len(self._requests)
 
     def held(self, user_data: int) -> Optional[Request]:
         """The ``Request`` record of the in-flight request *user_data*, or
         None once its final CQE has been reaped (or if it filed none).
         ``Completion(cqe, ring.held(ud))`` decodes a CQE the caller reaps
-        raw, before reaping it."""
+        raw, before reaping it.
+
+        liburing: ``io_uring_cqe_get_data`` (the record stands where liburing's ``void *`` would).
+        """
         return self._requests.get(user_data)
 
     @property
     def skipped_in_flight(self) -> int:
-        """Records held for ``IOSQE_CQE_SKIP_SUCCESS`` requests (see ``_hold``)."""
+        """Records held for ``IOSQE_CQE_SKIP_SUCCESS`` requests (see ``_hold``).
+
+        liburing: none.
+        """
         return len(self._skipped)
 
     def in_flight_user_data(self, user_data: int) -> bool:
         """Whether a request with a record is in flight under *user_data*
-        (its completions would be ambiguous with another's)."""
+        (its completions would be ambiguous with another's).
+
+        liburing: none.
+        """
         return user_data in self._requests
 
     def requests_in_flight(self) -> List[Request]:
-        """The records of every request in flight that filed one."""
+        """The records of every request in flight that filed one.
+
+        liburing: none.
+        """
         return list(self._requests.values())
 
     def move_request(self, old_user_data: int, new_user_data: int) -> None:
         """File the record of *old_user_data* under *new_user_data*: a
         request whose ``user_data`` the kernel is about to change
         (``IORING_POLL_UPDATE_USER_DATA``).  Nothing moves once the CQ
-        already holds the request's final CQE under the old number."""
+        already holds the request's final CQE under the old number.
+
+        liburing: none (after ``io_uring_prep_poll_update`` the caller moves its own data).
+        """
         if old_user_data in self._requests and not self.cq_holds_final(old_user_data):
             self._requests[new_user_data] = self._requests.pop(old_user_data)
 
     def cq_holds_final(self, user_data: int) -> bool:
         """Whether the CQ holds, not yet reaped, a final CQE (without
-        ``IORING_CQE_F_MORE``) for *user_data*: a look, nothing consumed."""
+        ``IORING_CQE_F_MORE``) for *user_data*: a look, nothing consumed.
+
+        liburing: none (a look like ``io_uring_peek_batch_cqe``, nothing consumed).
+        """
         i = self._cq_head
         tail = self._cq_u32[self._i_cq_tail]
         if not barriers.STRONG_ORDERING:
@@ -545,7 +610,10 @@ class RingCore:
         """Objects the kernel may read or write for requests in flight
         beyond the requests' own records (provided-buffer pools, say): an
         op group that keeps such memory extends this, and a close that has
-        to let go of requests still in flight keeps these alive with them."""
+        to let go of requests still in flight keeps these alive with them.
+
+        liburing: none.
+        """
         return []
 
     def __repr__(self) -> str:
@@ -788,6 +856,8 @@ class RingCore:
         *file_index* may be given as the u32 the header's union also
         names (``IORING_FILE_INDEX_ALLOC``); *keep* is held until the
         request's final CQE: pass every object whose memory the SQE points at.
+
+        liburing: ``io_uring_prep_rw`` plus direct field stores.
         """
         if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
             file_index -= 1 << 32
@@ -808,6 +878,8 @@ class RingCore:
         interpreter time, so the fields are checked by packing them into
         a scratch SQE array first, then copied in (at most two copies: a
         run that wraps the ring is two).
+
+        liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_rw``.
         """
         if self._state is not None:
             self._check()
@@ -906,7 +978,10 @@ class RingCore:
         The vectorised ``prep_rw`` of a clean NOP: slots that already hold
         a flagless NOP get only their ``user_data`` words rewritten, by one
         strided store per contiguous run of slots instead of a Python call
-        per SQE."""
+        per SQE.
+
+        liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_nop``.
+        """
         if self._state is not None:
             self._check()
         n = builtins_len(user_data)
@@ -916,10 +991,11 @@ class RingCore:
             words = _array("Q", user_data)
         except (OverflowError, TypeError) as exc:
             raise ValueError(f"IORING_OP_NOP: user_data: {exc}") from None
-        try:
-            _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        except (struct.error, TypeError) as exc:
-            raise ValueError(f"IORING_OP_NOP: flags {flags!r}: {exc}") from None
+        if flags or flags.__class__ is not int:
+            try:  # the flags byte checked before any slot is touched
+                _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            except (struct.error, TypeError) as exc:
+                raise ValueError(f"IORING_OP_NOP: flags {flags!r}: {exc}") from None
         tail = self._sqe_tail
         if tail + n > self._sq_limit:
             self._make_room(n)
@@ -983,7 +1059,10 @@ class RingCore:
     @property
     def sq_prepared(self) -> int:
         """The SQ position the next prepared SQE takes (unbounded): SQEs
-        from ``sq_tail`` up to it are prepared and not yet published."""
+        from ``sq_tail`` up to it are prepared and not yet published.
+
+        liburing: ``ring->sq.sqe_tail``.
+        """
         return self._sqe_tail
 
     def _hold(self, user_data: int, obj: Any, sqe_flags: int, opcode: int = -1) -> None:
@@ -1017,6 +1096,8 @@ class RingCore:
         every drain with ``-EOPNOTSUPP``.)  Records of skip-success SQEs the
         kernel has not consumed yet (from the SQ head to the tail we
         prepared) are kept.
+
+        liburing: none: liburing holds no memory for requests.
         """
         if self._state is not None:
             self._check()
@@ -1070,6 +1151,8 @@ class RingCore:
         Members prepared with ``IOSQE_CQE_SKIP_SUCCESS`` post no CQE when
         they succeed; their records move onto the last member's (see
         ``_hold_chain_skipped``), so they are released with its CQE.
+
+        liburing: ``io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK)`` on each member but the last.
         """
         start = self._sqe_tail
         published = self._sq_published
@@ -1120,7 +1203,10 @@ class RingCore:
 
     def write_sqe(self, slot: int, sqe: Union[abi.io_uring_sqe, bytes], keep: Any = None) -> None:
         """Copy a complete ``io_uring_sqe`` (or its bytes) into *slot* (from
-        ``get_sqe``); *keep* as for ``prep``."""
+        ``get_sqe``); *keep* as for ``prep``.
+
+        liburing: ``*io_uring_get_sqe(ring) = sqe``.
+        """
         raw = bytes(sqe)
         if len(raw) != self._sqe_size:
             raise ValueError(f"an SQE of this ring is {self._sqe_size} bytes, got {len(raw)}")
@@ -1132,7 +1218,10 @@ class RingCore:
             self._hold(user_data, keep, raw[1], raw[0])
 
     def read_sqe(self, slot: int) -> Union[abi.io_uring_sqe, abi.io_uring_sqe128]:
-        """A copy of the SQE in *slot*, as the ``io_uring_sqe`` structure."""
+        """A copy of the SQE in *slot*, as the ``io_uring_sqe`` structure.
+
+        liburing: none (``ring->sq.sqes[slot]``).
+        """
         start = slot * self._sqe_size
         cls = abi.io_uring_sqe128 if self._sqe_size == 128 else abi.io_uring_sqe
         return cls.from_buffer_copy(self._sqe_bytes[start: start + self._sqe_size])
@@ -1157,6 +1246,8 @@ class RingCore:
         fewer than offered (an SQE that fails to prepare stops the batch
         unless ``IORING_SETUP_SUBMIT_ALL``): the rest stay in the ring and
         go with the next submit.
+
+        liburing: ``io_uring_submit``.
         """
         if self._state is not None:
             self._check()
@@ -1169,7 +1260,10 @@ class RingCore:
 
     def submit_and_wait(self, wait_nr: int = 1) -> int:
         """Submit, and block until at least *wait_nr* completions are in the CQ
-        (they are *not* reaped: use ``reap()``).  Returns SQEs submitted."""
+        (they are *not* reaped: use ``reap()``).  Returns SQEs submitted.
+
+        liburing: ``io_uring_submit_and_wait``.
+        """
         if self._state is not None:
             self._check()
         pending = self._publish()
@@ -1263,6 +1357,8 @@ class RingCore:
         waiting in the kernel's list (``IORING_SQ_CQ_OVERFLOW``), task work
         to run (``IORING_SQ_TASKRUN``), or an IOPOLL ring that finds
         completions only when entered.
+
+        liburing: ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
         if self._state is not None:
             self._check()
@@ -1441,12 +1537,18 @@ class RingCore:
 
     def completions(self, n: int = 1, timeout: Timeout = None) -> List[Completion]:
         """Like ``wait``, but each CQE comes paired with its ``Request``
-        (``Completion.result()`` decodes it or raises the op's ``OSError``)."""
+        (``Completion.result()`` decodes it or raises the op's ``OSError``).
+
+        liburing: ``io_uring_wait_cqes`` + ``io_uring_cqe_get_data`` per CQE.
+        """
         return [Completion(c, r) for c, r in self.reap_records(wait=n, timeout=timeout)] if n else \
             self.reap_completions()
 
     def reap_completions(self, max_cqes: Optional[int] = None) -> List[Completion]:
-        """Like ``reap`` (no waiting), as ``Completion`` objects."""
+        """Like ``reap`` (no waiting), as ``Completion`` objects.
+
+        liburing: ``io_uring_peek_batch_cqe`` + ``io_uring_cqe_get_data`` per CQE.
+        """
         return [Completion(c, r) for c, r in self.reap_records(max_cqes)]
 
     def _name_skipped_failures(self, cqes: List[Any], records: List[Optional[Request]]) -> None:
@@ -1460,7 +1562,10 @@ class RingCore:
                 records[i] = self._skipped_failure(cqe[0])
 
     def peek(self) -> Optional[Cqe]:
-        """The oldest available completion, or None (no waiting)."""
+        """The oldest available completion, or None (no waiting).
+
+        liburing: ``io_uring_peek_cqe`` + ``io_uring_cqe_seen``.
+        """
         got = self.reap(1)
         return got[0] if got else None
 
@@ -1479,6 +1584,8 @@ class RingCore:
         none).  The timeout goes to the kernel as ``IORING_ENTER_EXT_ARG``
         with an ``io_uring_getevents_arg``; an ``EINTR`` retries with the
         time that is left.  *raw* as for ``reap``.
+
+        liburing: ``io_uring_submit_and_wait_timeout`` + ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
         if self._state is not None:
             self._check()
@@ -1601,7 +1708,10 @@ class RingCore:
     def register(self, opcode: int, arg: int = 0, nr_args: int = 0) -> int:
         """``io_uring_register(fd, opcode, arg, nr_args)``, ``EINTR`` retried
         (the kernel fails a register op with ``EINTR`` only before changing
-        anything, e.g. while waiting for in-flight users of a table)."""
+        anything, e.g. while waiting for in-flight users of a table).
+
+        liburing: ``io_uring_register`` (the raw system call).
+        """
         if self._state is not None and self._state != "disabled":
             self._check()
         while True:
@@ -1646,6 +1756,8 @@ class RingCore:
         rings stay.  Everything prepared is published first, so it is
         carried over; then the old mappings are dropped and the new ones
         mapped from the offsets the kernel wrote back.
+
+        liburing: ``io_uring_resize_rings``.
         """
         self._check()
         self._publish()
@@ -1668,7 +1780,10 @@ class RingCore:
 
     def enable(self) -> None:
         """Start a ring created with ``IORING_SETUP_R_DISABLED``
-        (``IORING_REGISTER_ENABLE_RINGS``); restrictions must be set before."""
+        (``IORING_REGISTER_ENABLE_RINGS``); restrictions must be set before.
+
+        liburing: ``io_uring_enable_rings``.
+        """
         if self._state != "disabled":
             self._check()
             raise RingClosedError("enable(): the ring is not disabled")
@@ -1688,6 +1803,8 @@ class RingCore:
         requests that are still not complete then are kept alive for the
         rest of the process (a deliberate leak, never a use-after-free).
         In a forked child, only this process's mapping and fd are dropped.
+
+        liburing: ``io_uring_queue_exit``.
         """
         state = self._state
         if state in ("closed", "forked", "unset"):
