@@ -49,9 +49,9 @@ def test_write_then_fsync(ring: uring.Ring, tmp_path: os.PathLike) -> None:
         got = {c.user_data: c.res for c in ring.wait(2)}
         assert got == {1: 11, 2: 3}
         ring.prep_fsync(fd, user_data=3)
-        assert ring.read_sqe((ring._sqe_tail - 1) & ring._sq_mask).fsync_flags == 0
+        assert ring.read_sqe((ring.sq_prepared - 1) % ring.sq_entries).fsync_flags == 0
         ring.prep_fsync(fd, user_data=4, datasync=True)
-        sqe = ring.read_sqe((ring._sqe_tail - 1) & ring._sq_mask)
+        sqe = ring.read_sqe((ring.sq_prepared - 1) % ring.sq_entries)
         assert sqe.fsync_flags == abi.IORING_FSYNC_DATASYNC  # fdatasync(2)
         assert {c.user_data: c.res for c in ring.wait(2)} == {3: 0, 4: 0}
         with open(path, "rb") as f:

@@ -20,7 +20,7 @@ import weakref
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
-from conftest import require_op, try_ring
+from conftest import require_op, submit_issued, try_ring
 
 import uring
 from uring import abi
@@ -623,7 +623,7 @@ def test_futex_wait_on_a_changed_word_is_eagain(ring: uring.Ring, shm: mmap.mmap
 def test_futex_woken_from_a_forked_child(ring: uring.Ring, shm: mmap.mmap) -> None:
     require_op(abi.IORING_OP_FUTEX_WAKE)
     ring.prep_futex_wait(shm, 0, user_data=1, offset=64)
-    ring.submit()  # armed before the child exists
+    submit_issued(ring)  # armed before the child exists (SQPOLL: once the thread took it)
     pid = os.fork()
     if pid == 0:  # the child: its own ring, the same shared word
         code = 1
@@ -834,9 +834,13 @@ def test_uring_cmd_errors(ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     ring.prep_uring_cmd(pipe[0], 0, user_data=1)  # a pipe takes no commands
     (c,) = ring.completions(1, timeout=SAFE)
     assert raises(c, OSError, "IORING_OP_URING_CMD").errno == errno.EOPNOTSUPP
+    room = 80 if ring.setup_flags & abi.IORING_SETUP_SQE128 else 16  # from byte 48 of the SQE
+    ring.prep_uring_cmd(pipe[0], 0, b"x" * room, user_data=2)  # exactly fits
+    (c,) = ring.completions(1, timeout=SAFE)
+    assert c.user_data == 2 and c.res == -errno.EOPNOTSUPP
     before = ring.sq_ready
     with pytest.raises(ValueError):
-        ring.prep_uring_cmd(pipe[0], 0, b"x" * 17)  # 16 bytes fit a 64-byte SQE
+        ring.prep_uring_cmd(pipe[0], 0, b"x" * (room + 1))
     assert ring.sq_ready == before and ring.in_flight == 0
 
 

@@ -15,7 +15,7 @@ import weakref
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
-from conftest import require_op
+from conftest import require_op, submit_issued
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -358,7 +358,7 @@ def test_multishot_accept_100_connections_from_one_sqe(ring: uring.Ring,
     entries here) must never fill."""
     require_op(abi.IORING_OP_ACCEPT)
     ud = ring.prep_accept(listener, multishot=True)
-    ring.submit()
+    submit_issued(ring)
     assert ring.sq_ready == 0
     clients: List[socket.socket] = []
     servers: List[socket.socket] = []

@@ -21,7 +21,7 @@ import weakref
 from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
-from conftest import require_op, require_uring, try_ring
+from conftest import require_op, require_uring, submit_issued, try_ring
 
 import uring
 from uring import abi
@@ -146,7 +146,7 @@ def test_buffer_replaced_while_a_read_fixed_waits(ring: uring.Ring, pipe: Tuple[
     alive = weakref.ref(buf)
     ring.register_buffers([buf], tags=[T | 1])
     ud = ring.prep_read_fixed(r, 0, -1, 1, length=64)
-    ring.submit()
+    submit_issued(ring)  # SQPOLL: the read must have its buffer before the update
     if how == "update":
         ring.update_buffers(0, [bytearray(4096)])
     else:
@@ -222,7 +222,7 @@ def test_file_slot_unregistered_while_a_read_waits(ring: uring.Ring, pipe: Tuple
     ring.register_files([r])
     buf = bytearray(16)
     ring.prep_read(0, buf, -1, 1, fixed=True)
-    ring.submit()
+    submit_issued(ring)  # SQPOLL: the read must hold the file before the slot goes
     ring.unregister_files()
     os.close(r)  # neither the table nor our fd: only the request holds the file
     os.write(w, b"still delivered")
@@ -420,7 +420,7 @@ def test_iowq_max_workers_returns_the_previous_limits() -> None:
 def test_cancel_sync_cancels_a_waiting_read(ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     r, w = pipe
     ud = ring.prep_read(r, bytearray(8), -1, 1)
-    ring.submit()
+    submit_issued(ring)  # SQPOLL: nothing to cancel until the thread has issued it
     assert ring.cancel_sync(ud) == 0
     (c,) = ring.completions(1, timeout=5)
     assert c.user_data == ud and c.res == -errno.ECANCELED
@@ -428,7 +428,7 @@ def test_cancel_sync_cancels_a_waiting_read(ring: uring.Ring, pipe: Tuple[int, i
         ring.cancel_sync(ud)  # nothing left to cancel
     ring.prep_read(r, bytearray(8), -1, 2)
     ring.prep_read(r, bytearray(8), -1, 3)
-    ring.submit()
+    submit_issued(ring)
     assert ring.cancel_sync(fd=r, all=True, timeout=5) == 2
     got = ring.completions(2, timeout=5)
     assert sorted(c.user_data for c in got) == [2, 3] and {c.res for c in got} == {-errno.ECANCELED}
@@ -439,7 +439,7 @@ def test_cancel_sync_cancels_a_waiting_read(ring: uring.Ring, pipe: Tuple[int, i
 def test_cancel_sync_by_opcode(ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     r, w = pipe
     ring.prep_read(r, bytearray(8), -1, 1)
-    ring.submit()
+    submit_issued(ring)
     with pytest.raises(FileNotFoundError):
         ring.cancel_sync(opcode=abi.IORING_OP_RECV)
     assert ring.cancel_sync(opcode=abi.IORING_OP_READ) == 0

@@ -313,7 +313,10 @@ def test_taskrun_and_issuer_modes_complete_reads(flags: str, datafile: tuple) ->
 
 
 def test_single_issuer_refuses_another_thread() -> None:
-    with try_ring(8, flags=abi.IORING_SETUP_SINGLE_ISSUER) as r:
+    """The kernel's own refusal (a threadsafe ring lets the second thread's
+    submit reach it): ``IORING_SETUP_SINGLE_ISSUER`` binds the ring to the
+    first submitter, and another thread's enter fails with EEXIST."""
+    with try_ring(8, flags=abi.IORING_SETUP_SINGLE_ISSUER, threadsafe=True) as r:
         r.prep_nop(1)
         r.wait(1)  # binds the ring to this thread
         errors = []
@@ -371,8 +374,11 @@ def test_registered_ring_fd(ring: uring.Ring) -> None:
     nops(ring, range(5))
     assert len(ring.wait(5)) == 5
     # Another thread has no such registration: it must use the real fd.
+    # (The ring is handed over and back: a default ring has one thread.)
     out = []
-    t = threading.Thread(target=lambda: (ring.prep_nop(9), out.extend(ring.wait(1))))
+    ring.release_thread()
+    t = threading.Thread(target=lambda: (ring.prep_nop(9), out.extend(ring.wait(1)),
+                                         ring.release_thread()))
     t.start()
     t.join()
     assert [c.user_data for c in out] == [9]

@@ -22,6 +22,7 @@ from .bufring import BufferRing
 from .errors import (
     RingClosedError,
     RingForkedError,
+    RingThreadError,
     SubmissionQueueFull,
     UnsupportedOperation,
     UringUnavailableError,
@@ -61,6 +62,7 @@ __all__ = [
     "Ring",
     "RingClosedError",
     "RingForkedError",
+    "RingThreadError",
     "SubmissionQueueFull",
     "UnsupportedOperation",
     "UringUnavailableError",

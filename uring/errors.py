@@ -21,6 +21,7 @@ from typing import Optional
 __all__ = [
     "RingClosedError",
     "RingForkedError",
+    "RingThreadError",
     "SubmissionQueueFull",
     "UnsupportedOperation",
     "UringUnavailableError",
@@ -89,6 +90,17 @@ def unavailable(err: int, detail: str = "") -> UringUnavailableError:
 
 class RingClosedError(ValueError):
     """An operation on a ring that was closed (like I/O on a closed file)."""
+
+
+class RingThreadError(RuntimeError):
+    """A ring made without ``threadsafe=True`` was used by a second thread.
+
+    Such a ring belongs to the first thread that uses it: its SQ tail, CQ
+    head and request table are updated without locks, so two threads at
+    once could hand one completion out twice or lose one.  Make the ring
+    with ``threadsafe=True`` to share it, or call ``release_thread()`` in
+    the owning thread to hand it over.
+    """
 
 
 class RingForkedError(RuntimeError):

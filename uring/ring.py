@@ -36,6 +36,7 @@ import contextlib
 import ctypes
 import datetime
 import errno as _errno
+import functools
 import mmap as _mmap
 import os
 import struct
@@ -64,6 +65,7 @@ from . import abi, barriers
 from .errors import (
     RingClosedError,
     RingForkedError,
+    RingThreadError,
     SubmissionQueueFull,
     UnsupportedOperation,
     kernel_error,
@@ -93,6 +95,8 @@ _CQE_F_SKIP = int(abi.IORING_CQE_F_SKIP)
 _CQE_F_32 = int(abi.IORING_CQE_F_32)
 _NO_LIMIT = 1 << 62
 _R = TypeVar("_R", bound="RingCore")
+_get_ident = threading.get_ident
+_CLAIM = threading.Lock()  # a first use from two threads at once: one wins
 _NSIG_BYTES = 8  # _NSIG / 8: the kernel's sigset_t size, for io_uring_getevents_arg
 
 _U64_WRAP = 1 << 64
@@ -212,6 +216,15 @@ class RingCore:
     sq_full:        what a ``prep`` does with a full SQ: ``"raise"``
                     ``SubmissionQueueFull`` (default), or ``"submit"`` what is
                     queued (SQPOLL: wait for the kernel thread) and go on.
+    threadsafe:     share the ring between threads.  By default a ring
+                    belongs to the first thread that uses it and any other
+                    thread's call raises ``RingThreadError`` (its queues are
+                    updated without locks; ``release_thread()`` hands it
+                    over).  With True, one lock serialises the SQ side
+                    (prep, publish) and another the CQ side (reap), taken
+                    CQ first; no lock is held in a blocking ``io_uring_enter``
+                    except by ``reap_records``/``completions`` (the CQ lock)
+                    and by a prep that waits for room (the SQ lock).
     kernel:         the syscall seam (default: the running kernel).
     """
 
@@ -227,8 +240,12 @@ class RingCore:
         sq_array: bool = False,
         sq_full: str = "raise",
         kernel: Optional[Kernel] = None,
+        threadsafe: bool = False,
     ) -> None:
         self._state: Optional[str] = "unset"  # None once usable
+        self._thread: Optional[int] = None  # the owning thread's ident (default rings)
+        self._owner = threading.main_thread()  # ... and the thread itself
+        self._threadsafe = bool(threadsafe)
         self._fd = -1
         self._maps: List[_mmap.mmap] = []
         self._views: List[memoryview] = []
@@ -273,6 +290,8 @@ class RingCore:
             self._fd = -1
             raise
         self._sq_full_submits = sq_full == "submit"
+        if self._threadsafe:
+            self._install_locks()
         self._state = None
         if params.flags & abi.IORING_SETUP_R_DISABLED:
             self._state = "disabled"
@@ -627,6 +646,7 @@ class RingCore:
     def _check(self) -> None:
         state = self._state
         if state is None:
+            self._check_thread()
             return
         if state == "forked" or os.getpid() != self._pid:
             self._forked()
@@ -641,6 +661,66 @@ class RingCore:
                 "the ring was created with IORING_SETUP_R_DISABLED: call enable() first"
             )
         raise RingClosedError(f"ring is not usable ({state})")
+
+    def _check_thread(self) -> None:
+        """The calling thread may use this ring: it owns it, or the ring is
+        unowned (then it does now), or the ring is ``threadsafe``."""
+        if self._threadsafe:
+            return
+        me = _get_ident()
+        with _CLAIM:
+            owner = self._thread
+            if owner is None or not self._owner.is_alive():
+                # Unowned, or its thread has ended (nobody can be using it).
+                self._thread, self._owner = me, threading.current_thread()
+                return
+        if owner != me:
+            raise RingThreadError(
+                f"this ring belongs to thread {owner} and was used from thread {me}: a ring "
+                "is updated without locks, so two threads could take one completion twice "
+                "or lose one.  Create it with threadsafe=True to share it, or call "
+                "release_thread() in its thread to hand it over"
+            )
+
+    @property
+    def threadsafe(self) -> bool:
+        """Whether the ring was made to be shared between threads."""
+        return self._threadsafe
+
+    def release_thread(self) -> None:
+        """Give up this thread's ownership of the ring: the next thread to
+        use it owns it.  Call from the owning thread, with nothing of it in
+        use (a ``link()`` block open, a wait in progress).  (A ring whose
+        owning thread has ended is taken over by the next user anyway.)
+
+        liburing: none (a C ring is shared by convention only).
+        """
+        if self._threadsafe:
+            return
+        if self._thread not in (None, _get_ident()):
+            self._check_thread()  # raises: only the owner hands it over
+        self._thread = None
+
+    def _install_locks(self) -> None:
+        """``threadsafe=True``: shadow the methods that touch the SQ or the
+        CQ with locked ones on this instance (a default ring pays nothing
+        for them).  Lock order: CQ, then SQ (a reap that waits publishes
+        the SQ tail; no SQ-side path ever reaps)."""
+        sq, cq = threading.RLock(), threading.RLock()
+        for name in _SQ_SIDE:
+            setattr(self, name, _locked((sq,), getattr(self, name)))
+        for name in _CQ_SIDE:
+            setattr(self, name, _locked((cq,), getattr(self, name)))
+        for name in _BOTH_SIDES:
+            setattr(self, name, _locked((cq, sq), getattr(self, name)))
+        link = self.link
+
+        @contextlib.contextmanager
+        def locked_link(*, hard: bool = False) -> Iterator[Any]:
+            with sq, link(hard=hard) as ring:  # no other thread's SQE inside the chain
+                yield ring
+
+        self.link = locked_link  # type: ignore[method-assign]
 
     def _forked(self) -> None:
         """In a fork child: forget the parent's ring without touching it."""
@@ -671,7 +751,7 @@ class RingCore:
         ``write_sqe``.  Every ``prep_*`` reserves and fills in one step
         through ``prep_rw`` instead.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         tail = self._sqe_tail
         if tail >= self._sq_limit:
@@ -759,7 +839,7 @@ class RingCore:
         slot's shape is tracked by every write, so a slot flagged since
         (``link()``) is packed in full again.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         if cmd is not None and builtins_len(cmd) > self._sqe_size - 48:
             raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
@@ -881,7 +961,7 @@ class RingCore:
 
         liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_rw``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if not (builtins_len(addrs) == builtins_len(lengths) == builtins_len(offsets)
@@ -951,7 +1031,7 @@ class RingCore:
         ``io_uring_get_sqe`` filled by ``memcpy``).  All or nothing, like
         ``prep_batch``: room, clashes and sizes are checked first.  What
         ``ArenaQueue`` formats once and reuses."""
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if builtins_len(sqes) != n * self._sqe_size or builtins_len(records) != n:
@@ -982,7 +1062,7 @@ class RingCore:
 
         liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_nop``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if n > self.sq_entries:
@@ -1099,7 +1179,7 @@ class RingCore:
 
         liburing: none: liburing holds no memory for requests.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         skipped = self._skipped
         if not skipped:
@@ -1249,7 +1329,7 @@ class RingCore:
 
         liburing: ``io_uring_submit``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         pending = self._publish()
         if self._sqpoll:
@@ -1264,7 +1344,7 @@ class RingCore:
 
         liburing: ``io_uring_submit_and_wait``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         pending = self._publish()
         if self._sqpoll:
@@ -1308,7 +1388,7 @@ class RingCore:
         also ends, without an error, when a signal or io_uring task work is
         pending, so the SQ may still be full on return; read the head again
         (``sq_space_left``) and call again if it is."""
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         self._enter(0, 0, _ENTER_SQ_WAIT)
 
@@ -1360,7 +1440,7 @@ class RingCore:
 
         liburing: ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         limit = _NO_LIMIT if max_cqes is None else max_cqes
         out = self._reap_ring(limit, raw)
@@ -1441,7 +1521,7 @@ class RingCore:
         ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``).  Final
         CQEs release their records as ``reap`` does.  Not for
         ``IORING_SETUP_CQE_MIXED`` rings, whose CQEs differ in size."""
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         if self._cqe_mixed:
             raise ValueError("reap_words: a CQE_MIXED ring's CQEs are not all one size")
@@ -1587,7 +1667,7 @@ class RingCore:
 
         liburing: ``io_uring_submit_and_wait_timeout`` + ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
-        if self._state is not None:
+        if self._state is not None or self._thread != _get_ident():
             self._check()
         if timeout is None and not (self._sqpoll or self._iopoll):
             return self._wait_direct(n, raw)
@@ -1625,15 +1705,19 @@ class RingCore:
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
         i_tail, i_head = self._i_sq_tail, self._i_sq_head
+        threadsafe = self._threadsafe
         while True:
             want = n - len(out)
-            tail = self._sqe_tail  # _publish, inlined: one frame less per wait
-            if tail != self._sq_published:
-                if not barriers.STRONG_ORDERING:
-                    barriers.release_fence()  # the SQEs before the tail that shows them
-                sq[i_tail] = tail & _U32
-                self._sq_published = tail
-            pending = (tail - sq[i_head]) & _U32
+            if threadsafe:
+                pending = self._publish()  # under the SQ lock
+            else:  # _publish, inlined: one frame less per wait
+                tail = self._sqe_tail
+                if tail != self._sq_published:
+                    if not barriers.STRONG_ORDERING:
+                        barriers.release_fence()  # the SQEs before the tail that shows them
+                    sq[i_tail] = tail & _U32
+                    self._sq_published = tail
+                pending = (tail - sq[i_head]) & _U32
             failed = 0
             if pending or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
                 if syscall(number, fd, pending, want if want > 0 else 0, flags, None, 0) < 0:
@@ -1712,7 +1796,7 @@ class RingCore:
 
         liburing: ``io_uring_register`` (the raw system call).
         """
-        if self._state is not None and self._state != "disabled":
+        if self._state != "disabled" and (self._state is not None or self._thread != _get_ident()):
             self._check()
         while True:
             try:
@@ -1814,6 +1898,8 @@ class RingCore:
         if os.getpid() != self._pid:
             self._forked()
             return
+        if state is None and self._thread != _get_ident():
+            self._check_thread()  # another thread's ring: not ours to close
         try:
             if state is None:
                 self._discard_unsubmitted()
@@ -1890,8 +1976,36 @@ class RingCore:
     def __del__(self) -> None:
         try:
             if self._state is None or self._state == "disabled":
+                self._thread = None  # unreachable: no thread is using it
                 self.close(timeout=1.0)
             elif self._state == "unset":
                 self._unmap()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+
+# threadsafe=True: what each lock guards (see RingCore._install_locks).
+_SQ_SIDE = ("prep_rw", "prep_batch", "prep_copies", "prep_nop_batch", "get_sqe", "write_sqe",
+            "set_owner", "set_sqe_flags", "_publish")
+_CQ_SIDE = ("_reap_ring", "_reap_words", "_reap_from_kernel", "reap_records")
+_BOTH_SIDES = ("release_skipped", "register", "resize", "close", "_discard_unsubmitted")
+
+
+def _locked(locks: Tuple[Any, ...], method: Callable[..., Any]) -> Callable[..., Any]:
+    """*method* called with *locks* held (re-entrant: a locked method may
+    call another)."""
+    if len(locks) == 1:
+        lock = locks[0]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+    else:
+        first, second = locks
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with first, second:
+                return method(*args, **kwargs)
+
+    functools.update_wrapper(call, method)
+    return call
