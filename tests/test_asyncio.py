@@ -1211,3 +1211,101 @@ def test_kept_bytes_do_not_pass_to_a_reused_fd_number(run: Loop) -> None:
             d.sendall(b"new")
             assert await asyncio.wait_for(ua.sock_recv(c, 100), 5) == b"new"
     run(main())
+
+
+# ======================================================================================
+# 7. One table: the ring's record of a request is where its future or callback lives
+# ======================================================================================
+
+
+def _blocked_reads(lr: ua.LoopRing, rfd: int, n: int, futures: Any = None) -> List[Any]:
+    """*n* tasks, each awaiting an 8-byte read of the empty pipe *rfd*
+    (blocked until the test writes); *futures* gets user_data -> the
+    future each awaits."""
+    async def one() -> int:
+        await lr.room()
+        ud = lr.ring.prep_read(rfd, bytearray(8), -1)
+        fut = lr.track(ud)
+        if futures is not None:
+            futures[ud] = fut
+        return (await lr.wait(ud, fut))[1]  # type: ignore[no-any-return]
+    return [asyncio.ensure_future(one()) for _ in range(n)]
+
+
+def test_loop_ring_keeps_no_table_of_its_own(run: Loop) -> None:
+    """Awaited reads blocked on an empty pipe: each request is one record in
+    the ring, whose owner is the future its task awaits; the LoopRing holds
+    no mapping keyed by user_data beside it."""
+    async def main() -> None:
+        lr = ua.LoopRing(asyncio.get_running_loop(), entries=8)  # a ring of its own
+        rfd, wfd = os.pipe()
+        try:
+            n = 5
+            futures: dict = {}
+            tasks = _blocked_reads(lr, rfd, n, futures)
+            await asyncio.sleep(0.02)
+            assert not any(t.done() for t in tasks) and len(futures) == n
+            assert lr.ring.in_flight == n and lr.in_flight == n
+            uds = {r.user_data for r in lr.ring.requests_in_flight()}
+            assert uds == set(futures)
+            for ud, fut in futures.items():
+                assert lr.ring.held(ud).owner is fut  # type: ignore[union-attr]
+            for name, value in vars(lr).items():
+                if isinstance(value, dict):
+                    assert not uds & set(value), f"LoopRing.{name} is keyed by user_data"
+            assert lr.awaited == n  # counted, not looked up
+            os.write(wfd, b"x" * 8 * n)
+            assert await asyncio.wait_for(asyncio.gather(*tasks), 5) == [8] * n
+            assert lr.ring.in_flight == 0 and lr.in_flight == 0 and lr.awaited == 0
+        finally:
+            lr.close()
+            os.close(rfd)
+            os.close(wfd)
+    run(main())
+
+
+def test_back_pressure_counts_awaited_requests_only(run: Loop) -> None:
+    """capacity (8 on a 4-entry ring) awaited reads block on a pipe: more
+    wait in ``room()`` without preparing an SQE; a watched request is not
+    counted; a cancelled one gives its place back exactly once."""
+    async def main() -> None:
+        lr = ua.LoopRing(asyncio.get_running_loop(), entries=4)
+        rfd, wfd = os.pipe()
+        try:
+            cap = lr.capacity
+            assert cap == 8
+            seen: List[Any] = []
+            watched = lr.ring.prep_read(rfd, bytearray(8), -1)
+            lr.watch(watched, seen.append)
+            assert lr.ring.held(watched).owner == seen.append  # type: ignore[union-attr]
+            tasks = _blocked_reads(lr, rfd, cap + 3)
+            await asyncio.sleep(0.02)
+            assert lr.awaited == cap and lr.in_flight == cap + 1
+            assert lr.ring.in_flight == cap + 1  # the three beyond prepared nothing
+            assert not any(t.done() for t in tasks)
+            # Cancel one that is in flight: its place goes to one waiting for room.
+            in_flight = {id(r.owner) for r in lr.ring.requests_in_flight()}
+            assert len(in_flight) == cap + 1
+            tasks[0].cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await tasks[0]
+            await asyncio.sleep(0.02)
+            assert lr.awaited == cap and lr.ring.in_flight == cap + 1
+            os.write(wfd, b"y" * 8 * (cap + 3))
+            got = await asyncio.wait_for(asyncio.gather(*tasks[1:]), 5)
+            assert got == [8] * (cap + 2)
+            await asyncio.sleep(0.02)
+            assert [c[1] for c in seen] == [8]  # the watched read got its share
+            assert lr.awaited == 0 and lr.in_flight == 0 and lr.ring.in_flight == 0
+            # The counter alone bounds the next batch, as before.
+            more = _blocked_reads(lr, rfd, cap + 1)
+            await asyncio.sleep(0.02)
+            assert lr.awaited == cap and lr.ring.in_flight == cap
+            os.write(wfd, b"z" * 8 * (cap + 1))
+            assert await asyncio.wait_for(asyncio.gather(*more), 5) == [8] * (cap + 1)
+            assert lr.awaited == 0 and lr.ring.in_flight == 0
+        finally:
+            lr.close()
+            os.close(rfd)
+            os.close(wfd)
+    run(main())

@@ -3,6 +3,7 @@ waiting, SQPOLL, and the set-up flags the issue lists."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import threading
@@ -12,6 +13,7 @@ import pytest
 from conftest import require_uring, try_ring
 
 import uring
+import uring.syscalls
 from uring import abi, barriers
 from uring.faults import FaultInjector
 
@@ -54,10 +56,18 @@ def test_cqsize() -> None:
 
 
 def test_clamp_and_too_many_entries() -> None:
+    """Too many entries is refused before the kernel, naming the limit and
+    IORING_SETUP_CLAMP; the kernel's own limit is the same (its setup
+    refuses one entry more), and CLAMP gets the most it allows."""
     require_uring()
-    with pytest.raises(OSError) as info:
+    with pytest.raises(ValueError, match=r"32768.*IORING_SETUP_CLAMP"):
         uring.Ring(1 << 20)
-    assert info.value.errno == errno.EINVAL and "io_uring_setup" in str(info.value)
+    p = abi.io_uring_params()
+    with pytest.raises(OSError) as info:
+        uring.syscalls.default_kernel().setup(32769, ctypes.addressof(p))
+    assert info.value.errno == errno.EINVAL
+    with uring.Ring(32768) as r:
+        assert r.sq_entries == 32768
     with uring.Ring(1 << 20, flags=abi.IORING_SETUP_CLAMP) as r:
         assert r.sq_entries == 32768  # IORING_MAX_ENTRIES
 

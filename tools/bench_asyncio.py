@@ -37,6 +37,13 @@ mincore before each file cell.  Ratios are taken within a round.
 
     python3 tools/bench_asyncio.py [--rounds 3] [--seconds 2]
         [--peers-python /path/to/python3.12-with-urio-and-uringio]
+        [--against DIR]
+
+``--against DIR`` (a directory holding another ``uring`` package, e.g. the
+last commit's: ``git archive HEAD uring | tar -x -C DIR``) runs every cell
+chosen a second time with that package, as ``<cell> @against``, in the same
+rounds, interleaved; the "vs against" column is this checkout over it,
+within each round.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path[:0] = [ROOT, HERE]
+# The package measured: this checkout's, or (a cell run for --against) the
+# one under $URING_BENCH_ROOT.
+sys.path[:0] = [os.environ.get("URING_BENCH_ROOT") or ROOT, HERE]
 
 import pagecache  # noqa: E402
 from benchlib import BS, common_arguments, run_cell_process, scratch_file  # noqa: E402
@@ -63,6 +72,7 @@ FILE_CELLS = ["uring.asyncio", "uring.asyncio preadinto", "uring loop", "uring l
               "executor", "asyncio future floor"]
 FLOOR = "asyncio future floor"
 PEER_CELLS = ["urio", "urio-backend", "uringio"]
+AGAINST = " @against"
 ECHO_CELLS = ["asyncio streams", "uring streams", "asyncio streams on uring loop",
               "uring streams on uring loop", "asyncio protocols", "uring protocols",
               "asyncio protocols on uring loop", "uring protocols on uring loop"]
@@ -138,21 +148,22 @@ async def _future_floor(seconds: float, tasks: int) -> int:
     return sum(counts)
 
 
-def file_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
+def file_cell(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     import uring.asyncio as ua
 
     if name == FLOOR:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         n = asyncio.run(_future_floor(args.seconds, args.tasks))
-        elapsed = time.monotonic() - start
-        return {"iops": n / elapsed, "reads": n, "seconds": elapsed}
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+        return {"iops": n / elapsed, "cpu_iops": n / cpu, "reads": n, "seconds": elapsed}
 
     how = "executor" if name == "executor" else ("preadinto" if name.endswith("preadinto") else "pread")
     runner: Callable[[Any], int] = ua.run if name.startswith("uring loop") else asyncio.run
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     reads = runner(_file_readers(args.file, args.seconds, args.tasks, how))
-    elapsed = time.monotonic() - start
-    return {"iops": reads / elapsed, "reads": reads, "seconds": elapsed}
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    return {"iops": reads / elapsed, "cpu_iops": reads / cpu, "reads": reads, "seconds": elapsed,
+            "package": os.path.dirname(ua.__file__)}
 
 
 # -- echo cells (run in the child) ----------------------------------------------------------
@@ -265,15 +276,22 @@ def echo_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
     ours = name.startswith("uring")
     runner: Callable[[Any], int] = ua.run if name.endswith("uring loop") else asyncio.run
     echo = _echo_protocols if "protocols" in name else _echo
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     msgs = runner(echo(args.seconds, args.conns, args.msg, ours))
-    elapsed = time.monotonic() - start
-    return {"msgs_per_s": msgs / elapsed, "msgs": msgs, "seconds": elapsed}
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    return {"msgs_per_s": msgs / elapsed, "cpu_msgs_per_s": msgs / cpu, "msgs": msgs,
+            "seconds": elapsed}
 
 
 # -- the parent -----------------------------------------------------------------------------
 
 def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    if name.endswith(AGAINST):  # the same cell with the other package
+        os.environ["URING_BENCH_ROOT"] = os.path.abspath(args.against)
+        try:
+            return measure(name[:-len(AGAINST)], args)
+        finally:
+            del os.environ["URING_BENCH_ROOT"]
     common = ["--seconds", str(args.seconds), "--tasks", str(args.tasks), "--conns",
               str(args.conns), "--msg", str(args.msg)]
     if name in ECHO_CELLS or name == FLOOR:
@@ -304,6 +322,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--msg", type=int, default=64)
     ap.add_argument("--peers-python", help="a Python 3.12+ with urio and uringio installed")
     ap.add_argument("--only", help="comma-separated cell names")
+    ap.add_argument("--cpu", action="store_true",
+                    help="rate per second of this process's CPU time, not of the wall clock "
+                         "(steadier on a shared machine; the kernel's inline work is counted)")
+    ap.add_argument("--against", metavar="DIR",
+                    help="also run each cell with the uring package in DIR (same rounds)")
     args = ap.parse_args(argv)
 
     if args.cell:
@@ -318,21 +341,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         if unknown:
             ap.error(f"unknown cells: {unknown}; known: {cells}")
         cells = wanted
-    needs_file = any(c not in ECHO_CELLS and c != FLOOR for c in cells)
+    if args.against:
+        if not os.path.isfile(os.path.join(args.against, "uring", "__init__.py")):
+            ap.error(f"--against {args.against}: no uring package there")
+        cells = [twin for c in cells
+                 for twin in ([c] if c in PEER_CELLS else [c, c + AGAINST])]
+    needs_file = any(c.replace(AGAINST, "") not in ECHO_CELLS and c != FLOOR for c in cells)
     samples: Dict[str, List[Dict[str, Any]]] = {c: [] for c in cells}
+    rate_key, echo_key = ("cpu_iops", "cpu_msgs_per_s") if args.cpu else ("iops", "msgs_per_s")
     with scratch_file(args, needs_file):
         for rnd in range(args.rounds):
             order = cells if rnd % 2 == 0 else list(reversed(cells))
             for cell in order:
                 got = measure(cell, args)
                 samples[cell].append(got)
-                rate = got.get("iops", got.get("msgs_per_s"))
+                rate = got.get(rate_key, got.get(echo_key))
                 shown = f"{rate / 1e3:8.1f}k" if rate else f"  {got.get('error')}"
                 print(f"# round {rnd + 1} {cell:30s} {shown}", file=sys.stderr)
 
     def value(cell: str, i: int) -> Optional[float]:
         s = samples[cell][i]
-        v = s.get("iops", s.get("msgs_per_s"))
+        v = s.get(rate_key, s.get(echo_key))
         return float(v) if v else None
 
     def ratio_col(cell: str, base: str) -> str:
@@ -347,23 +376,28 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print(f"{args.tasks} tasks x 4 KiB random reads, hot {args.file and os.path.basename(args.file)}; "
           f"{args.conns} echo connections x {args.msg} B; {args.seconds:g} s a cell, "
-          f"{args.rounds} interleaved rounds (medians; ratios within a round)")
-    print(f"{'cell':32s} {'median':>10s}  {'per round':30s} {'vs executor':>12s} {'vs urio':>8s} "
-          f"{'vs uringio':>10s} {'vs asyncio':>10s}")
+          f"{args.rounds} interleaved rounds (medians; ratios within a round)"
+          + ("; rates per CPU second" if args.cpu else ""))
+    print(f"{'cell':40s} {'median':>10s}  {'per round':30s} {'vs executor':>12s} {'vs urio':>8s} "
+          f"{'vs uringio':>10s} {'vs asyncio':>10s}" + (f" {'vs against':>10s}" if args.against else ""))
     for cell in cells:
         vals = [value(cell, i) for i in range(args.rounds)]
         rates = [v for v in vals if v]
         med = f"{statistics.median(rates) / 1e3:9.1f}k" if rates else "    n/a"
         per = " ".join(f"{v / 1e3:.0f}k" if v else "-" for v in vals)
-        if cell in ECHO_CELLS:
+        twin = cell.endswith(AGAINST)
+        suffix = AGAINST if twin else ""
+        if cell.replace(AGAINST, "") in ECHO_CELLS:
             base = "asyncio protocols" if "protocols" in cell else "asyncio streams"
-            cols = ["", "", "", ratio_col(cell, base)]
+            cols = ["", "", "", ratio_col(cell, base + suffix)]
         else:
-            cols = [ratio_col(cell, "executor"), ratio_col(cell, "urio"),
+            cols = [ratio_col(cell, "executor" + suffix), ratio_col(cell, "urio"),
                     ratio_col(cell, "uringio"), ""]
+        if args.against:
+            cols.append("" if twin else ratio_col(cell, cell + AGAINST))
         err = "" if rates else f"  ({samples[cell][0].get('error')})"
-        print(f"{cell:32s} {med:>10s}  {per:30s} {cols[0]:>12s} {cols[1]:>8s} {cols[2]:>10s} "
-              f"{cols[3]:>10s}{err}")
+        print(f"{cell:40s} {med:>10s}  {per:30s} {cols[0]:>12s} {cols[1]:>8s} {cols[2]:>10s} "
+              f"{cols[3]:>10s}" + (f" {cols[4]:>10s}" if args.against else "") + err)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(samples, fh, indent=1)

@@ -95,6 +95,56 @@ _CQE_F_SKIP = int(abi.IORING_CQE_F_SKIP)
 _CQE_F_32 = int(abi.IORING_CQE_F_32)
 _NO_LIMIT = 1 << 62
 _R = TypeVar("_R", bound="RingCore")
+#: IORING_MAX_ENTRIES and IORING_MAX_CQ_ENTRIES (io_uring/io_uring.h in the
+#: kernel): larger sizes fail with EINVAL unless IORING_SETUP_CLAMP.
+MAX_ENTRIES = 32768
+MAX_CQ_ENTRIES = 2 * MAX_ENTRIES
+_SETUP_CLAMP = int(abi.IORING_SETUP_CLAMP)
+_SETUP_NO_SQARRAY = int(abi.IORING_SETUP_NO_SQARRAY)
+_KNOWN_SETUP_FLAGS = sum(int(f) for f in abi.IoringSetup)
+
+
+_FILE_POSITION_OPS = frozenset(int(op) for op in (
+    abi.IORING_OP_READ, abi.IORING_OP_WRITE, abi.IORING_OP_READV, abi.IORING_OP_WRITEV,
+    abi.IORING_OP_READ_FIXED, abi.IORING_OP_WRITE_FIXED, abi.IORING_OP_READ_MULTISHOT,
+    abi.IORING_OP_READV_FIXED, abi.IORING_OP_WRITEV_FIXED,
+))
+
+
+def _field_error(what: str, exc: BaseException) -> Exception:
+    """A value that cannot go into its SQE field: ``TypeError`` for one of
+    the wrong type, ``ValueError`` for one out of the field's range."""
+    text = str(exc)
+    if isinstance(exc, TypeError) or "not an integer" in text or "must be" in text \
+            and "int" in text and "range" not in text:
+        return TypeError(f"{what}: a field has the wrong type ({text})")
+    return ValueError(f"{what}: a field is out of range ({text})")
+
+
+def _pow2(n: int) -> int:
+    """The kernel's ``roundup_pow_of_two``."""
+    return 1 << (n - 1).bit_length()
+
+
+def _setup_int(name: str, value: Any, low: int, high: int) -> int:
+    """*value* as an int in [low, high], or a TypeError/ValueError naming
+    *name* (before anything reaches the kernel)."""
+    if value.__class__ is bool or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+    return int(value)
+
+
+def setup_flags_text(flags: int) -> str:
+    """``IORING_SETUP_*`` names of *flags*, unknown bits in hex."""
+    names = [f.name or "" for f in abi.IoringSetup if f.value and flags & f.value]
+    unknown = flags & ~_KNOWN_SETUP_FLAGS
+    if unknown:
+        names.append(f"{unknown:#x}")
+    return "|".join(names) or "0"
+
+
 _get_ident = threading.get_ident
 _CLAIM = threading.Lock()  # a first use from two threads at once: one wins
 _NSIG_BYTES = 8  # _NSIG / 8: the kernel's sigset_t size, for io_uring_getevents_arg
@@ -173,12 +223,27 @@ _make_cqe = partial(tuple.__new__, Cqe)
 
 
 def _seconds(timeout: Any) -> float:
-    if hasattr(timeout, "total_seconds"):
-        timeout = timeout.total_seconds()
-    seconds = float(timeout)
-    if seconds < 0 or seconds != seconds:
-        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    """A timeout in seconds: an int, a float or a ``timedelta``, >= 0 and
+    finite (``TypeError`` for anything else, ``ValueError`` out of range)."""
+    if isinstance(timeout, datetime.timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and timeout.__class__ is not bool:
+        seconds = float(timeout)
+    else:
+        raise TypeError(f"a timeout is seconds (int or float) or a timedelta, "
+                        f"not {type(timeout).__name__}")
+    if not 0 <= seconds < float("inf"):  # NaN fails too
+        raise ValueError(f"timeout must be >= 0 seconds and finite, got {timeout!r}")
     return seconds
+
+
+def _count(n: Any) -> int:
+    """How many completions to wait for: a non-negative int."""
+    if n.__class__ is bool or not isinstance(n, int):
+        raise TypeError(f"a completion count is an int, not {type(n).__name__}")
+    if not 0 <= n <= _U32:
+        raise ValueError(f"a completion count must be in 0..{_U32}, got {n}")
+    return int(n)
 
 
 # Buffers whose requests were still in flight when their ring had to let go
@@ -257,29 +322,46 @@ class RingCore:
         # While set, the reap appends each CQE's record here (None where
         # none), in CQE order: completions() and wait_owned() pair them.
         self._pairing: Optional[List[Optional[Request]]] = None
-        if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
-            raise ValueError(f"entries must be a positive int, got {entries!r}")
+        # Every value that lands in a u32 of io_uring_params is checked
+        # here: ctypes would store it modulo 2**32 without a word.
+        flags = _setup_int("flags", flags, 0, _U32)
+        clamp = flags & _SETUP_CLAMP
+        entries = _setup_int("entries", entries, 1, _U32)
+        if entries > MAX_ENTRIES and not clamp:
+            raise ValueError(
+                f"entries={entries}: the kernel takes at most {MAX_ENTRIES} SQ entries "
+                "(IORING_MAX_ENTRIES); pass flags=IORING_SETUP_CLAMP to have it clamped")
         if sq_full not in ("raise", "submit"):
-            raise ValueError("sq_full must be 'raise' or 'submit'")
-        self._kernel = kernel if kernel is not None else default_kernel()
-        self._pid = os.getpid()
-
-        flags = int(flags)
+            raise ValueError(f"sq_full must be 'raise' or 'submit', got {sq_full!r}")
         params = abi.io_uring_params()
         if cq_entries is not None:
-            flags |= abi.IORING_SETUP_CQSIZE
+            cq_entries = _setup_int("cq_entries", cq_entries, 1, _U32)
+            if cq_entries > MAX_CQ_ENTRIES and not clamp:
+                raise ValueError(
+                    f"cq_entries={cq_entries}: the kernel takes at most {MAX_CQ_ENTRIES} CQ "
+                    "entries (IORING_MAX_CQ_ENTRIES); pass flags=IORING_SETUP_CLAMP to have it "
+                    "clamped")
+            # The kernel rounds both up to powers of two, then compares.
+            if _pow2(cq_entries) < _pow2(min(entries, MAX_ENTRIES)):
+                raise ValueError(f"cq_entries={cq_entries} is less than entries={entries} (each "
+                                 "rounded up to a power of two): the CQ must hold at least as "
+                                 "many as the SQ")
+            flags |= int(abi.IORING_SETUP_CQSIZE)
             params.cq_entries = cq_entries
         if sq_thread_idle is not None:
-            params.sq_thread_idle = sq_thread_idle
+            params.sq_thread_idle = _setup_int("sq_thread_idle (milliseconds)", sq_thread_idle,
+                                               0, _U32)
         if sq_thread_cpu is not None:
-            flags |= abi.IORING_SETUP_SQ_AFF
-            params.sq_thread_cpu = sq_thread_cpu
+            flags |= int(abi.IORING_SETUP_SQ_AFF)
+            params.sq_thread_cpu = _setup_int("sq_thread_cpu", sq_thread_cpu, 0, _U32)
         if wq_fd is not None:
-            flags |= abi.IORING_SETUP_ATTACH_WQ
-            params.wq_fd = wq_fd
-        try_no_sqarray = not sq_array and not flags & abi.IORING_SETUP_NO_SQARRAY
+            flags |= int(abi.IORING_SETUP_ATTACH_WQ)
+            params.wq_fd = _setup_int("wq_fd", wq_fd, 0, 0x7FFFFFFF)
+        self._kernel = kernel if kernel is not None else default_kernel()
+        self._pid = os.getpid()
+        try_no_sqarray = not sq_array and not flags & _SETUP_NO_SQARRAY
         if try_no_sqarray:
-            flags |= abi.IORING_SETUP_NO_SQARRAY
+            flags |= _SETUP_NO_SQARRAY
         self._fd, params = self._setup(entries, params, flags, try_no_sqarray)
         self.params = params
         try:
@@ -302,23 +384,33 @@ class RingCore:
 
     def _setup(self, entries: int, params: abi.io_uring_params, flags: int,
                may_drop_no_sqarray: bool) -> Tuple[int, abi.io_uring_params]:
-        """``io_uring_setup``, retrying without ``NO_SQARRAY`` on ``EINVAL``."""
+        """``io_uring_setup``, retrying without ``NO_SQARRAY`` on ``EINVAL``
+        (a kernel older than 6.6), every other flag bit kept as given."""
         template = bytes(params)
         params.flags = flags
         try:
             return self._kernel.setup(entries, ctypes.addressof(params)), params
         except OSError as exc:
             if exc.errno == _errno.EINVAL and may_drop_no_sqarray:
+                flags &= ~_SETUP_NO_SQARRAY  # a plain int: unknown bits stay
                 params = abi.io_uring_params.from_buffer_copy(template)
-                params.flags = flags & ~abi.IORING_SETUP_NO_SQARRAY
+                params.flags = flags
                 try:
                     return self._kernel.setup(entries, ctypes.addressof(params)), params
                 except OSError as exc2:
                     exc = exc2
+            what = f"entries={entries}, flags={setup_flags_text(flags)}"
             if exc.errno in (_errno.ENOSYS, _errno.EPERM, _errno.EACCES) or (
                 exc.errno == _errno.ENOMEM and entries <= 4096
             ):
-                raise unavailable(exc.errno or 0, f"entries={entries}, flags={abi.IoringSetup(flags)!r}") from None
+                raise unavailable(exc.errno or 0, what) from None
+            if exc.errno == _errno.EINVAL:
+                unknown = flags & ~_KNOWN_SETUP_FLAGS
+                hint = (f"; bits {unknown:#x} are no IORING_SETUP_* flag this package knows"
+                        if unknown else "; this kernel refuses this combination of flags "
+                        "and sizes")
+                raise OSError(exc.errno, f"io_uring_setup({what}): {os.strerror(exc.errno)}{hint}") \
+                    from None
             raise
 
     def _map_rings(self, p: abi.io_uring_params) -> None:
@@ -875,22 +967,25 @@ class RingCore:
                     self._sqe_words[(slot << self._sqe_shift) + 4] = user_data
                 except (ValueError, OverflowError, TypeError) as exc:
                     self._unfile(record, flags)
-                    raise ValueError(f"IORING_OP_NOP: user_data {user_data!r}: {exc}") from None
+                    raise _field_error(f"IORING_OP_NOP: user_data {user_data!r}", exc) from None
                 self._sqe_tail = tail + 1
                 return user_data
             shape = _NOP_SHAPE
         else:
             shape = 0
         shapes[slot] = 0  # before packing: a failed pack_into is partial
-        if offset < 0:
-            offset += _U64_WRAP
         try:
+            if offset < 0:
+                if offset < -1 and opcode in _FILE_POSITION_OPS:
+                    raise struct.error(f"offset {offset}: an offset is >= 0, or -1 for the "
+                                       "file position")
+                offset += _U64_WRAP
             _pack_sqe(self._sqe_bytes, slot << (self._sqe_shift + 3), opcode, flags, ioprio, fd,
                       offset, addr, length, op_flags, user_data, buf_index, personality,
                       file_index, addr3, 0)
         except (struct.error, TypeError) as exc:
             self._unfile(record, flags)
-            raise ValueError(f"{op_name(opcode)}: a field is out of range ({exc})") from None
+            raise _field_error(op_name(opcode), exc) from None
         if cmd is not None:
             start = (slot << (self._sqe_shift + 3)) + 48
             room = self._sqe_size - 48
@@ -989,13 +1084,15 @@ class RingCore:
             for i in range(n):
                 off = offsets[i]
                 if off < 0:
+                    if off < -1 and opcode in _FILE_POSITION_OPS:
+                        raise struct.error(f"offset {off}: an offset is >= 0, or -1 for the "
+                                           "file position")
                     off += _U64_WRAP
                 pack(scratch, at, opcode, flags, 0, fd, off, addrs[i], lengths[i], op_flags,
                      user_data[i], 0, 0, 0, 0, 0)
                 at += size
         except (struct.error, TypeError) as exc:
-            raise ValueError(f"{op_name(opcode)}: SQE {i} of the batch: a field is out of "
-                             f"range ({exc})") from None
+            raise _field_error(f"{op_name(opcode)}: SQE {i} of the batch", exc) from None
         if self._sqe_tail + n > self._sq_limit:
             self._make_room(n)
         tail = self._sqe_tail
@@ -1069,13 +1166,15 @@ class RingCore:
             raise ValueError(f"{n} NOPs do not fit a {self.sq_entries}-entry SQ")
         try:
             words = _array("Q", user_data)
-        except (OverflowError, TypeError) as exc:
+        except OverflowError as exc:
             raise ValueError(f"IORING_OP_NOP: user_data: {exc}") from None
+        except TypeError as exc:
+            raise TypeError(f"IORING_OP_NOP: user_data: {exc}") from None
         if flags or flags.__class__ is not int:
             try:  # the flags byte checked before any slot is touched
                 _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
-                raise ValueError(f"IORING_OP_NOP: flags {flags!r}: {exc}") from None
+                raise _field_error(f"IORING_OP_NOP: flags {flags!r}", exc) from None
         tail = self._sqe_tail
         if tail + n > self._sq_limit:
             self._make_room(n)
@@ -1346,6 +1445,7 @@ class RingCore:
         """
         if self._state is not None or self._thread != _get_ident():
             self._check()
+        wait_nr = _count(wait_nr)
         pending = self._publish()
         if self._sqpoll:
             return self._submit_sqpoll(pending, wait_nr)
@@ -1669,8 +1769,13 @@ class RingCore:
         """
         if self._state is not None or self._thread != _get_ident():
             self._check()
-        if timeout is None and not (self._sqpoll or self._iopoll):
-            return self._wait_direct(n, raw)
+        if n.__class__ is not int or not 0 <= n <= _U32:
+            n = _count(n)
+        if timeout is None:
+            if not (self._sqpoll or self._iopoll):
+                return self._wait_direct(n, raw)
+        else:
+            timeout = _seconds(timeout)  # checked before anything is reaped
         if self._cq_u32[self._i_cq_tail] != self._cq_head or self._sq_u32[self._i_sq_flags]:
             out = self.reap(raw=raw)
         else:

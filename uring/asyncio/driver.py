@@ -21,11 +21,21 @@ for the loop's thread:
   coroutine waits (ignoring further cancellations) for the CQE, so the
   kernel has let go of the buffer when the task unwinds.
 
+No table of its own: the ring's record of each request (``uring.request.
+Request``, filed by the ``prep_*`` call) is the one place a request lives
+until its final CQE, and what waits for it is the record's *owner*
+(``Ring.set_owner``): the future an op coroutine awaits (``track``), or the
+callback of a transport's receive or send or of a multishot accept
+(``watch``).  The CQEs come back from ``Ring.reap_records`` paired with
+their records, so ``dispatch`` finds the owner without a lookup of its own.
+
 Back-pressure: at most ``capacity`` awaited requests (the CQ size) are in
 flight; an op past that waits for a completion to free a slot instead of
-failing.  Transports and multishot accepts (callbacks, ``watch``) pace
-themselves and are not counted.  An SQ that fills within one tick is
-submitted early (``sq_full="submit"``).
+failing.  Two counters (awaited requests, watched requests) say how many
+are in flight without scanning anything.  Transports and multishot accepts
+(callbacks, ``watch``) pace themselves and are not counted against
+``capacity``.  An SQ that fills within one tick is submitted early
+(``sq_full="submit"``).
 
 A request the kernel had already finished when its task was cancelled
 keeps its result: received bytes and accepted connections are handed to
@@ -50,7 +60,7 @@ from .. import abi
 from ..bufring import BufferRing
 from ..errors import RingClosedError, kernel_error
 from ..ops import Ring
-from ..request import Completion
+from ..request import Completion, Request
 
 __all__ = ["LoopRing", "get_ring"]
 
@@ -64,6 +74,8 @@ RECV_BUFFER_SIZE = 64 * 1024
 
 #: Raw CQE as the ring reaps it: (user_data, res, flags).
 RawCqe = Tuple[int, ...]
+#: What ``Ring.reap_records`` returns per CQE: the raw CQE and its record.
+Reaped = Tuple[RawCqe, Optional[Request]]
 
 
 class LoopRing:
@@ -73,7 +85,13 @@ class LoopRing:
     entries:  SQ size of the ring made here; the CQ is twice that.
     ring:     use this ring instead of making one (``UringEventLoop`` passes
               its selector's ring); with *watch* False nobody adds a reader
-              for it: the owner calls ``dispatch`` with the CQEs it reaps.
+              for it: the owner calls ``dispatch`` with the CQEs it reaps
+              (``Ring.reap_records``: each with its record).
+
+    Requests prepared on the ring by others carry no owner of ours
+    (``None``, or what they attached): a record whose owner is neither a
+    future of this loop nor a callback given to ``watch`` must not be
+    filed on a ring a ``LoopRing`` dispatches.
     """
 
     def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None, entries: int = 256, *,
@@ -81,13 +99,16 @@ class LoopRing:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._owns_ring = ring is None
         self.ring: Ring = ring if ring is not None else Ring(entries, sq_full="submit")
-        # user_data -> the Future an op coroutine awaits (resolved with the
-        # raw CQE): the requests back-pressure counts.
-        self._waiting: Dict[int, Any] = {}
-        # user_data -> a callable taking each raw CQE: transports' receives
-        # and sends, multishot accepts; their owners pace themselves.
-        # A CQE in neither is dropped (our own cancels).
-        self._watchers: Dict[int, Callable[[RawCqe], None]] = {}
+        # No table here: each request's record in the ring has as owner the
+        # Future an op coroutine awaits (resolved with the raw CQE; the
+        # requests back-pressure counts) or a callable taking each raw CQE
+        # (transports' receives and sends, multishot accepts; their owners
+        # pace themselves).  A CQE whose record has no owner is dropped
+        # (our own cancels).  Two counters say how many of each are in flight.
+        self._awaited = 0
+        self._watched = 0
+        self._set_owner = self.ring.set_owner
+        self._held = self.ring.held
         self.capacity = self.ring.cq_entries
         self._room_waiters: Deque[asyncio.Future] = collections.deque()
         self._flush_handle: Optional[asyncio.Handle] = None
@@ -97,10 +118,15 @@ class LoopRing:
         # Buffers of recv_buffers() the transports emptied during this batch
         # of CQEs; dispatch gives them back with one tail store.
         self._recycle: List[int] = []
-        self._late: Dict[int, RawCqe] = {}  # CQEs of requests whose waiter was cancelled
+        # The CQE of a request whose future was cancelled before it came,
+        # under that future (its owner), until after_cancel collects it.
+        self._late: Dict[Any, RawCqe] = {}
         # fd -> (its file's identity, what cancelled requests delivered)
         self._pushed: Dict[int, Tuple[Tuple[int, int], Deque[Any]]] = {}
         self._create_future = self._loop.create_future
+        # Every future of this loop is of one class: dispatch tells an
+        # awaited request's owner from a callback by it.
+        self._future_class = type(self._create_future())
         if watch:
             self._loop.add_reader(self.ring.fd, self._on_readable)
             self._watching = True
@@ -117,8 +143,16 @@ class LoopRing:
 
     @property
     def in_flight(self) -> int:
-        """Requests whose final CQE has not arrived yet."""
-        return len(self._waiting) + len(self._watchers)
+        """Requests of ours whose final CQE has not arrived yet (awaited
+        and watched)."""
+        return self._awaited + self._watched
+
+    @property
+    def awaited(self) -> int:
+        """Awaited requests in flight (``track``ed, result not dispatched
+        yet): what ``capacity`` bounds.  A counter, read without a scan:
+        ``if lr.awaited >= lr.capacity: await lr.room()``."""
+        return self._awaited
 
     def _kick(self) -> None:
         """Make sure the SQEs prepared in this tick are submitted: one flush
@@ -140,39 +174,45 @@ class LoopRing:
             if exc.errno not in (errno.EAGAIN, errno.EBUSY):
                 raise
             self._flush_handle = self._loop.call_soon(self._flush)
-        cqes = ring.reap(raw=True)
-        if cqes:
-            self.dispatch(cqes)
+        done = ring.reap_records()
+        if done:
+            self.dispatch(done)
 
     def _on_readable(self) -> None:
         """The ring fd polled readable: the CQ holds entries."""
-        cqes = self.ring.reap(raw=True)
-        if cqes:
-            self.dispatch(cqes)
+        done = self.ring.reap_records()
+        if done:
+            self.dispatch(done)
 
-    def dispatch(self, cqes: List[RawCqe]) -> None:
-        """Hand each CQE to what waits for it: resolve its future (the
-        coroutine resumes on the loop's next step) or call its callback.
-        A request flagged ``IORING_CQE_F_MORE`` keeps its place."""
-        pop = self._waiting.pop
-        watchers = self._watchers
-        for cqe in cqes:
-            ud = cqe[0]
-            w = pop(ud, None)
-            if w is not None:
-                if not w.done():
-                    w.set_result(cqe)
+    def dispatch(self, done: List[Reaped]) -> None:
+        """Hand each CQE (paired with its record, as ``Ring.reap_records``
+        returns them) to the record's owner: resolve the future (the
+        coroutine resumes on the loop's next step) or call the callback.
+        A request flagged ``IORING_CQE_F_MORE`` keeps its record and its
+        callback; a CQE whose record has no owner is dropped."""
+        future_class = self._future_class
+        for cqe, record in done:
+            if record is None:
+                continue
+            owner = record.owner
+            if owner.__class__ is future_class:
+                self._awaited -= 1
+                if not owner.done():
+                    owner.set_result(cqe)
                 else:  # its task was cancelled: after_cancel collects this
-                    self._late[ud] = cqe
+                    self._late[owner] = cqe
+                if cqe[2] & _F_MORE:  # the future has its CQE: drop the rest
+                    record.owner = None
                 continue
-            cb = watchers.get(ud) if cqe[2] & _F_MORE else watchers.pop(ud, None)
-            if cb is None:
+            if owner is None:
                 continue
+            if not cqe[2] & _F_MORE:
+                self._watched -= 1
             try:
-                cb(cqe)
+                owner(cqe)
             except Exception as exc:  # one failing callback must not cost the batch its CQEs
                 self._loop.call_exception_handler({
-                    "message": f"uring.asyncio: a completion callback failed ({cb!r})",
+                    "message": f"uring.asyncio: a completion callback failed ({owner!r})",
                     "exception": exc})
         if self._recycle:
             # One tail store for every buffer the transports emptied.
@@ -193,34 +233,45 @@ class LoopRing:
                 RECV_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
         return pool
 
+    def give_back(self, buffer_id: int) -> None:
+        """A transport copied the bytes out of receive buffer *buffer_id*
+        (of ``recv_buffers``): it goes back to the kernel with the tail
+        store that ends this batch of CQEs."""
+        self._recycle.append(buffer_id)
+
     # -- requests ----------------------------------------------------------------------
 
     def track(self, user_data: int) -> "asyncio.Future[RawCqe]":
-        """A future for the CQE of the request just prepared as *user_data*;
-        the SQE goes to the kernel with this tick's flush."""
+        """A future for the CQE of the request just prepared as *user_data*
+        (made the owner of its record); the SQE goes to the kernel with
+        this tick's flush.  Counted against ``capacity`` until its CQE."""
         fut = self._create_future()
-        self._waiting[user_data] = fut
+        self._set_owner(user_data, fut)
+        self._awaited += 1
         if self._flush_handle is None and self._watching:  # _kick, inlined: every awaited op's path
             self._flush_handle = self._loop.call_soon(self._flush)
         return fut
 
     def watch(self, user_data: int, callback: Callable[[RawCqe], None]) -> None:
-        """Call *callback* with every CQE of *user_data* (a multishot request
-        keeps it until its CQE without ``IORING_CQE_F_MORE``)."""
-        self._watchers[user_data] = callback
-        self._kick()
+        """Call *callback* with every CQE of *user_data* (made the owner of
+        its record: a multishot request keeps it until its CQE without
+        ``IORING_CQE_F_MORE``)."""
+        self._set_owner(user_data, callback)
+        self._watched += 1
+        if self._flush_handle is None and self._watching:  # _kick, inlined: once per send
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     async def room(self) -> None:
         """Wait until fewer than ``capacity`` requests are in flight."""
         if self._closed:
             raise RingClosedError("the loop's ring is closed")
-        while len(self._waiting) >= self.capacity:
+        while self._awaited >= self.capacity:
             w = self._create_future()
             self._room_waiters.append(w)
             await w
 
     def _wake_room(self) -> None:
-        free = self.capacity - len(self._waiting)
+        free = self.capacity - self._awaited
         waiters = self._room_waiters
         while waiters and free > 0:
             w = waiters.popleft()
@@ -252,21 +303,26 @@ class LoopRing:
         if the kernel finished it before the cancel took (a receive that
         consumed data, an accept that made a connection: the caller's
         ``salvage`` keeps it, see ``push_back``)."""
-        late = self._late.pop(user_data, None)
+        late = self._late.pop(fut, None)
         if late is not None:
             return late  # came after the task's cancel, before this ran
-        if self._waiting.get(user_data) is not fut:
+        record = self._held(user_data)
+        if record is None or record.owner is not fut:
             # The CQE came before the cancel: *fut* holds it.
             return fut.result() if fut.done() and not fut.cancelled() else None
         self.cancel(user_data)
         while True:
+            # The record's owner changes; the request stays counted once.
             w = self._create_future()
-            self._waiting[user_data] = w
+            record.owner = w
             try:
                 return await w  # type: ignore[no-any-return]
             except _CancelledError:
-                if self._waiting.get(user_data) is not w:
-                    return self._late.pop(user_data, None)
+                if record.owner is not w or self._held(user_data) is not record:
+                    # Dispatched: *w* holds the CQE, or _late does.
+                    if w.done() and not w.cancelled():
+                        return w.result()  # type: ignore[no-any-return]
+                    return self._late.pop(w, None)
 
     # -- results of cancelled requests, kept for the next caller ---------------------
 
@@ -282,6 +338,11 @@ class LoopRing:
         if kept is None or kept[0] != (st.st_dev, st.st_ino):
             kept = self._pushed[fd] = ((st.st_dev, st.st_ino), collections.deque())
         kept[1].append(item)
+
+    def holds_back(self, fd: int) -> bool:
+        """Whether ``push_back`` keeps something for *fd* (no system call:
+        ``take_back`` checks that it is still the same file)."""
+        return fd in self._pushed if self._pushed else False
 
     def take_back(self, fd: int) -> Any:
         """The oldest item ``push_back`` kept for *fd*, or None."""
@@ -352,17 +413,17 @@ class LoopRing:
             except (RuntimeError, ValueError, OSError):  # the loop is already closed
                 pass
         ring = self.ring
-        orphans = [self._describe(ud) for ud, w in self._waiting.items() if not w.done()]
-        orphans += [self._describe(ud) for ud in self._watchers]
-        if not ring.closed and (self._waiting or self._watchers):
+        orphans = [repr(r) for r, w in self._owned() if w.__class__ is not self._future_class
+                   or not w.done()]
+        if not ring.closed and (self._awaited or self._watched):
             ring.submit()
             ring.prep_cancel(any=True, all=True)
             self._drain(timeout)
-        for w in list(self._waiting.values()):
-            if not w.done():
+        for record, w in self._owned():
+            record.owner = None
+            if w.__class__ is self._future_class and not w.done():
                 w.set_exception(RingClosedError("the loop's ring was closed before this request completed"))
-        self._waiting.clear()
-        self._watchers.clear()
+        self._awaited = self._watched = 0
         for w in self._room_waiters:
             if not w.done():
                 w.set_exception(RingClosedError("the loop's ring is closed"))
@@ -376,21 +437,21 @@ class LoopRing:
                 + (" ..." if len(orphans) > 5 else ""),
                 ResourceWarning, stacklevel=2)
 
+    def _owned(self) -> List[Tuple[Request, Any]]:
+        """The records in flight whose owner is ours (a future or a
+        callback), with it: a scan, for teardown only."""
+        return [(r, r.owner) for r in self.ring.requests_in_flight()
+                if r.owner is not None and (r.owner.__class__ is self._future_class
+                                            or callable(r.owner))]
+
     def _drain(self, timeout: float) -> None:
         ring = self.ring
         deadline = time.monotonic() + timeout
-        while self._waiting or self._watchers:
+        while self._awaited or self._watched:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            cqes = ring.wait(1, timeout=min(left, 0.5), raw=True)
-            self.dispatch(cqes)
-
-    def _describe(self, user_data: int) -> str:
-        record = self.ring.held(user_data)
-        if record is None:
-            return f"user_data {user_data}"
-        return repr(Completion((user_data, 0, 0), record).request)
+            self.dispatch(ring.reap_records(wait=1, timeout=min(left, 0.5)))
 
 
 _RINGS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopRing]" = weakref.WeakKeyDictionary()

@@ -68,7 +68,7 @@ class AsyncFile:
 
     def __init__(self, ring: LoopRing, fd: int, name: Any, mode: str, readable: bool,
                  writable: bool, append: bool, binary: bool, encoding: Optional[str],
-                 errors: Optional[str]) -> None:
+                 errors: Optional[str], position: int = 0) -> None:
         self._ring = ring
         self._fd = fd
         self.name = name
@@ -77,7 +77,7 @@ class AsyncFile:
         self._writable = writable
         self._append = append
         self._binary = binary
-        self._pos = 0
+        self._pos = position
         self.encoding: Optional[str] = None
         self.errors: Optional[str] = None
         self._decoder: Optional[codecs.IncrementalDecoder] = None
@@ -158,16 +158,12 @@ class AsyncFile:
 
     async def _read_at(self, buf: Any, offset: int) -> int:
         """One ``IORING_OP_READ``: the request path of every read, kept flat
-        (``LoopRing.track`` written out) because it runs once per read."""
+        (``LoopRing.wait`` written out) because it runs once per read."""
         lr = self._ring
-        waiting = lr._waiting
-        if len(waiting) >= lr.capacity:
+        if lr.awaited >= lr.capacity:
             await lr.room()
         ud = lr.ring.prep_read(self._fd, buf, offset)
-        fut = lr._create_future()
-        waiting[ud] = fut
-        if lr._flush_handle is None and lr._watching:
-            lr._flush_handle = lr._loop.call_soon(lr._flush)
+        fut = lr.track(ud)
         try:
             cqe = await fut
         except asyncio.CancelledError:
@@ -185,7 +181,7 @@ class AsyncFile:
         view = memoryview(data).cast("B")
         done, total = 0, view.nbytes
         while True:
-            if len(lr._waiting) >= lr.capacity:
+            if lr.awaited >= lr.capacity:
                 await lr.room()
             part = view[done:] if done else view
             ud = lr.ring.prep_write(self._fd, part, offset if offset < 0 else offset + done)
@@ -420,10 +416,10 @@ class _Opening:
         name = os.fspath(path) if not isinstance(path, int) else path
         res = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT", name,
                                salvage=close_fd)
-        f = AsyncFile(lr, res, name, mode, readable, writable, append, binary, encoding, errors)
-        if append:  # as open(): an append-mode file is positioned at its end
-            f._pos = os.lseek(res, 0, os.SEEK_END)
-        return f
+        # As open(): an append-mode file is positioned at its end.
+        position = os.lseek(res, 0, os.SEEK_END) if append else 0
+        return AsyncFile(lr, res, name, mode, readable, writable, append, binary, encoding, errors,
+                         position)
 
     async def __aenter__(self) -> AsyncFile:
         self._file = await self._open()

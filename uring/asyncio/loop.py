@@ -27,7 +27,6 @@ import asyncio
 import select
 import selectors
 import time
-from asyncio import unix_events
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from .. import abi
@@ -58,24 +57,26 @@ def _fileobj_to_fd(fileobj: Any) -> int:
 
 
 class _KeyMapping(Mapping[Any, selectors.SelectorKey]):
-    """``get_map()``: file object -> key, looked up through its fd."""
+    """``get_map()``: file object -> key, looked up through its fd (the
+    selector's own fd -> key dict and its ``fd_of``)."""
 
-    def __init__(self, selector: "UringSelector") -> None:
-        self._selector = selector
+    def __init__(self, keys: Dict[int, selectors.SelectorKey], fd_of: Callable[[Any], int]) -> None:
+        self._keys = keys
+        self._fd_of = fd_of
 
     def __len__(self) -> int:
-        return len(self._selector._keys)
+        return len(self._keys)
 
     def __getitem__(self, fileobj: Any) -> selectors.SelectorKey:
         # as selectors._SelectorMapping: an object with no valid fd that is
         # not registered is a ValueError, an fd not registered a KeyError
-        key = self._selector._keys.get(self._selector._fd_of(fileobj))
+        key = self._keys.get(self._fd_of(fileobj))
         if key is None:
             raise KeyError(f"{fileobj!r} is not registered")
         return key
 
     def __iter__(self) -> Any:
-        return iter(self._selector._keys)
+        return iter(self._keys)
 
 
 class UringSelector(selectors.BaseSelector):
@@ -84,18 +85,21 @@ class UringSelector(selectors.BaseSelector):
     ``select``.
 
     ring:          the ring to poll with (default: a new 256-entry ring).
-    on_completion: called with the CQEs of the ring that are not polls
-                   (the ``LoopRing`` sharing the ring dispatches them).
+    on_completion: called with the CQEs of the ring that are not polls,
+                   each paired with its record (``Ring.reap_records``; the
+                   ``LoopRing`` sharing the ring dispatches them to the
+                   records' owners).
     """
 
     def __init__(self, ring: Optional[Ring] = None,
-                 on_completion: Optional[Callable[[List[Any]], None]] = None) -> None:
+                 on_completion: Optional[Callable[[List[Tuple[Tuple[int, ...], Any]]], None]] = None
+                 ) -> None:
         self._owns_ring = ring is None
         self.ring = ring if ring is not None else Ring(256, sq_full="submit")
         self.on_completion = on_completion
         self._closed = False
         self._keys: Dict[int, selectors.SelectorKey] = {}
-        self._map: Optional[_KeyMapping] = _KeyMapping(self)
+        self._map: Optional[_KeyMapping] = _KeyMapping(self._keys, self.fd_of)
         # fd -> (user_data, poll mask) of the poll armed for it
         self._armed: Dict[int, Tuple[int, int]] = {}
         # user_data of a poll -> its fd; None: a poll we removed (drop its CQE)
@@ -104,7 +108,9 @@ class UringSelector(selectors.BaseSelector):
 
     # -- registration -------------------------------------------------------------
 
-    def _fd_of(self, fileobj: Any) -> int:
+    def fd_of(self, fileobj: Any) -> int:
+        """The fd of *fileobj* (an fd or an object with ``fileno()``), or of
+        the registered object that is *fileobj* once it is closed."""
         try:
             return _fileobj_to_fd(fileobj)
         except ValueError:
@@ -116,7 +122,7 @@ class UringSelector(selectors.BaseSelector):
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         if not events or events & ~(_EVENT_READ | _EVENT_WRITE):
             raise ValueError(f"Invalid events: {events!r}")
-        fd = self._fd_of(fileobj)
+        fd = self.fd_of(fileobj)
         if fd in self._keys:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
         key = selectors.SelectorKey(fileobj, fd, events, data)
@@ -125,7 +131,7 @@ class UringSelector(selectors.BaseSelector):
         return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        fd = self._fd_of(fileobj)
+        fd = self.fd_of(fileobj)
         try:
             key = self._keys.pop(fd)
         except KeyError:
@@ -135,7 +141,7 @@ class UringSelector(selectors.BaseSelector):
         return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        fd = self._fd_of(fileobj)
+        fd = self.fd_of(fileobj)
         try:
             old = self._keys[fd]
         except KeyError:
@@ -202,13 +208,13 @@ class UringSelector(selectors.BaseSelector):
                 self._arm()
             if poll_only:
                 ring.submit()
-                cqes = ring.reap(raw=True)
+                done = ring.reap_records()
             elif deadline is None:
-                cqes = ring.wait(1, raw=True)
+                done = ring.reap_records(wait=1)
             else:
-                cqes = ring.wait(1, timeout=timeout, raw=True)
-            if cqes:
-                ready, woke = self._sort(cqes)
+                done = ring.reap_records(wait=1, timeout=timeout)
+            if done:
+                ready, woke = self._sort(done)
                 if woke:
                     return ready
             if poll_only:
@@ -218,9 +224,10 @@ class UringSelector(selectors.BaseSelector):
                 if timeout <= 0:
                     return []
 
-    def _sort(self, cqes: List[Any]) -> Tuple[List[Tuple[selectors.SelectorKey, int]], bool]:
-        """(ready keys, whether anything was reported): hand the non-poll
-        CQEs to ``on_completion`` *first*, then turn the poll CQEs into
+    def _sort(self, done: List[Any]) -> Tuple[List[Tuple[selectors.SelectorKey, int]], bool]:
+        """(ready keys, whether anything was reported), from the ``(cqe,
+        record)`` pairs reaped: hand the non-poll ones to ``on_completion``
+        *first*, then turn the poll CQEs into
         ``(key, events)`` against the registrations as they are after it.
         ``on_completion`` runs transport and protocol code (``data_received``
         ...) that may unregister or re-register an fd whose poll is in this
@@ -231,8 +238,8 @@ class UringSelector(selectors.BaseSelector):
         polls = self._polls
         mine: List[Any] = []
         others: List[Any] = []
-        for cqe in cqes:
-            (mine if cqe[0] in polls else others).append(cqe)
+        for pair in done:
+            (mine if pair[0][0] in polls else others).append(pair)
         try:
             if others and self.on_completion is not None:
                 self.on_completion(others)
@@ -240,10 +247,10 @@ class UringSelector(selectors.BaseSelector):
             ready = self._ready(mine) if mine else []
         return ready, bool(ready or others)
 
-    def _ready(self, cqes: List[Any]) -> List[Tuple[selectors.SelectorKey, int]]:
+    def _ready(self, done: List[Any]) -> List[Tuple[selectors.SelectorKey, int]]:
         ready: List[Tuple[selectors.SelectorKey, int]] = []
         polls, armed, keys, to_arm = self._polls, self._armed, self._keys, self._to_arm
-        for cqe in cqes:
+        for cqe, _record in done:
             ud = cqe[0]
             fd = polls.pop(ud, None)
             if fd is None:
@@ -293,7 +300,7 @@ class UringSelector(selectors.BaseSelector):
                 ring.close()
 
 
-class UringEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-defined,misc]
+class UringEventLoop(asyncio.SelectorEventLoop):
     """asyncio's Unix event loop with readiness polling on io_uring and a
     ring for I/O requests (``loop.uring``, what ``uring.asyncio`` ops use
     on this loop).
@@ -304,13 +311,20 @@ class UringEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-d
     def __init__(self, entries: int = 256) -> None:
         ring = Ring(entries, sq_full="submit")
         try:
-            self.uring = LoopRing(self, ring=ring, watch=False)
-            selector = UringSelector(ring, on_completion=self.uring.dispatch)
+            selector = UringSelector(ring)
             self._uring_ring = ring
             super().__init__(selector)
         except BaseException:
             ring.close()  # not left to the garbage collector
             raise
+        try:
+            # Made once the loop is: the LoopRing makes a future of it.
+            self.uring = LoopRing(self, ring=ring, watch=False)
+        except BaseException:
+            super().close()
+            ring.close()
+            raise
+        selector.on_completion = self.uring.dispatch
 
     def close(self) -> None:
         if self.is_running():

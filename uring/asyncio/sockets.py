@@ -90,11 +90,11 @@ async def sock_recv_into(sock: socket.socket, buf: Any, *, ring: Optional[LoopRi
     """Receive into *buf* (writable); the byte count."""
     lr = _lr(ring)
     fd = _fd(sock)
-    if lr._pushed and fd in lr._pushed:
+    if lr.holds_back(fd):
         got = _from_pushed(lr, fd, memoryview(buf).cast("B"))
         if got is not None:
             return got[0]
-    if len(lr._waiting) >= lr.capacity:
+    if lr.awaited >= lr.capacity:
         await lr.room()
 
     def salvage(cqe: Any) -> None:  # the kernel took the bytes before the cancel did
@@ -111,7 +111,7 @@ async def sock_sendall(sock: socket.socket, data: Any, *, ring: Optional[LoopRin
     view = memoryview(data).cast("B")
     done, total = 0, view.nbytes
     while True:
-        if len(lr._waiting) >= lr.capacity:
+        if lr.awaited >= lr.capacity:
             await lr.room()
         done += await lr.run_res(lr.ring.prep_send(fd, view[done:] if done else view),
                                  "IORING_OP_SEND", fd)
@@ -148,7 +148,7 @@ async def sock_recvfrom_into(sock: socket.socket, buf: Any, nbytes: int = 0, *,
         if nbytes > view.nbytes:
             raise ValueError("nbytes is greater than the length of the buffer")
         view = view[:nbytes]
-    if lr._pushed and fd in lr._pushed:
+    if lr.holds_back(fd):
         got = _from_pushed(lr, fd, view)
         if got is not None:
             return got
@@ -172,10 +172,9 @@ async def sock_accept(sock: socket.socket, *,
     for the next ``sock_accept`` on *sock*."""
     lr = _lr(ring)
     fd = _fd(sock)
-    if lr._pushed and fd in lr._pushed:
-        kept = lr.take_back(fd)
-        if kept is not None:
-            return kept  # type: ignore[no-any-return]
+    kept = lr.take_back(fd)
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
     await lr.room()
     ud = lr.ring.prep_accept(fd, accept_flags=socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
                              want_address=True)

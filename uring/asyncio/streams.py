@@ -17,7 +17,8 @@ written for asyncio's streams runs over them unchanged.  Underneath:
   kernel stopped.
 
 Flow control is asyncio's (``set_write_buffer_limits``, ``pause_writing``
-/``resume_writing`` to the protocol), so ``StreamWriter.drain()`` works.
+/``resume_writing`` to the protocol, with asyncio's defaults and checks,
+written out here), so ``StreamWriter.drain()`` works.
 A transport reports ``connection_lost`` only once no request of its is in
 flight: the kernel never holds its buffers after that.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from asyncio import transports as _transports
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 from .. import abi
@@ -43,21 +43,18 @@ _F_BUFFER = int(abi.IORING_CQE_F_BUFFER)
 _BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
 
 
-class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # type: ignore[misc,name-defined]
+class RingSocketTransport(asyncio.Transport):
     """A stream socket driven by io_uring requests (see the module)."""
-
-    # Set by asyncio's _FlowControlMixin (typeshed does not describe it).
-    _loop: asyncio.AbstractEventLoop
-    _high_water: int
-    _low_water: int
-    _protocol_paused: bool
-    _maybe_pause_protocol: Callable[[], None]
-    _maybe_resume_protocol: Callable[[], None]
 
     def __init__(self, lr: LoopRing, sock: socket.socket, protocol: asyncio.BaseProtocol,
                  waiter: Optional[asyncio.Future] = None, server: Optional["Server"] = None) -> None:
-        super().__init__(None, lr.loop)
+        super().__init__(None)
+        self._loop = lr.loop
+        self._protocol_paused = False
+        self._high_water = self._low_water = 0
+        self._set_write_buffer_limits()
         self._lr = lr
+        self._give_back = lr.give_back
         self._ring = lr.ring
         self._sock = sock
         self._fd = sock.fileno()
@@ -78,6 +75,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._pool = lr.recv_buffers()
         self._pool_view = self._pool.memory
         self._sent_cb = self._on_sent
+        self._watch = lr.watch
         self._recv_ud: Optional[int] = None
         self._held: List[bytes] = []  # received while paused
         self._held_eof = False
@@ -92,7 +90,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._conn_lost = 0
         self._lost_exc: Optional[Exception] = None  # what a forced close reports
         if server is not None:
-            server._attach(self)
+            server.add_connection(self)
         self._loop.call_soon(self._protocol.connection_made, self)
         self._loop.call_soon(self._start_reading)
         if waiter is not None:
@@ -118,6 +116,50 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
     def get_write_buffer_size(self) -> int:
         return len(self._wbuf) + (len(self._sending) if self._sending is not None else 0)
 
+    # -- flow control (asyncio's _FlowControlMixin, written out) ---------------------
+
+    def get_write_buffer_limits(self) -> Tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+        self._set_write_buffer_limits(high, low)
+        self._maybe_pause_protocol()
+
+    def _set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+
+    def _maybe_pause_protocol(self) -> None:
+        if self.get_write_buffer_size() <= self._high_water or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed", "exception": exc,
+                "transport": self, "protocol": self._protocol})
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed", "exception": exc,
+                    "transport": self, "protocol": self._protocol})
+
     # -- reading -----------------------------------------------------------------------
 
     def _start_reading(self) -> None:
@@ -139,7 +181,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             bid = flags >> _BUFFER_SHIFT
             at = bid * _RECV_BUFFER_SIZE
             data = bytes(self._pool_view[at: at + res])
-            self._lr._recycle.append(bid)
+            self._give_back(bid)
             if self._paused:
                 self._held.append(data)
             elif not self._closing:
@@ -236,10 +278,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
         self._sending = sending
         ud = self._ring.prep_send(self._fd, sending)
         self._send_ud = ud
-        lr = self._lr
-        lr._watchers[ud] = self._sent_cb  # LoopRing.watch, written out: once per send
-        if lr._flush_handle is None and lr._watching:
-            lr._flush_handle = lr._loop.call_soon(lr._flush)
+        self._watch(ud, self._sent_cb)
 
     def _on_sent(self, cqe: Tuple[int, ...]) -> None:
         self._send_ud = None
@@ -342,7 +381,7 @@ class RingSocketTransport(_transports._FlowControlMixin, asyncio.Transport):  # 
             self._protocol = None  # type: ignore[assignment]
             server, self._server = self._server, None
             if server is not None:
-                server._detach(self)
+                server.remove_connection(self)
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -425,10 +464,13 @@ class Server(asyncio.AbstractServer):
                 "exception": kernel_error(-res, "IORING_OP_ACCEPT")})
         self._wake()
 
-    def _attach(self, transport: RingSocketTransport) -> None:
+    def add_connection(self, transport: RingSocketTransport) -> None:
+        """A transport of a connection this server accepted is made (asyncio's
+        ``Server._attach``): ``wait_closed`` waits for it too."""
         self._connections.add(transport)
 
-    def _detach(self, transport: RingSocketTransport) -> None:
+    def remove_connection(self, transport: RingSocketTransport) -> None:
+        """That transport reported ``connection_lost`` (``Server._detach``)."""
         self._connections.discard(transport)
         self._wake()
 
@@ -524,7 +566,7 @@ async def create_server(protocol_factory: Callable[[], asyncio.BaseProtocol], ho
         s.setblocking(False)
     server = Server(lr, sockets, protocol_factory)
     if start_serving:
-        server._start()
+        await server.start_serving()  # as asyncio's: the accepts armed, one loop step
     return server
 
 

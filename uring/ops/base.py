@@ -47,12 +47,17 @@ def timespec(value: Seconds) -> abi.kernel_timespec:
     """A ``__kernel_timespec`` from seconds or a ``timedelta``."""
     if isinstance(value, datetime.timedelta):
         ns = (value.days * 86400 + value.seconds) * 10**9 + value.microseconds * 1000
-    else:
-        if value != value:
-            raise ValueError("a duration cannot be NaN")
+    elif isinstance(value, (int, float)) and value.__class__ is not bool:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"a duration must be finite, got {value!r}")
         ns = int(round(value * 1e9))
+    else:
+        raise TypeError(f"a duration is seconds (int or float) or a timedelta, "
+                        f"not {type(value).__name__}")
     if ns < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
+    if ns >= 1 << 63:
+        raise ValueError(f"a duration must be under 2**63 ns (292 years), got {value!r}")
     ts = abi.kernel_timespec()
     ts.tv_sec, ts.tv_nsec = divmod(ns, 10**9)
     return ts
