@@ -151,4 +151,5 @@ OWN: Dict[str, Set[str]] = {
     "uring/bench/workload.py": {"_hold"},
     "uring/model/kernel.py": {"_sqe_bytes", "_fd", "_state", "_check"},
     "uring/asyncio/driver.py": {"_drain"},
+    "uring/block/image.py": {"_owner"},  # the image's own ThreadOwner
 }

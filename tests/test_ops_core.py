@@ -58,7 +58,7 @@ def test_kernel_error_names_the_op_and_target(ring: uring.Ring) -> None:
     with pytest.raises(OSError) as info:
         c.result()
     assert info.value.errno == errno.EBADF
-    assert "IORING_OP_READ" in str(info.value) and info.value.filename == str(bad)
+    assert f"IORING_OP_READ on fd {bad}" in str(info.value) and info.value.filename is None
     assert isinstance(c.error, OSError) and "EBADF" in repr(c)
 
 
@@ -314,7 +314,7 @@ def test_failed_skip_success_request_names_its_op(ring: uring.Ring) -> None:
     assert c.user_data == ud and c.res == -errno.EBADF
     with pytest.raises(OSError, match="IORING_OP_READ") as info:
         c.result()
-    assert info.value.errno == errno.EBADF and info.value.filename == str(bad)
+    assert info.value.errno == errno.EBADF and f"on fd {bad}" in str(info.value)
     assert ring.skipped_in_flight == 0  # a failure CQE is final: released
 
 

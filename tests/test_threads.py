@@ -228,3 +228,38 @@ def test_threadsafe_links_keep_other_threads_out_of_the_chain() -> None:
         flags = [ring.read_sqe(i).flags for i in range(3)]
         assert flags[:2] == [int(uring.abi.IOSQE_IO_LINK), 0] and flags[2] == 0
         assert sorted(c.user_data for c in ring.wait(3)) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("aio", ["io_uring", "native", "threads"])
+def test_a_block_image_belongs_to_one_thread(aio: str, tmp_path: Any) -> None:
+    """Every engine: another thread's call is refused (nothing queued),
+    release_thread() hands the image over, the owner's data is intact."""
+    require_uring()
+    from uring import block
+
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"\0" * 8192)
+    cache = "none" if aio == "native" else "writeback"
+    with block.open_image(path, aio=aio, cache=cache) as img:
+        img.pwrite(b"a" * 4096, 0)
+        for call in (lambda: img.pwrite(b"b" * 4096, 0), lambda: img.pread(4096, 0),
+                     img.poll, img.wait, img.close):
+            errors = in_thread(call)
+            assert len(errors) == 1 and isinstance(errors[0], uring.RingThreadError), call
+            assert "release_thread" in str(errors[0])
+        assert img.pread(4096, 0) == b"a" * 4096
+        img.release_thread()
+        assert in_thread(lambda: (img.pwrite(b"c" * 4096, 0), img.release_thread())) == []
+        assert img.pread(4096, 0) == b"c" * 4096
+
+
+@pytest.mark.parametrize("depth", [0, -1, 2**32 + 4, 40000])
+def test_a_block_queue_depth_is_checked_before_the_kernel(depth: int, tmp_path: Any) -> None:
+    from uring import block
+
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"\0" * 4096)
+    with pytest.raises(ValueError, match="queue_depth"):
+        block.open_image(path, aio="io_uring", queue_depth=depth)
+    with pytest.raises(TypeError, match="queue_depth"):
+        block.open_image(path, aio="io_uring", queue_depth="8")

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import errno as _errno
+import mmap
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import abi
 from .buffers import PinnedBuffer, pin
 from .bufring import BufferRing
-from .errors import kernel_error
+from .errors import kernel_error, memlock_error
 from .probe import Probe
 from .ring import RingCore, Timeout
 from .syscalls import Kernel, default_kernel
@@ -201,6 +203,20 @@ def _timespec(value: Union[int, float, datetime.timedelta]) -> abi.kernel_timesp
     return ts
 
 
+def _memlock_error(exc: OSError, what: str,
+                   pins: Sequence[Optional[PinnedBuffer]]) -> OSError:
+    """*exc* (``ENOMEM`` from registering *pins*) with ``RLIMIT_MEMLOCK``,
+    its current values and what was asked named; any other error as is."""
+    if exc.errno != _errno.ENOMEM:
+        return exc
+    page = mmap.PAGESIZE
+    bufs = [b for b in pins if b is not None]
+    nbytes = sum(b.nbytes for b in bufs)
+    pages = sum((b.address + b.nbytes - 1) // page - b.address // page + 1
+                for b in bufs if b.nbytes)
+    return memlock_error(exc.errno, what, nbytes, len(bufs), pages)
+
+
 def _iovecs(pins: Sequence[Optional[PinnedBuffer]]) -> Any:
     """An ``iovec[]`` for *pins*; an empty slot is ``{NULL, 0}``."""
     array = (abi.iovec * max(len(pins), 1))()
@@ -345,8 +361,12 @@ class RegisterMixin(RingCore):
             raise ValueError("register_buffers needs at least one buffer")
         array = _iovecs(pins)
         tag_array = self._tags(tags, len(pins), [p is None for p in pins], "register_buffers")
-        self._register_table(abi.IORING_REGISTER_BUFFERS, abi.IORING_REGISTER_BUFFERS2,
-                             array, len(pins), tag_array)
+        try:
+            self._register_table(abi.IORING_REGISTER_BUFFERS, abi.IORING_REGISTER_BUFFERS2,
+                                 array, len(pins), tag_array)
+        except OSError as exc:
+            op = "IORING_REGISTER_BUFFERS" if tag_array is None else "IORING_REGISTER_BUFFERS2"
+            raise _memlock_error(exc, f"io_uring_register({op})", pins) from None
         self._buffers = BufferTable(pins)
         return [0 if p is None else p.address for p in pins]
 
@@ -386,8 +406,12 @@ class RegisterMixin(RingCore):
         up2.data = ctypes.addressof(array)
         up2.tags = 0 if tag_array is None else ctypes.addressof(tag_array)
         up2.nr = len(pins)
-        done = self.register(abi.IORING_REGISTER_BUFFERS_UPDATE, ctypes.addressof(up2),
-                             ctypes.sizeof(up2))
+        try:
+            done = self.register(abi.IORING_REGISTER_BUFFERS_UPDATE, ctypes.addressof(up2),
+                                 ctypes.sizeof(up2))
+        except OSError as exc:
+            raise _memlock_error(exc, "io_uring_register(IORING_REGISTER_BUFFERS_UPDATE)",
+                                 pins) from None
         slots = list(table.buffers)
         slots[offset: offset + done] = pins[:done]
         self._buffers = BufferTable(slots)

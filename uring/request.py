@@ -27,11 +27,13 @@ with the op and the target named.
 
 from __future__ import annotations
 
+import ctypes
 import errno as _errno
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from . import abi
-from .errors import kernel_error
+from .buffers import PinnedBuffer, address_of
+from .errors import direct_io_hint, kernel_error
 
 __all__ = ["Completion", "Request", "op_name"]
 
@@ -39,6 +41,37 @@ _F_MORE = int(abi.IORING_CQE_F_MORE)
 _F_NOTIF = int(abi.IORING_CQE_F_NOTIF)
 _F_BUFFER = int(abi.IORING_CQE_F_BUFFER)
 _BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
+#: Reads and writes that may hit O_DIRECT's alignment rules (EINVAL).
+_READS = frozenset(int(op) for op in (
+    abi.IORING_OP_READ, abi.IORING_OP_READV, abi.IORING_OP_READ_FIXED,
+    abi.IORING_OP_READV_FIXED))
+_RW = _READS | frozenset(int(op) for op in (
+    abi.IORING_OP_WRITE, abi.IORING_OP_WRITEV, abi.IORING_OP_WRITE_FIXED,
+    abi.IORING_OP_WRITEV_FIXED))
+_PLAIN_RW = frozenset((int(abi.IORING_OP_READ), int(abi.IORING_OP_WRITE)))
+_VECTORED = frozenset((int(abi.IORING_OP_READV), int(abi.IORING_OP_WRITEV)))
+
+
+def _spans(opcode: int, keep: Any) -> Optional[List[Tuple[int, Optional[int]]]]:
+    """The request's buffers as ``(address, nbytes)``, as far as the record
+    tells (None: it does not, e.g. a fixed-buffer op, whose address lies
+    somewhere inside the registered buffer)."""
+    if opcode in _PLAIN_RW:
+        if isinstance(keep, PinnedBuffer):
+            return [(keep.address, keep.nbytes)] if keep.live else None
+        if isinstance(keep, ctypes.c_char):  # a per-call export (buffers.export)
+            view = getattr(keep, "_objects", None)  # the exported memoryview
+            return [(ctypes.addressof(keep),
+                     view.nbytes if isinstance(view, memoryview) else None)]
+        if isinstance(keep, bytes):
+            return [(address_of(keep), len(keep))]
+        return None
+    if opcode in _VECTORED:
+        buffers = getattr(keep, "buffers", None)  # an IovecArray
+        if isinstance(buffers, list) and all(isinstance(b, PinnedBuffer) and b.live
+                                             for b in buffers):
+            return [(b.address, b.nbytes) for b in buffers]
+    return None
 
 
 def op_name(opcode: int) -> str:
@@ -135,8 +168,14 @@ class Completion:
         if self.res >= 0 or self.flags & _F_NOTIF:
             return None
         req = self.request
-        what = req.name if req is not None else f"request {self.user_data}"
-        return kernel_error(-self.res, what, None if req is None else req.target)
+        if req is None:
+            return kernel_error(-self.res, f"request {self.user_data}")
+        detail = ""
+        if self.res == -_errno.EINVAL and req.opcode in _RW and req.target.__class__ is int:
+            # O_DIRECT's alignment rules are the usual EINVAL of a read/write.
+            detail = direct_io_hint(req.target, read=req.opcode in _READS,
+                                    spans=_spans(req.opcode, req.keep))
+        return kernel_error(-self.res, req.name, req.target, detail)
 
     def result(self) -> Any:
         """``res`` decoded: the byte count, the new fd, the op's value; or

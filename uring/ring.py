@@ -74,7 +74,7 @@ from .errors import (
 from .request import Completion, Request, op_name
 from .syscalls import Kernel, default_kernel
 
-__all__ = ["Cqe", "RingCore", "Timeout"]
+__all__ = ["Cqe", "RingCore", "ThreadOwner", "Timeout"]
 
 #: A timeout: seconds (int or float), a ``datetime.timedelta``, or None for none.
 Timeout = Union[None, float, int, datetime.timedelta]
@@ -264,6 +264,53 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class ThreadOwner:
+    """Which thread may use an object whose state is updated without locks
+    (a default ring, a block image): the first thread that uses it, until
+    it hands it over (``release``) or ends.
+
+    ``ident`` is the owner's ``threading.get_ident()`` (None: unowned), for
+    the callers' one-compare fast path: ``if owner.ident != get_ident():
+    owner.claim()``.  ``claim`` takes an unowned object (or one whose
+    owner has ended: nobody can be using it) or raises ``RingThreadError``
+    naming *what* and *remedy*.  With *shared* every thread may use the
+    object (its own locks serialise it) and ``claim`` does nothing.
+    """
+
+    __slots__ = ("ident", "thread", "shared", "what", "remedy")
+
+    def __init__(self, what: str, remedy: str, shared: bool = False) -> None:
+        self.ident: Optional[int] = None
+        self.thread = threading.main_thread()
+        self.shared = shared
+        self.what = what
+        self.remedy = remedy
+
+    def claim(self) -> None:
+        if self.shared:
+            return
+        me = _get_ident()
+        with _CLAIM:
+            owner = self.ident
+            if owner is None or owner == me or not self.thread.is_alive():
+                self.ident, self.thread = me, threading.current_thread()
+                return
+        raise RingThreadError(
+            f"this {self.what} belongs to thread {owner} and was used from thread {me}: it "
+            "is updated without locks, so two threads could take one completion twice or "
+            f"lose one.  {self.remedy}"
+        )
+
+    def release(self) -> None:
+        """Hand the object over: the next thread to use it owns it (only its
+        owner, or anyone while it is unowned, may)."""
+        if self.shared:
+            return
+        if self.ident not in (None, _get_ident()):
+            self.claim()  # raises: not ours to hand over
+        self.ident = None
+
+
 class RingCore:
     """An io_uring instance: its fd, the three mappings, and both queues.
 
@@ -308,9 +355,10 @@ class RingCore:
         threadsafe: bool = False,
     ) -> None:
         self._state: Optional[str] = "unset"  # None once usable
-        self._thread: Optional[int] = None  # the owning thread's ident (default rings)
-        self._owner = threading.main_thread()  # ... and the thread itself
         self._threadsafe = bool(threadsafe)
+        self._owner = ThreadOwner(
+            "ring", "Create it with threadsafe=True to share it, or call release_thread() in "
+            "its thread to hand it over", shared=self._threadsafe)
         self._fd = -1
         self._maps: List[_mmap.mmap] = []
         self._views: List[memoryview] = []
@@ -757,22 +805,7 @@ class RingCore:
     def _check_thread(self) -> None:
         """The calling thread may use this ring: it owns it, or the ring is
         unowned (then it does now), or the ring is ``threadsafe``."""
-        if self._threadsafe:
-            return
-        me = _get_ident()
-        with _CLAIM:
-            owner = self._thread
-            if owner is None or not self._owner.is_alive():
-                # Unowned, or its thread has ended (nobody can be using it).
-                self._thread, self._owner = me, threading.current_thread()
-                return
-        if owner != me:
-            raise RingThreadError(
-                f"this ring belongs to thread {owner} and was used from thread {me}: a ring "
-                "is updated without locks, so two threads could take one completion twice "
-                "or lose one.  Create it with threadsafe=True to share it, or call "
-                "release_thread() in its thread to hand it over"
-            )
+        self._owner.claim()
 
     @property
     def threadsafe(self) -> bool:
@@ -787,11 +820,7 @@ class RingCore:
 
         liburing: none (a C ring is shared by convention only).
         """
-        if self._threadsafe:
-            return
-        if self._thread not in (None, _get_ident()):
-            self._check_thread()  # raises: only the owner hands it over
-        self._thread = None
+        self._owner.release()
 
     def _install_locks(self) -> None:
         """``threadsafe=True``: shadow the methods that touch the SQ or the
@@ -843,7 +872,7 @@ class RingCore:
         ``write_sqe``.  Every ``prep_*`` reserves and fills in one step
         through ``prep_rw`` instead.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         tail = self._sqe_tail
         if tail >= self._sq_limit:
@@ -931,7 +960,7 @@ class RingCore:
         slot's shape is tracked by every write, so a slot flagged since
         (``link()``) is packed in full again.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         if cmd is not None and builtins_len(cmd) > self._sqe_size - 48:
             raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
@@ -1056,7 +1085,7 @@ class RingCore:
 
         liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_rw``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if not (builtins_len(addrs) == builtins_len(lengths) == builtins_len(offsets)
@@ -1128,7 +1157,7 @@ class RingCore:
         ``io_uring_get_sqe`` filled by ``memcpy``).  All or nothing, like
         ``prep_batch``: room, clashes and sizes are checked first.  What
         ``ArenaQueue`` formats once and reuses."""
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if builtins_len(sqes) != n * self._sqe_size or builtins_len(records) != n:
@@ -1159,7 +1188,7 @@ class RingCore:
 
         liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_nop``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         n = builtins_len(user_data)
         if n > self.sq_entries:
@@ -1278,7 +1307,7 @@ class RingCore:
 
         liburing: none: liburing holds no memory for requests.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         skipped = self._skipped
         if not skipped:
@@ -1428,7 +1457,7 @@ class RingCore:
 
         liburing: ``io_uring_submit``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         pending = self._publish()
         if self._sqpoll:
@@ -1443,7 +1472,7 @@ class RingCore:
 
         liburing: ``io_uring_submit_and_wait``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         wait_nr = _count(wait_nr)
         pending = self._publish()
@@ -1488,7 +1517,7 @@ class RingCore:
         also ends, without an error, when a signal or io_uring task work is
         pending, so the SQ may still be full on return; read the head again
         (``sq_space_left``) and call again if it is."""
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         self._enter(0, 0, _ENTER_SQ_WAIT)
 
@@ -1540,7 +1569,7 @@ class RingCore:
 
         liburing: ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         limit = _NO_LIMIT if max_cqes is None else max_cqes
         out = self._reap_ring(limit, raw)
@@ -1621,7 +1650,7 @@ class RingCore:
         ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``).  Final
         CQEs release their records as ``reap`` does.  Not for
         ``IORING_SETUP_CQE_MIXED`` rings, whose CQEs differ in size."""
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         if self._cqe_mixed:
             raise ValueError("reap_words: a CQE_MIXED ring's CQEs are not all one size")
@@ -1767,7 +1796,7 @@ class RingCore:
 
         liburing: ``io_uring_submit_and_wait_timeout`` + ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``.
         """
-        if self._state is not None or self._thread != _get_ident():
+        if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         if n.__class__ is not int or not 0 <= n <= _U32:
             n = _count(n)
@@ -1901,7 +1930,7 @@ class RingCore:
 
         liburing: ``io_uring_register`` (the raw system call).
         """
-        if self._state != "disabled" and (self._state is not None or self._thread != _get_ident()):
+        if self._state != "disabled" and (self._state is not None or self._owner.ident != _get_ident()):
             self._check()
         while True:
             try:
@@ -2003,7 +2032,7 @@ class RingCore:
         if os.getpid() != self._pid:
             self._forked()
             return
-        if state is None and self._thread != _get_ident():
+        if state is None and self._owner.ident != _get_ident():
             self._check_thread()  # another thread's ring: not ours to close
         try:
             if state is None:
@@ -2081,7 +2110,7 @@ class RingCore:
     def __del__(self) -> None:
         try:
             if self._state is None or self._state == "disabled":
-                self._thread = None  # unreachable: no thread is using it
+                self._owner.ident = None  # unreachable: no thread is using it
                 self.close(timeout=1.0)
             elif self._state == "unset":
                 self._unmap()

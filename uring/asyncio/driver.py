@@ -83,6 +83,12 @@ class LoopRing:
 
     loop:     the loop (default: the running one).
     entries:  SQ size of the ring made here; the CQ is twice that.
+
+    Threads: asyncio's rule, enforced by the ring: use it only from the
+    thread running its loop (the ring belongs to the first thread that
+    uses it; another thread's call raises ``uring.RingThreadError``).
+    From other threads, hand work over with
+    ``loop.call_soon_threadsafe``/``asyncio.run_coroutine_threadsafe``.
     ring:     use this ring instead of making one (``UringEventLoop`` passes
               its selector's ring); with *watch* False nobody adds a reader
               for it: the owner calls ``dispatch`` with the CQEs it reaps

@@ -306,6 +306,12 @@ class UringEventLoop(asyncio.SelectorEventLoop):
     on this loop).
 
     entries: the ring's SQ size (the CQ is twice that).
+
+    Threads: like any asyncio loop, used from the thread that runs it
+    (it may be made in another); its ring enforces that, raising
+    ``uring.RingThreadError`` for a call from any other thread.  Use
+    ``call_soon_threadsafe``/``asyncio.run_coroutine_threadsafe`` from
+    elsewhere.
     """
 
     def __init__(self, entries: int = 256) -> None:

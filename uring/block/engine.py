@@ -145,6 +145,10 @@ class Engine:
                 raise RuntimeError("drain while plugged with requests queued: unplug first")
             self.poll(wait=True)
 
+    def release_thread(self) -> None:
+        """The image is handed to another thread: an engine whose own
+        object is bound to a thread (the io_uring engine's ring) lets go."""
+
     def close(self) -> None:
         if self.closed:
             return

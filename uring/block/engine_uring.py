@@ -145,6 +145,9 @@ class UringEngine(Engine):
             completed(req, res)
         return len(records)
 
+    def release_thread(self) -> None:
+        self.ring.release_thread()
+
     def _close(self) -> None:
         self.ring.close()
 

@@ -25,10 +25,12 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from collections import deque
 from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
 
 from ..buffers import address_of
+from ..ring import ThreadOwner
 from .engine import Engine
 from .faults import IoFaults
 from .request import BlockRequest, Callback, Op, as_view, as_views, total
@@ -37,6 +39,7 @@ from .sysops import aligned_buffer, probe_alignment
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
 
 _MAX_OFFSET = (1 << 63) - 1
+_get_ident = threading.get_ident
 
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
 ENGINES = ("io_uring", "native", "threads")
@@ -64,7 +67,17 @@ def _make_engine(aio: str, fd: int, queue_depth: int, faults: Optional[IoFaults]
 
 
 class Image:
-    """See ``open_image``."""
+    """See ``open_image``.
+
+    Threads: an image belongs to the first thread that uses it (its queues,
+    deferred requests and the io_uring engine's ring are updated without
+    locks); a call from any other thread raises ``uring.RingThreadError``.
+    ``release_thread()`` in the owning thread hands it over; an image
+    whose thread has ended is taken over by the next user.  To do I/O
+    from several threads, open the file once per thread.  (The ``threads``
+    engine's workers are the image's own: completions still reach the
+    caller through ``poll``/``wait`` in the owning thread.)
+    """
 
     def __init__(self, path: "str | os.PathLike[str]", *, aio: str = "auto",
                  cache: str = "writeback", queue_depth: int = 64, read_only: bool = False,
@@ -73,6 +86,14 @@ class Image:
                  kernel: Any = None, max_batch: Optional[int] = None) -> None:
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+        if queue_depth.__class__ is bool or not isinstance(queue_depth, int):
+            raise TypeError(f"queue_depth must be an int, not {type(queue_depth).__name__}")
+        if not 1 <= queue_depth <= 32768:
+            raise ValueError(f"queue_depth must be in 1..32768 (the kernel's IORING_MAX_ENTRIES), "
+                             f"got {queue_depth}")
+        self._owner = ThreadOwner(
+            "block image", "Open the file once per thread, or call release_thread() in its "
+            "thread to hand it over")
         self.path = os.fspath(path)
         self.cache = cache
         self.direct = cache in ("none", "directsync")
@@ -197,7 +218,15 @@ class Image:
                             callback: Optional[Callback] = None) -> BlockRequest:
         return self._submit(BlockRequest(Op.WRITE_ZEROES, offset, length, [], callback))
 
+    def release_thread(self) -> None:
+        """Hand the image (and its engine's ring) to the next thread that
+        uses it; call in the owning thread with nothing in flight."""
+        self._owner.release()
+        self.engine.release_thread()
+
     def _submit(self, req: BlockRequest) -> BlockRequest:
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         if self.engine.closed:
             raise ValueError(f"I/O on a closed image {self.path!r}")
         if not 0 <= req.offset <= _MAX_OFFSET - req.length or req.length < 0:
@@ -312,10 +341,14 @@ class Image:
 
     def poll(self) -> int:
         """Handle completions that are ready, without blocking."""
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         return self.engine.poll(wait=False)
 
     def wait(self, req: Optional[BlockRequest] = None) -> None:
         """Block until *req* (default: everything submitted) has finished."""
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         engine = self.engine
         if req is None:
             while self._outstanding:
@@ -332,9 +365,13 @@ class Image:
         engine.poll(wait=True)
 
     def plug(self) -> None:
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         self.engine.plug()
 
     def unplug(self) -> None:
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         self.engine.unplug()
 
     @contextlib.contextmanager
@@ -385,6 +422,8 @@ class Image:
         """Finish everything in flight, then close the engine and the file."""
         if self.fd < 0:
             return
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
         try:
             if self.engine.plugged:
                 self.engine.plugged = 1
