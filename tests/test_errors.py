@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import pytest
 from conftest import require_uring
@@ -220,3 +220,26 @@ def test_einval_without_o_direct_has_no_alignment_hint(ring: uring.Ring,
         pass  # refused before the kernel (another change): nothing to name here
     finally:
         os.close(fd)
+
+
+def test_a_registered_file_is_named_as_one_not_as_an_fd(tmp_path: Any) -> None:
+    """With ``fixed=True`` the SQE's fd is a slot of the registered table:
+    the error names the slot as such, never as a file descriptor."""
+    import os as _os
+
+    from conftest import require_uring as _require
+
+    import uring as _uring
+
+    _require()
+    d = _os.open(str(tmp_path), _os.O_RDONLY | _os.O_DIRECTORY)
+    try:
+        with _uring.Ring(8) as ring:
+            ring.register_files([d])
+            ring.prep_read(0, bytearray(16), 0, fixed=True)
+            (c,) = ring.completions(1)
+            err = c.error
+            assert err is not None and "registered file 0" in str(err)
+            assert "fd 0" not in str(err)
+    finally:
+        _os.close(d)

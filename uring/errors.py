@@ -24,6 +24,7 @@ import struct
 from typing import Iterable, NamedTuple, Optional, Tuple
 
 __all__ = [
+    "FixedFile",
     "DirectIOAlignment",
     "RingClosedError",
     "RingForkedError",
@@ -40,6 +41,16 @@ __all__ = [
 ]
 
 
+class FixedFile(int):
+    """A request's target that is a registered-file slot (the SQE's ``fd``
+    with ``IOSQE_FIXED_FILE``), not a file descriptor: named as such."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"registered file {int(self)}"
+
+
 def kernel_error(err: int, what: str, target: Optional[object] = None,
                  detail: str = "") -> OSError:
     """Build the ``OSError`` subclass for ``errno`` *err*, naming *what* failed.
@@ -53,6 +64,9 @@ def kernel_error(err: int, what: str, target: Optional[object] = None,
     """
     if target.__class__ is int:
         what = f"{what} on fd {target}"
+        target = None
+    elif target.__class__ is FixedFile:
+        what = f"{what} on registered file {int(target)}"  # type: ignore[call-overload]
         target = None
     message = f"{what}: {os.strerror(err)}"
     if detail:

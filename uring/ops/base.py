@@ -19,7 +19,7 @@ from typing import Any, Callable, FrozenSet, Optional, Tuple, Union
 
 from .. import abi
 from ..buffers import PinnedBuffer, pin
-from ..errors import UnsupportedOperation
+from ..errors import FixedFile, UnsupportedOperation
 from ..register import RegisterMixin, _fileno
 from ..request import op_name
 
@@ -161,7 +161,7 @@ class OpsBase(RegisterMixin):
         if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
             file_index -= 1 << 32
         if target is None:
-            target = fd
+            target = FixedFile(fd) if fixed else fd
         return self.prep_rw(opcode, fd, addr, len, off, user_data, flags, op_flags, keep, target,
                             buf_index, ioprio, personality, file_index, addr3, decode, None, cmd)
 

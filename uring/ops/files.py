@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import abi
 from ..buffers import IovecArray, PinnedBuffer, export, pin
+from ..errors import FixedFile
 from ..register import _fileno
 from .base import OpsBase
 
@@ -90,7 +91,8 @@ class FileOps(OpsBase):
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
         return self.prep_rw(_OP_READ, fd, address, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep,
+                            FixedFile(fd) if fixed else None)
 
     def prep_write(self, fd: Any, buf: Any, offset: int = 0, user_data: Optional[int] = None,
                    *, length: Optional[int] = None, rw_flags: int = 0, flags: int = 0,
@@ -107,7 +109,8 @@ class FileOps(OpsBase):
         if fd.__class__ is not int or fd < 0 or fixed:
             fd = self._file(fd, fixed)
         return self.prep_rw(_OP_WRITE, fd, address, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, keep,
+                            FixedFile(fd) if fixed else None)
 
     def prep_reads(self, fd: Any, buffers: Sequence[Any], offsets: Sequence[int],
                    user_data: Sequence[int], *, rw_flags: int = 0, flags: int = 0,
@@ -142,7 +145,8 @@ class FileOps(OpsBase):
                 buf = pin(buf, writable)
             pins.append(buf)
         return self.prep_batch(opcode, fd, [b.address for b in pins], [b.nbytes for b in pins],
-                               offsets, user_data, pins, flags, rw_flags)
+                               offsets, user_data, pins, flags, rw_flags,
+                               FixedFile(fd) if fixed else None)
 
     def prep_readv(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
                    user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
@@ -154,7 +158,8 @@ class FileOps(OpsBase):
             raise TypeError("prep_readv: every buffer must be writable")
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_READV, fd, iov.address, iov.count, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov,
+                            FixedFile(fd) if fixed else None)
 
     def prep_writev(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
                     user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
@@ -163,7 +168,8 @@ class FileOps(OpsBase):
         iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=False)
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_WRITEV, fd, iov.address, iov.count, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov,
+                            FixedFile(fd) if fixed else None)
 
     def _fixed_buffer(self, buf_index: int, buf_offset: int, length: Optional[int],
                       op: str = "fixed buffer") -> Any:
@@ -190,7 +196,9 @@ class FileOps(OpsBase):
                                                 "IORING_OP_READ_FIXED")
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_READ_FIXED, fd, addr, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held, None, buf_index)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held,
+                            FixedFile(fd) if fixed else None,
+                            buf_index)
 
     def prep_write_fixed(self, fd: Any, buf_index: int, offset: int = 0,
                          user_data: Optional[int] = None, *, length: Optional[int] = None,
@@ -201,7 +209,9 @@ class FileOps(OpsBase):
                                                 "IORING_OP_WRITE_FIXED")
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_WRITE_FIXED, fd, addr, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held, None, buf_index)
+                            user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, held,
+                            FixedFile(fd) if fixed else None,
+                            buf_index)
 
     def prep_fsync(self, fd: Any, user_data: Optional[int] = None, *, datasync: bool = False,
                    offset: int = 0, length: int = 0, flags: int = 0, fixed: bool = False) -> int:
@@ -209,7 +219,8 @@ class FileOps(OpsBase):
         *length*, only that range is synced."""
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_FSYNC, fd, 0, length, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, int(abi.IORING_FSYNC_DATASYNC) if datasync else 0, None)
+                            user_data, flags | _FIXED_FILE if fixed else flags, int(abi.IORING_FSYNC_DATASYNC) if datasync else 0, None,
+                            FixedFile(fd) if fixed else None)
 
     def prep_fallocate(self, fd: Any, mode: int, offset: int, length: int,
                        user_data: Optional[int] = None, *, flags: int = 0,
@@ -223,7 +234,8 @@ class FileOps(OpsBase):
         if length < 0 or offset < 0:
             raise ValueError(f"IORING_OP_FALLOCATE: negative offset/length {offset}/{length}")
         return self.prep_rw(_OP_FALLOCATE, fd, length, mode, offset,
-                            user_data, flags | _FIXED_FILE if fixed else flags, 0, None)
+                            user_data, flags | _FIXED_FILE if fixed else flags, 0, None,
+                            FixedFile(fd) if fixed else None)
 
     # -- buffer selection ------------------------------------------------------
 
@@ -245,7 +257,7 @@ class FileOps(OpsBase):
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_READ, fd, 0, length, offset,
                             user_data, (flags | _BUFFER_SELECT | _FIXED_FILE) if fixed else flags | _BUFFER_SELECT,
-                            rw_flags, keep, None, buf_group)
+                            rw_flags, keep, FixedFile(fd) if fixed else None, buf_group)
 
     def prep_read_multishot(self, fd: Any, buf_group: int, user_data: Optional[int] = None, *,
                             length: int = 0, offset: int = 0, flags: int = 0,
