@@ -555,6 +555,10 @@ class RingCore:
         self._ext_arg.sigmask = 0
         self._ext_arg.sigmask_sz = _NSIG_BYTES
         self._ext_arg.ts = ctypes.addressof(self._ts)
+        # ... passed as ctypes objects: libc's syscall is called without
+        # argtypes, where a bare Python int would go as a 32-bit C int.
+        self._ext_arg_ptr = ctypes.c_void_p(ctypes.addressof(self._ext_arg))
+        self._ext_arg_size = ctypes.c_size_t(ctypes.sizeof(self._ext_arg))
         self._enter_fd = self._fd  # or the registered index, see _enter
         self._raw_enter = self._kernel.raw_enter()
         self._registered_thread = 0
@@ -1521,27 +1525,24 @@ class RingCore:
             self._check()
         self._enter(0, 0, _ENTER_SQ_WAIT)
 
-    def _enter(self, to_submit: int, min_complete: int, flags: int,
-               arg: int = 0, argsz: int = 0, *, retry_eintr: bool = True) -> int:
-        """``io_uring_enter`` with ``EINTR`` retried.
+    def _enter(self, to_submit: int, min_complete: int, flags: int) -> int:
+        """``io_uring_enter`` with ``EINTR`` retried, for the calls that do
+        not wait with a deadline (submit, SQ_WAIT, flushing the overflow
+        list); waits go through ``_wait_direct``.
 
         Retrying is safe: the kernel returns ``EINTR`` only when it consumed
         no SQE (once any is submitted it returns the count instead), so the
         same call asks for the same thing again.  Signal handlers run
-        between attempts (a ``KeyboardInterrupt`` propagates).  A wait with
-        a timeout passes *retry_eintr* False and retries itself, with the
-        time that is left: the same timespec again would restart the full
-        timeout at every signal.
+        between attempts (a ``KeyboardInterrupt`` propagates).
         """
         fd = self._enter_fd
         if fd != self._fd:
             fd, flags = self._registered_target(flags)
         while True:
             try:
-                return self._kernel.enter(fd, to_submit, min_complete, flags, arg, argsz)
+                return self._kernel.enter(fd, to_submit, min_complete, flags)
             except InterruptedError:
-                if not retry_eintr:
-                    raise
+                pass
 
     # ------------------------------------------------------------------
     # the completion side
@@ -1800,46 +1801,57 @@ class RingCore:
             self._check()
         if n.__class__ is not int or not 0 <= n <= _U32:
             n = _count(n)
-        if timeout is None:
-            if not (self._sqpoll or self._iopoll):
-                return self._wait_direct(n, raw)
-        else:
-            timeout = _seconds(timeout)  # checked before anything is reaped
-        if self._cq_u32[self._i_cq_tail] != self._cq_head or self._sq_u32[self._i_sq_flags]:
-            out = self.reap(raw=raw)
-        else:
-            out = []  # nothing posted, nothing flagged: skip the reap
-        return self._wait_slow(out, n, timeout, raw)
+        return self._wait_direct(n, raw, None if timeout is None else _seconds(timeout))
 
-    def _wait_direct(self, n: int, raw: bool) -> List[Any]:
-        """``wait`` without a deadline or a kernel thread: the hot path
-        (liburing: ``io_uring_submit_and_wait`` then the CQ loop).
+    def _wait_direct(self, n: int, raw: bool, seconds: Optional[float] = None) -> List[Any]:
+        """The one wait loop (liburing: ``io_uring_submit_and_wait_timeout``
+        then the CQ loop); *seconds* is the deadline, None for none.
 
-        Publish the tail, and unless *n* completions are already there and
-        nothing is pending, make one ``io_uring_enter(to_submit, n,
-        GETEVENTS)`` through the seam's direct form (``Kernel.raw_enter``:
-        on the real kernel, libc's ``syscall`` with no Python frame between;
-        a fault injector or a simulated kernel sees the same call); the
-        kernel returns once the CQ holds *n*, counting the ones we have not
-        reaped.  Then reap everything.
+        Each round: publish the tail; then, unless *n* completions are
+        already there and nothing is pending, make one ``io_uring_enter``
+        through the seam's direct form (``Kernel.raw_enter``: on the real
+        kernel, libc's ``syscall`` with no Python frame between; a fault
+        injector or a simulated kernel sees the same call), with
+        ``GETEVENTS`` and the number still wanted (the kernel returns once
+        the CQ holds that many, counting the ones we have not reaped); then
+        reap everything.  The variants are flags of the same round:
 
-        Errors: ``EINTR`` consumed nothing, so the same call goes again.
+        - a deadline: ``IORING_ENTER_EXT_ARG`` with the reused
+          ``io_uring_getevents_arg`` whose timespec is set, each round, to
+          the time that is left (so a signal never restarts the full
+          timeout); ``ETIME`` ends the wait with what arrived;
+        - SQPOLL: the kernel thread submits, so ``to_submit`` is 0 and the
+          thread is woken (``IORING_ENTER_SQ_WAKEUP``) when it sleeps with
+          SQEs pending: the full fence between our tail store and the
+          flags load is ``_submit_sqpoll``'s;
+        - IOPOLL: completions are found only by entering: GETEVENTS polls.
+
+        Errors: ``EINTR`` consumed nothing, so the call goes again.
         ``EAGAIN`` (no memory for requests now) and ``EBUSY`` (the CQ
         overflow list is backed up) also consumed nothing: reaping frees
         what the kernel waits for, so while a reap makes progress the call
         is made again; with nothing to reap the error is raised, the SQEs
-        still in the ring for the next submit; what was reaped before it is
-        returned instead (fewer than *n*), and the error comes again with
-        the next call.
+        still in the ring for the next submit.  Whatever was reaped before
+        an error is returned instead (fewer than *n*; never lost), and the
+        error comes again with the next call.
         """
         syscall, number = self._raw_enter
-        fd, flags = self._enter_fd, _ENTER_GETEVENTS
+        fd, base = self._enter_fd, _ENTER_GETEVENTS
         if fd != self._fd:
-            fd, flags = self._registered_target(flags)
+            fd, base = self._registered_target(base)
+        arg: Any = None
+        argsz: Any = 0
+        deadline = None
+        if seconds is not None:
+            if not self.params.features & abi.IORING_FEAT_EXT_ARG:
+                raise UnsupportedOperation("IORING_ENTER_EXT_ARG (a wait with a timeout)")
+            deadline = time.monotonic() + seconds
+            base |= _ENTER_EXT_ARG
+            arg, argsz = self._ext_arg_ptr, self._ext_arg_size
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
         i_tail, i_head = self._i_sq_tail, self._i_sq_head
-        threadsafe = self._threadsafe
+        threadsafe, sqpoll, iopoll = self._threadsafe, self._sqpoll, self._iopoll
         while True:
             want = n - len(out)
             if threadsafe:
@@ -1852,20 +1864,37 @@ class RingCore:
                     sq[i_tail] = tail & _U32
                     self._sq_published = tail
                 pending = (tail - sq[i_head]) & _U32
+            flags = base
+            if sqpoll:  # the thread submits; we may only have to wake it
+                to_submit = 0
+                if pending:
+                    barriers.full_fence()  # see _submit_sqpoll
+                    if sq[self._i_sq_flags] & _SQ_NEED_WAKEUP:
+                        flags |= _ENTER_SQ_WAKEUP
+            else:
+                to_submit = pending
             failed = 0
-            if pending or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
-                if syscall(number, fd, pending, want if want > 0 else 0, flags, None, 0) < 0:
+            if to_submit or flags & _ENTER_SQ_WAKEUP \
+                    or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    left = left if left > 0 else 0.0
+                    self._ts.tv_sec = int(left)
+                    self._ts.tv_nsec = int((left - int(left)) * 1e9)
+                if syscall(number, fd, to_submit, want if want > 0 else 0, flags, arg, argsz) < 0:
                     failed = ctypes.get_errno()
             got = self._reap_ring(_NO_LIMIT, raw)
-            if sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
+            if iopoll or sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
                 got += self._reap_from_kernel(_NO_LIMIT, raw)
             out += got
-            if failed and failed != _errno.EINTR and not (
+            if failed and failed != _errno.EINTR and failed != _errno.ETIME and not (
                     got and failed in (_errno.EAGAIN, _errno.EBUSY)):
                 if out:
                     return out  # never lose reaped CQEs: the error comes again next call
                 raise kernel_error(failed, "io_uring_enter")
             if len(out) >= n:
+                return out
+            if deadline is not None and (failed == _errno.ETIME or time.monotonic() >= deadline):
                 return out
 
     def _registered_target(self, flags: int) -> Tuple[int, int]:
@@ -1876,49 +1905,6 @@ class RingCore:
         if threading.get_ident() == self._registered_thread:
             return self._enter_fd, flags | _ENTER_REGISTERED_RING
         return self._fd, flags
-
-    def _wait_slow(self, out: List[Any], n: int, timeout: Timeout, raw: bool) -> List[Any]:
-        """``wait`` with a deadline and/or an SQ thread to wake."""
-        pending = self._publish()
-        if len(out) >= n:
-            if pending:
-                self.submit()
-            return out
-        deadline = None
-        if timeout is not None:
-            if not self.params.features & abi.IORING_FEAT_EXT_ARG:
-                raise UnsupportedOperation("IORING_ENTER_EXT_ARG (a wait with a timeout)")
-            deadline = time.monotonic() + _seconds(timeout)
-        while len(out) < n:
-            flags = _ENTER_GETEVENTS
-            arg = argsz = 0
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                self._ts.tv_sec = int(left)
-                self._ts.tv_nsec = int((left - int(left)) * 1e9)
-                flags |= _ENTER_EXT_ARG
-                arg = ctypes.addressof(self._ext_arg)
-                argsz = ctypes.sizeof(self._ext_arg)
-            to_submit = pending
-            if self._sqpoll:
-                to_submit = 0
-                barriers.full_fence()  # see _submit_sqpoll
-                if self._sq_u32[self._i_sq_flags] & _SQ_NEED_WAKEUP:
-                    flags |= _ENTER_SQ_WAKEUP
-            try:
-                self._enter(to_submit, n - len(out), flags, arg, argsz,
-                            retry_eintr=deadline is None)
-            except InterruptedError:
-                continue  # nothing consumed; go round with the time that is left
-            except OSError as exc:
-                if exc.errno != _errno.ETIME:
-                    raise
-                return out + self.reap(raw=raw)
-            pending = self._publish()
-            out += self.reap(raw=raw)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-        return out
 
     # ------------------------------------------------------------------
     # registration (the raw call; conveniences are in uring.register)

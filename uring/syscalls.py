@@ -117,8 +117,9 @@ class Kernel:
 
         def syscall(number: int, fd: int, to_submit: int, min_complete: int, flags: int,
                     arg: Any = None, argsz: int = 0) -> int:
-            try:
-                return enter(fd, to_submit, min_complete, flags, arg or 0, argsz)
+            try:  # arg/argsz may come as ctypes objects (c_void_p, c_size_t)
+                return enter(fd, to_submit, min_complete, flags, getattr(arg, "value", arg) or 0,
+                             getattr(argsz, "value", argsz) or 0)
             except OSError as exc:
                 ctypes.set_errno(exc.errno or 0)
                 return -1
