@@ -966,10 +966,6 @@ class RingCore:
         """
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
-        if cmd is not None and builtins_len(cmd) > self._sqe_size - 48:
-            raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
-                             f"this ring's SQEs hold {self._sqe_size - 48} "
-                             "(IORING_SETUP_SQE128 for 80)")
         tail = self._sqe_tail
         if tail >= self._sq_limit:
             self._make_room()
@@ -1006,7 +1002,6 @@ class RingCore:
             shape = _NOP_SHAPE
         else:
             shape = 0
-        shapes[slot] = 0  # before packing: a failed pack_into is partial
         try:
             if offset < 0:
                 if offset < -1 and opcode in _FILE_POSITION_OPS:
@@ -1017,11 +1012,17 @@ class RingCore:
                       offset, addr, length, op_flags, user_data, buf_index, personality,
                       file_index, addr3, 0)
         except (struct.error, TypeError) as exc:
+            shapes[slot] = 0  # a failed pack_into may have written part of the slot
             self._unfile(record, flags)
             raise _field_error(op_name(opcode), exc) from None
-        if cmd is not None:
-            start = (slot << (self._sqe_shift + 3)) + 48
+        if cmd is not None:  # a URING_CMD's command data, from byte 48
             room = self._sqe_size - 48
+            if builtins_len(cmd) > room:
+                shapes[slot] = 0
+                self._unfile(record, flags)
+                raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
+                                 f"this ring's SQEs hold {room} (IORING_SETUP_SQE128 for 80)")
+            start = (slot << (self._sqe_shift + 3)) + 48
             self._sqe_bytes[start:start + room] = bytes(cmd).ljust(room, b"\0")
         shapes[slot] = shape
         self._sqe_tail = tail + 1
