@@ -25,6 +25,7 @@ from typing import Iterable, NamedTuple, Optional, Tuple
 
 __all__ = [
     "FixedFile",
+    "check_int",
     "DirectIOAlignment",
     "RingClosedError",
     "RingForkedError",
@@ -39,6 +40,18 @@ __all__ = [
     "memlock_error",
     "seccomp_mode",
 ]
+
+
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """*value* as an int in [low, high], before it goes into a kernel
+    structure (ctypes would store it modulo the field's width): a
+    ``TypeError`` for a non-int (``bool`` included), a ``ValueError`` out
+    of range, each naming *name*."""
+    if value.__class__ is bool or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+    return int(value)
 
 
 class FixedFile(int):

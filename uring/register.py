@@ -45,7 +45,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 from . import abi
 from .buffers import PinnedBuffer, pin
 from .bufring import BufferRing
-from .errors import kernel_error, memlock_error
+from .errors import check_int, kernel_error, memlock_error
 from .probe import Probe
 from .ring import RingCore, Timeout
 from .syscalls import Kernel, default_kernel
@@ -430,6 +430,8 @@ class RegisterMixin(RingCore):
         *src_offset* land at *dst_offset* here; no pages are pinned again.
         This ring must have no buffer table unless *replace*.  Returns the
         size of this ring's table afterwards."""
+        if not isinstance(src, RegisterMixin):
+            raise TypeError(f"clone_buffers: the source is a Ring, not {type(src).__name__}")
         src_table = src.buffer_table
         if src_table is None:
             raise ValueError("clone_buffers: the source ring has no registered buffers")
@@ -585,7 +587,8 @@ class RegisterMixin(RingCore):
         """Run this thread's io-wq workers (or the SQPOLL thread's) only on
         *cpus* (``IORING_REGISTER_IOWQ_AFF``, a ``cpu_set_t`` bitmap);
         workers started from now on get the mask."""
-        cpu_list = sorted(set(int(c) for c in cpus))
+        cpu_list = sorted(set(check_int("register_iowq_affinity: a CPU number", c, 0, 1 << 20)
+                              for c in cpus))
         if not cpu_list or cpu_list[0] < 0:
             raise ValueError(f"register_iowq_affinity: need CPU numbers >= 0, got {cpu_list}")
         size = (cpu_list[-1] // 64 + 1) * 8  # whole unsigned longs, as cpu_set_t
@@ -673,7 +676,8 @@ class RegisterMixin(RingCore):
         *tracking* is ``IO_URING_NAPI_TRACKING_DYNAMIC`` (queues found from
         the sockets used) or ``_STATIC``.  Returns the settings before."""
         napi = abi.io_uring_napi()
-        napi.busy_poll_to = busy_poll_us
+        napi.busy_poll_to = check_int("register_napi: busy_poll_us", busy_poll_us, 0, 0xFFFFFFFF)
+        tracking = check_int("register_napi: tracking", tracking, 0, 0xFF)
         napi.prefer_busy_poll = bool(prefer_busy_poll)
         napi.opcode = abi.IO_URING_NAPI_REGISTER_OP
         napi.op_param = tracking

@@ -68,6 +68,7 @@ from .errors import (
     RingThreadError,
     SubmissionQueueFull,
     UnsupportedOperation,
+    check_int,
     kernel_error,
     unavailable,
 )
@@ -111,6 +112,11 @@ _FILE_POSITION_OPS = frozenset(int(op) for op in (
 ))
 
 
+def _in_flight(opcode: int, user_data: int) -> ValueError:
+    return ValueError(f"{op_name(opcode)}: user_data {user_data} belongs to a request still in "
+                      "flight; reusing it would make its completion ambiguous")
+
+
 def _field_error(what: str, exc: BaseException) -> Exception:
     """A value that cannot go into its SQE field: ``TypeError`` for one of
     the wrong type, ``ValueError`` for one out of the field's range."""
@@ -126,14 +132,7 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def _setup_int(name: str, value: Any, low: int, high: int) -> int:
-    """*value* as an int in [low, high], or a TypeError/ValueError naming
-    *name* (before anything reaches the kernel)."""
-    if value.__class__ is bool or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
-    return int(value)
+_setup_int = check_int
 
 
 def setup_flags_text(flags: int) -> str:
@@ -973,23 +972,32 @@ class RingCore:
             user_data = self._next_user_data
             self._next_user_data = user_data + 1
         slot = tail & self._sq_mask
+        requests = self._requests
         if opcode != _OP_NOP or target is not None or keep is not None or owner is not None \
                 or decode is not None:
             record: Optional[Request] = Request(user_data, opcode, fd if target is None else target,
                                                 keep, decode, owner)
             if flags & _SKIP_SUCCESS:
+                if user_data in requests:
+                    raise _in_flight(opcode, user_data)
                 self._skipped.append(record)  # type: ignore[arg-type]
-            elif self._requests.setdefault(user_data, record) is not record:  # type: ignore[arg-type]
-                raise ValueError(
-                    f"{op_name(opcode)}: user_data {user_data} belongs to a request still in "
-                    "flight; reusing it would make its completion ambiguous"
-                )
+            elif requests.setdefault(user_data, record) is not record:  # type: ignore[arg-type]
+                raise _in_flight(opcode, user_data)
         else:
+            # A bare NOP files nothing, but must not take a live user_data:
+            # its CQE would be taken for that request's (and release it).
+            if user_data in requests:
+                raise _in_flight(opcode, user_data)
             record = None
         shapes = self._slot_shape
-        if opcode == _OP_NOP and fd == -1 and not (
+        try:
+            clean_nop = opcode == _OP_NOP and fd == -1 and not (
                 flags | addr | length | offset | op_flags | buf_index | ioprio | personality
-                | file_index | addr3):
+                | file_index | addr3)
+        except TypeError as exc:  # a field of the wrong type: nothing written yet
+            self._unfile(record, flags)
+            raise _field_error(op_name(opcode), exc) from None
+        if clean_nop:
             # A clean NOP: its slot may already hold one (all but user_data).
             if shapes[slot] == _NOP_SHAPE:
                 try:
@@ -1068,7 +1076,7 @@ class RingCore:
 
         liburing: ``io_uring_prep_rw`` plus direct field stores.
         """
-        if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
+        if 0x7FFFFFFF < file_index <= 0xFFFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32
             file_index -= 1 << 32
         return self.prep_rw(opcode, fd, addr, len, off, user_data, flags, op_flags, keep,
                             target, buf_index, ioprio, personality, file_index, addr3,
@@ -1209,6 +1217,10 @@ class RingCore:
                 _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
                 raise _field_error(f"IORING_OP_NOP: flags {flags!r}", exc) from None
+        requests = self._requests
+        if requests and not requests.keys().isdisjoint(words):
+            clash = [u for u in words if u in requests]
+            raise _in_flight(_OP_NOP, clash[0])
         tail = self._sqe_tail
         if tail + n > self._sq_limit:
             self._make_room(n)
@@ -1919,6 +1931,9 @@ class RingCore:
         """
         if self._state != "disabled" and (self._state is not None or self._owner.ident != _get_ident()):
             self._check()
+        opcode = check_int("io_uring_register opcode", opcode, 0, _U32)
+        nr_args = check_int("io_uring_register nr_args", nr_args, 0, _U32)
+        arg = check_int("io_uring_register arg (an address)", arg, 0, (1 << 64) - 1)
         while True:
             try:
                 return self._kernel.register(self._fd, opcode, arg, nr_args)

@@ -48,8 +48,8 @@ def timespec(value: Seconds) -> abi.kernel_timespec:
     if isinstance(value, datetime.timedelta):
         ns = (value.days * 86400 + value.seconds) * 10**9 + value.microseconds * 1000
     elif isinstance(value, (int, float)) and value.__class__ is not bool:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"a duration must be finite, got {value!r}")
+        if not -1e10 < value < 9.2e9:  # NaN and infinities fail too; 2**63 ns is 292 years
+            raise ValueError(f"a duration must be finite and under 2**63 ns, got {value!r}")
         ns = int(round(value * 1e9))
     else:
         raise TypeError(f"a duration is seconds (int or float) or a timedelta, "
@@ -85,7 +85,7 @@ class OpsBase(RegisterMixin):
         of the registered file table; refused here when it cannot be one."""
         if fd.__class__ is not int:
             fd = _fileno(fd)
-        if fd < 0:
+        if not 0 <= fd <= 0x7FFFFFFF:
             raise ValueError(f"bad file descriptor {fd}")
         if fixed and fd >= self._files:
             raise ValueError(
@@ -158,7 +158,7 @@ class OpsBase(RegisterMixin):
             self._require(opcode)
         if fixed:
             flags |= _FIXED_FILE
-        if file_index > 0x7FFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32 slot
+        if 0x7FFFFFFF < file_index <= 0xFFFFFFFF:  # a u32 (IORING_FILE_INDEX_ALLOC) in the s32
             file_index -= 1 << 32
         if target is None:
             target = FixedFile(fd) if fixed else fd

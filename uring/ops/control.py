@@ -85,6 +85,10 @@ class epoll_event(ctypes.Structure):
     _fields_ = [("events", ctypes.c_uint32), ("data", ctypes.c_uint64)]
 
 
+#: The kernel's ``EP_MAX_EVENTS``: ``INT_MAX / sizeof(struct epoll_event)``.
+_EP_MAX_EVENTS = 0x7FFFFFFF // ctypes.sizeof(epoll_event)
+
+
 class futex_waitv(ctypes.Structure):
     """``struct futex_waitv`` (``include/uapi/linux/futex.h``): one futex of
     a ``FUTEX_WAITV``: the expected value, the word's address, its futex2
@@ -138,10 +142,20 @@ _CLOCKS = {
 }
 
 
+def _u32(value: Any, what: str) -> int:
+    """*value* as a u32 field: an int (TypeError otherwise) in 0..2**32-1
+    (ValueError otherwise; never cut to 32 bits)."""
+    if value.__class__ is bool or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= _U32:
+        raise ValueError(f"{what} {value} is not a u32")
+    return int(value)
+
+
 def _poll_mask(events: int) -> int:
     """``poll32_events`` as liburing stores it: on big-endian machines the
     halves are swapped, so the low 16 bits land in the old ``poll_events``."""
-    events = int(events) & _U32
+    events = _u32(events, "poll events")
     if sys.byteorder == "big":  # pragma: no cover - little-endian here
         events = ((events << 16) | (events >> 16)) & _U32
     return events
@@ -226,6 +240,11 @@ class ControlOps(OpsBase):
         if cqe32 is not None:
             nop_flags |= int(abi.IORING_NOP_CQE32)
             off, addr = cqe32
+            for big in (off, addr):
+                if big.__class__ is bool or not isinstance(big, int):
+                    raise TypeError(f"IORING_OP_NOP: cqe32 holds two ints, not {cqe32!r}")
+                if not 0 <= big < 1 << 64:
+                    raise ValueError(f"IORING_OP_NOP: cqe32 value {big} is not a u64")
         return self._op(abi.IORING_OP_NOP, fd=file, len=length, op_flags=nop_flags, off=off,
                         addr=addr, buf_index=index, user_data=user_data, flags=flags,
                         target=fd)
@@ -319,7 +338,7 @@ class ControlOps(OpsBase):
         if data is not None and not 0 <= data < 1 << 64:
             raise ValueError(f"IORING_OP_EPOLL_CTL: data {data} is not a u64")
         event = epoll_event()
-        event.events = int(events) & _U32
+        event.events = _u32(events, "IORING_OP_EPOLL_CTL: events")
         event.data = fd if data is None else data
         return self._op(abi.IORING_OP_EPOLL_CTL, fd=epfd, len=int(op), off=fd,
                         addr=ctypes.addressof(event), user_data=user_data, flags=flags,
@@ -331,8 +350,9 @@ class ControlOps(OpsBase):
         maxevents)`` into an ``epoll_event[maxevents]`` the request holds;
         ``res`` is the number of events, ``result()`` the list of
         ``(events, data)`` pairs."""
-        if maxevents <= 0:
-            raise ValueError(f"IORING_OP_EPOLL_WAIT: maxevents must be positive, got {maxevents}")
+        if not 0 < _u32(maxevents, "IORING_OP_EPOLL_WAIT: maxevents") <= _EP_MAX_EVENTS:
+            raise ValueError(f"IORING_OP_EPOLL_WAIT: maxevents must be 1..{_EP_MAX_EVENTS} "
+                             f"(the kernel's EP_MAX_EVENTS), got {maxevents}")
         epfd = self._file(epfd, fixed)
         array = (epoll_event * maxevents)()
 
@@ -446,7 +466,7 @@ class ControlOps(OpsBase):
             raise ValueError("IORING_OP_ASYNC_CANCEL: fixed=True needs fd (a registered-file slot)")
         if opcode is not None:
             cancel |= int(abi.IORING_ASYNC_CANCEL_OP)
-            length = int(opcode)
+            length = _u32(opcode, "IORING_OP_ASYNC_CANCEL: opcode")
             what.append(abi.IoringOp(length).name if length in abi.IoringOp._value2member_map_
                         else f"opcode {length}")
         if target_user_data is not None:
@@ -621,6 +641,8 @@ class ControlOps(OpsBase):
         ``siginfo_t`` the request holds).  ``res`` is 0; ``result()`` is
         ``(si_pid, si_status, si_code)`` (``si_pid`` 0 under ``WNOHANG``
         when no child changed state), or 0 without *info*."""
+        if _u32(options, "IORING_OP_WAITID: options") > 0x7FFFFFFF:  # an int in waitid(2)
+            raise ValueError(f"IORING_OP_WAITID: options {options} is not an s32 >= 0")
         siginfo: Optional[siginfo_t] = None
         decode: Optional[Callable[[int], Any]] = None
         address = 0
@@ -762,7 +784,9 @@ class ControlOps(OpsBase):
         *level* and *optname* go in the ``addr`` union, the option's address
         in ``optval`` (byte 48), its length in ``optlen``."""
         what = "IORING_OP_URING_CMD"
-        op = int(op)
+        op = _u32(op, f"{what}: op")
+        level = _u32(level, f"{what}: level")
+        optname = _u32(optname, f"{what}: optname")
         optlen = address = 0
         buf: Optional[PinnedBuffer] = None
         decode: Optional[Callable[[int], Any]] = None
@@ -789,7 +813,7 @@ class ControlOps(OpsBase):
             address, optlen = buf.address, buf.nbytes
         fd = self._file(sock, fixed)
         return self._op(abi.IORING_OP_URING_CMD, fd=fd, fixed=fixed, off=op,
-                        addr=(level & _U32) | (optname & _U32) << 32, file_index=optlen,
+                        addr=level | optname << 32, file_index=optlen,
                         user_data=user_data, flags=flags, keep=buf, decode=decode,
                         cmd=struct.pack("<Q", address))
 

@@ -226,7 +226,10 @@ class PathOps(OpsBase):
         """*dir_fd* as the SQE's ``s32``: ``AT_FDCWD`` or an open fd."""
         if dir_fd.__class__ is int and dir_fd == AT_FDCWD:
             return AT_FDCWD
-        return self._file(dir_fd, False)
+        fd = self._file(dir_fd, False)
+        if fd > 0x7FFFFFFF:  # an s32 field (and a u32 one, for the new dirfd)
+            raise ValueError(f"bad file descriptor {fd}: not an s32")
+        return fd
 
     # -- open and close -------------------------------------------------------
 
