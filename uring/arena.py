@@ -97,26 +97,30 @@ class ArenaQueue:
         return len(self._busy)
 
     def submit(self, slots: Sequence[int], offsets: Sequence[int]) -> int:
-        """Queue one request per slot, ``slots[i]`` at ``offsets[i]``;
-        returns how many.  All or nothing: every slot valid, idle and given
-        once, every offset a u64, room in the SQ.  Nothing reaches the
+        """Queue one request per slot, ``slots[i]`` at ``offsets[i]`` (-1:
+        the file position); returns how many.  All or nothing: every slot
+        valid, idle and given once, every offset in range, room in the SQ.  Nothing reaches the
         kernel until the ring submits (``reap(wait=...)`` does)."""
         n = len(slots)
         if len(offsets) != n:
             raise ValueError(f"{n} slots and {len(offsets)} offsets")
         try:
-            offs = array("Q", offsets)
+            offs = array("q", offsets)
             wanted = set(slots)
             templates = list(map(self._templates.__getitem__, slots))
         except (OverflowError, TypeError, IndexError) as exc:
             raise ValueError(f"{op_name(self.opcode)}: bad slot or offset ({exc})") from None
         if len(wanted) != n or min(slots, default=0) < 0:
             raise ValueError(f"{op_name(self.opcode)}: slots must be given once each and be >= 0")
+        if n and min(offs) < -1:
+            raise ValueError(f"{op_name(self.opcode)}: an offset is >= 0, or -1 for the file "
+                             f"position; got {min(offs)}")
         if not self._busy.isdisjoint(wanted):
             raise ValueError(f"{op_name(self.opcode)}: slots {sorted(self._busy & wanted)[:4]} "
                              "are in flight")
         sqes = bytearray(b"".join(templates))
-        memoryview(sqes).cast("Q")[1::self._words_per_sqe] = offs  # io_uring_sqe.off
+        # io_uring_sqe.off: -1 (the file position) is its all-ones u64, as in C
+        memoryview(sqes).cast("Q")[1::self._words_per_sqe] = memoryview(offs).cast("B").cast("Q")
         self.ring.prep_copies(sqes, list(map(self._user_data.__getitem__, slots)),
                               list(map(self._records.__getitem__, slots)))
         self._busy |= wanted

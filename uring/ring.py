@@ -32,6 +32,7 @@ Opcode-specific preparation lives in ``uring.ops``; registration in
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import datetime
@@ -46,6 +47,9 @@ import weakref
 from array import array as _array
 from functools import partial
 from itertools import chain
+from itertools import repeat as _repeat
+from operator import and_ as _and
+from operator import itemgetter
 from typing import (
     Any,
     Callable,
@@ -145,6 +149,9 @@ def setup_flags_text(flags: int) -> str:
 
 
 _get_ident = threading.get_ident
+_first, _third = itemgetter(0), itemgetter(2)
+_sink: "collections.deque[Any]" = collections.deque(maxlen=0)
+_consume = _sink.extend  # runs an iterator to its end in C, keeping nothing
 _CLAIM = threading.Lock()  # a first use from two threads at once: one wins
 _NSIG_BYTES = 8  # _NSIG / 8: the kernel's sigset_t size, for io_uring_getevents_arg
 
@@ -1092,19 +1099,23 @@ class RingCore:
         SQ has room for all (or, with ``sq_full="submit"``, is made to),
         and no ``user_data`` is in flight or given twice, all checked before
         any slot or record is written.  What a batch costs here is mostly
-        interpreter time, so the fields are checked by packing them into
-        a scratch SQE array first, then copied in (at most two copies: a
-        run that wraps the ring is two).
+        interpreter time, so no Python loop runs per SQE: the fields common
+        to the batch are packed once into a template SQE, the template is
+        repeated *n* times, and the per-request fields (``off``, ``addr``,
+        ``len``, ``user_data``) are stored with one strided assignment each
+        from arrays (whose construction range-checks every value); the run
+        is then copied into the SQ (twice where it wraps).
 
         liburing: a loop of ``io_uring_get_sqe`` + ``io_uring_prep_rw``.
         """
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         n = builtins_len(user_data)
+        what = op_name(opcode)
         if not (builtins_len(addrs) == builtins_len(lengths) == builtins_len(offsets)
                 == builtins_len(keeps) == n):
-            raise ValueError(f"{op_name(opcode)}: addresses, lengths, offsets, user_data "
-                             "and buffers must be as many")
+            raise ValueError(f"{what}: addresses, lengths, offsets, user_data and buffers must "
+                             "be as many")
         if n > self.sq_entries:
             raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
         if not n:
@@ -1112,37 +1123,43 @@ class RingCore:
         if flags & _SKIP_SUCCESS:
             raise ValueError("prep_batch: IOSQE_CQE_SKIP_SUCCESS is not for batches "
                              "(nothing would say when their buffers are free)")
+        try:
+            uds = _array("Q", user_data)
+            addr_words = _array("Q", addrs)
+            lens = _array("I", lengths)
+            offs = _array("q", offsets)
+        except OverflowError as exc:
+            raise ValueError(f"{what}: a field of the batch is out of range ({exc})") from None
+        except TypeError as exc:
+            raise TypeError(f"{what}: a field of the batch has the wrong type ({exc})") from None
+        if min(offs) < (-1 if opcode in _FILE_POSITION_OPS else -(1 << 63)):
+            raise ValueError(f"{what}: an offset is >= 0, or -1 for the file position; got "
+                             f"{min(offs)}")
         requests = self._requests
-        if builtins_len(set(user_data)) != n or not requests.keys().isdisjoint(user_data):
-            clash = [u for u in user_data if u in requests] or [
-                u for u in set(user_data) if user_data.count(u) > 1]
-            raise ValueError(f"{op_name(opcode)}: user_data {clash[:4]} already in flight or "
+        if builtins_len(set(uds)) != n or not requests.keys().isdisjoint(uds):
+            clash = [u for u in uds if u in requests] or sorted(
+                u for u in set(uds) if uds.count(u) > 1)
+            raise ValueError(f"{what}: user_data {clash[:4]} already in flight or "
                              "given twice; their completions would be ambiguous")
         size = self._sqe_size
-        scratch = bytearray(n * size)
-        pack = _pack_sqe
-        at = 0
+        template = bytearray(size)
         try:
-            for i in range(n):
-                off = offsets[i]
-                if off < 0:
-                    if off < -1 and opcode in _FILE_POSITION_OPS:
-                        raise struct.error(f"offset {off}: an offset is >= 0, or -1 for the "
-                                           "file position")
-                    off += _U64_WRAP
-                pack(scratch, at, opcode, flags, 0, fd, off, addrs[i], lengths[i], op_flags,
-                     user_data[i], 0, 0, 0, 0, 0)
-                at += size
+            _pack_sqe(template, 0, opcode, flags, 0, fd, 0, 0, 0, op_flags, 0, 0, 0, 0, 0, 0)
         except (struct.error, TypeError) as exc:
-            raise _field_error(f"{op_name(opcode)}: SQE {i} of the batch", exc) from None
+            raise _field_error(what, exc) from None
+        sqes = template * n
+        words, step = memoryview(sqes).cast("Q"), size >> 3
+        words[1::step] = memoryview(offs).cast("B").cast("Q")  # off: -1 is all ones, as in C
+        words[2::step] = addr_words                            # addr
+        words[4::step] = uds                                   # user_data
+        memoryview(sqes).cast("I")[6::size >> 2] = lens        # len
         if self._sqe_tail + n > self._sq_limit:
             self._make_room(n)
         tail = self._sqe_tail
         record_target = fd if target is None else target
-        for i in range(n):
-            ud = user_data[i]
-            requests[ud] = Request(ud, opcode, record_target, keeps[i])
-        self._copy_sqes(tail, scratch, n)
+        requests.update(zip(uds, map(Request, uds, _repeat(opcode), _repeat(record_target),
+                                     keeps)))
+        self._copy_sqes(tail, sqes, n)
         self._sqe_tail = tail + n
         return n
 
@@ -1651,9 +1668,12 @@ class RingCore:
                 pairing.append(requests.get(ud) if cqe[2] & _CQE_F_MORE else requests.pop(ud, None))
         elif requests:
             pop = requests.pop
-            for cqe in out:
-                if not cqe[2] & _CQE_F_MORE:
-                    pop(cqe[0], None)
+            if any(map(_and, map(_third, out), _repeat(_CQE_F_MORE))):
+                for cqe in out:
+                    if not cqe[2] & _CQE_F_MORE:
+                        pop(cqe[0], None)
+            else:  # every CQE final (the common case): one C-level pass
+                _consume(map(pop, map(_first, out), _repeat(None)))
         return out
 
     def reap_words(self, max_cqes: Optional[int] = None) -> "_array[int]":
@@ -1709,9 +1729,12 @@ class RingCore:
             unit = size >> 3
             pop = requests.pop
             more = _CQE_F_MORE << 32
-            for i in range(0, builtins_len(words), unit):
-                if not words[i + 1] & more:
-                    pop(words[i], None)
+            if any(map(_and, words[1::unit], _repeat(more))):
+                for i in range(0, builtins_len(words), unit):
+                    if not words[i + 1] & more:
+                        pop(words[i], None)
+            else:  # every CQE final: one C-level pass
+                _consume(map(pop, words[0::unit], _repeat(None)))
         return words
 
     def _reap_mixed(self, head: int, ready: int, raw: bool) -> Tuple[List[Any], int]:
