@@ -12,6 +12,10 @@ written for asyncio's streams runs over them unchanged.  Underneath:
   provided-buffer ring (``LoopRing.recv_buffers``): each arrival is a CQE
   naming the buffer the kernel filled, copied out and recycled at once;
   ``pause_reading`` cancels it, ``resume_reading`` arms a new one;
+  what arrives while paused is held, and goes to the protocol on the next
+  loop iteration after ``resume_reading`` (never from inside it, as
+  asyncio's own transports: ``StreamReader`` resumes before it makes the
+  waiter that data must wake), in order, ahead of anything received later;
 * ``write()`` appends to the connection's buffer; one ``IORING_OP_SEND``
   at a time sends all of it, and a short send is continued from where the
   kernel stopped.
@@ -26,9 +30,10 @@ flight: the kernel never holds its buffers after that.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import socket
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
 from .. import abi
 from ..errors import kernel_error
@@ -77,8 +82,12 @@ class RingSocketTransport(asyncio.Transport):
         self._sent_cb = self._on_sent
         self._watch = lr.watch
         self._recv_ud: Optional[int] = None
-        self._held: List[bytes] = []  # received while paused
-        self._held_eof = False
+        # Received while paused (or behind data still held): delivered in
+        # order by _deliver_held, a loop iteration after resume_reading.
+        self._held: Deque[bytes] = collections.deque()
+        self._held_eof = False  # the EOF came in behind held data
+        self._eof = False  # the kernel reported EOF: no more receives
+        self._deliver_handle: Optional[asyncio.Handle] = None
         self._paused = False
         self._wbuf = bytearray()
         self._sending: Optional[Any] = None  # bytes, or a view of the unsent rest
@@ -166,7 +175,7 @@ class RingSocketTransport(asyncio.Transport):
         """Arm one multishot ``IORING_OP_RECV`` on the loop's provided-buffer
         group: every arrival is a CQE naming the buffer the kernel filled,
         with no SQE per receive."""
-        if self._closing or self._paused or self._recv_ud is not None or self._held_eof:
+        if self._closing or self._paused or self._recv_ud is not None or self._eof:
             return
         ud = self._ring.prep_recv(self._fd, buf_group=self._pool.group, multishot=True)
         self._recv_ud = ud
@@ -182,8 +191,10 @@ class RingSocketTransport(asyncio.Transport):
             at = bid * _RECV_BUFFER_SIZE
             data = bytes(self._pool_view[at: at + res])
             self._give_back(bid)
-            if self._paused:
-                self._held.append(data)
+            if self._paused or self._held:
+                self._held.append(data)  # behind what is held, never before it
+                if not self._paused:
+                    self._schedule_delivery()
             elif not self._closing:
                 try:
                     self._protocol.data_received(data)  # type: ignore[attr-defined]
@@ -193,8 +204,11 @@ class RingSocketTransport(asyncio.Transport):
             if self._recv_ud is not None:
                 return  # the common case: more to come on the same SQE
         elif res == 0:
-            if self._paused:
+            self._eof = True
+            if self._paused or self._held:
                 self._held_eof = True
+                if not self._paused:
+                    self._schedule_delivery()
             else:
                 self._eof_received()
         elif res == -errno.ENOBUFS or res == -errno.ECANCELED:
@@ -218,13 +232,13 @@ class RingSocketTransport(asyncio.Transport):
         except Exception as exc:
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return
-        self._held_eof = True  # no more receives
         if not keep_open:
             self.close()
 
     def pause_reading(self) -> None:
         """Stop the multishot receive (data already on its way is held and
-        delivered on ``resume_reading``; the rest waits in the socket)."""
+        delivered after ``resume_reading``; the rest waits in the socket).
+        Calls nothing of the protocol."""
         if self._closing or self._paused:
             return
         self._paused = True
@@ -232,17 +246,37 @@ class RingSocketTransport(asyncio.Transport):
             self._lr.cancel(self._recv_ud)
 
     def resume_reading(self) -> None:
+        """Receive again.  Held data (and a held EOF) goes to the protocol on
+        the next loop iteration, never from in here: asyncio's transports
+        only re-add their reader, and ``StreamReader._wait_for_data`` calls
+        this before it makes the waiter that the data must wake."""
         if self._closing or not self._paused:
             return
         self._paused = False
-        held, self._held = self._held, []
-        for data in held:
-            self._protocol.data_received(data)  # type: ignore[attr-defined]
-        if self._held_eof and not self._closing:
+        if self._held or self._held_eof:
+            self._schedule_delivery()
+        self._start_reading()
+
+    def _schedule_delivery(self) -> None:
+        if self._deliver_handle is None:
+            self._deliver_handle = self._loop.call_soon(self._deliver_held)
+
+    def _deliver_held(self) -> None:
+        """Hand the held data to the protocol, in order, while the
+        transport reads and is not closing (a ``pause_reading`` from the
+        protocol keeps the rest held), then a held EOF."""
+        self._deliver_handle = None
+        held = self._held
+        while held and not self._paused and not self._closing:
+            data = held.popleft()
+            try:
+                self._protocol.data_received(data)  # type: ignore[attr-defined]
+            except Exception as exc:
+                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                return
+        if not held and self._held_eof and not self._paused and not self._closing:
             self._held_eof = False
             self._eof_received()
-            return
-        self._start_reading()
 
     # -- writing -----------------------------------------------------------------------
 
@@ -334,6 +368,7 @@ class RingSocketTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
+        self._drop_held()
         if self._recv_ud is not None:
             self._lr.cancel(self._recv_ud)
         self._maybe_lost()
@@ -345,12 +380,22 @@ class RingSocketTransport(asyncio.Transport):
         if self._lost:
             return
         self._closing = True
+        self._drop_held()
         self._wbuf.clear()
         for ud in (self._recv_ud, self._send_ud):
             if ud is not None:
                 self._lr.cancel(ud)
         self._lost_exc = exc
         self._maybe_lost(force=True)
+
+    def _drop_held(self) -> None:
+        """Closing: what is held is never delivered (as asyncio's transports,
+        which stop reading on close)."""
+        self._held.clear()
+        self._held_eof = False
+        if self._deliver_handle is not None:
+            self._deliver_handle.cancel()
+            self._deliver_handle = None
 
     def _fatal_error(self, exc: Exception, message: str) -> None:
         if not isinstance(exc, OSError) or exc.errno not in (errno.ECONNRESET, errno.EPIPE,
