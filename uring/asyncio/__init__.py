@@ -12,17 +12,18 @@ Two ways in, and the same ops on both:
   own Unix loop, its readiness polling done with ``IORING_OP_POLL_ADD`` and one
   ``io_uring_enter`` per iteration for polls and requests alike (``loop``).
 
-Files (``open``, ``AsyncFile``), sockets (``sock_*``, with the semantics of
-the loop methods of the same names), transports and streams
+Files (``open``, ``AsyncBinaryFile``, ``AsyncTextFile``: aiofiles' API),
+sockets (``sock_*``, with the semantics of the loop methods of the same names), transports and streams
 (``open_connection``, ``start_server``, ``create_connection``,
-``create_server``).  Cancelling a task cancels its request in the kernel
-and the task unwinds only after the kernel has let go of its buffer.
+``create_server``); ``uring.asyncio.os`` (``os.path``) and
+``uring.asyncio.tempfile``, as ``aiofiles.os`` and ``aiofiles.tempfile``.
+Cancelling a task cancels its request in the kernel and the task unwinds only after the kernel has let go of its buffer.
 """
 
 from __future__ import annotations
 
 from .driver import LoopRing, get_ring
-from .files import AsyncFile, open
+from .files import AsyncBinaryFile, AsyncFile, AsyncTextFile, open
 from .loop import EventLoopPolicy, UringEventLoop, UringSelector, new_event_loop, run
 from .sockets import (
     sock_accept,
@@ -36,8 +37,16 @@ from .sockets import (
 )
 from .streams import Server, create_connection, create_server, open_connection, start_server
 
+# ``uring.asyncio.os`` (with ``os.path`` = ``ospath``) and ``uring.asyncio.tempfile``,
+# as ``aiofiles.os``/``aiofiles.ospath``/``aiofiles.tempfile``.  Submodules, not
+# in ``__all__``: a star import must not shadow the stdlib's ``os`` and ``tempfile``.
+# (Inside this package ``import os`` is still the stdlib's: imports are absolute.)
+from . import os, ospath, tempfile  # noqa: E402,F401  # isort: skip
+
 __all__ = [
+    "AsyncBinaryFile",
     "AsyncFile",
+    "AsyncTextFile",
     "EventLoopPolicy",
     "LoopRing",
     "Server",

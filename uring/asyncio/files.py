@@ -3,17 +3,39 @@
     async with uring.asyncio.open("data.bin", "rb") as f:
         head = await f.read(4096)          # IORING_OP_READ at the position
         tail = await f.pread(4096, 1 << 20)
+        async for line in f: ...
 
-The interface is the one ``aiofiles`` users know (``read``, ``readinto``,
-``write``, ``seek``, ``tell``, ``fsync``, ``close``, ``stat``), plus
-``pread``/``pwrite`` at explicit offsets, which leave the position alone
-and may run concurrently.  The open itself is ``IORING_OP_OPENAT``, the
-close ``IORING_OP_CLOSE``, the stat ``IORING_OP_STATX``.
+The interface is ``aiofiles``' (a program ports by changing its import):
+``open(file, mode, buffering, encoding, errors, newline)`` as the builtin
+``open``, and awaitable ``read``, ``read1``, ``readinto``, ``readline``,
+``readlines``, ``write``, ``writelines``, ``seek``, ``tell``, ``flush``,
+``truncate``, ``stat``, ``close``, async iteration and ``async with``;
+plus ``pread``/``pwrite`` at explicit offsets, which leave the position
+alone and may run concurrently, ``fsync`` and ``statx``.  The open itself
+is ``IORING_OP_OPENAT``, reads and writes ``IORING_OP_READ``/``WRITE``,
+the close ``IORING_OP_CLOSE``, ``stat``/``statx`` ``IORING_OP_STATX``,
+``truncate`` ``IORING_OP_FTRUNCATE``.
 
-The position is kept here, not in the kernel: each read or write is issued
-at the offset it starts from (``offset`` -1, "the file position", only in
-append mode, where the kernel decides), so two awaited operations never
-race on a shared file offset.
+Binary files (``"rb"``, ``"r+b"``, ...) are ``AsyncBinaryFile``: the
+position is kept here, not in the kernel, so two awaited operations never
+race on a shared file offset (each read or write is issued at the offset it
+starts from; append mode writes at offset -1, where the kernel decides).
+``readline``, iteration and ``read1`` read ahead one chunk (*buffering*
+bytes, 64 KiB by default) and split lines out of it; ``read(n)`` with
+nothing read ahead reads exactly *n* bytes.  Writes go straight to the
+kernel, so ``flush`` has nothing to do.
+
+Text files are ``AsyncTextFile``, CPython's ``io.TextIOWrapper`` algorithm
+(``_pyio``'s, awaited) over the binary file (``f.buffer``): the same
+incremental decoder and ``io.IncrementalNewlineDecoder``, so universal
+newlines, *newline* ``""``/``"\\n"``/``"\\r"``/``"\\r\\n"`` and ``tell()``'s
+opaque cookies are the builtin's.  One difference, on purpose: a write
+(or ``truncate()``) after a read lands where the reading stopped, as if
+``seek(tell())`` had come first, where the builtin writes after its own
+read-ahead.
+
+Every operation is all or nothing under cancellation: what a cancelled
+read had read ahead is not consumed, and the next read returns it.
 """
 
 from __future__ import annotations
@@ -21,8 +43,24 @@ from __future__ import annotations
 import asyncio
 import codecs
 import io
+import locale
+import operator
 import os
-from typing import Any, Dict, List, Optional, Union
+import sys
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AnyStr,
+    Dict,
+    Generator,
+    Generic,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    overload,
+)
 
 from ..buffers import PinnedBuffer
 from ..errors import kernel_error
@@ -30,18 +68,22 @@ from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
 from .sockets import close_fd
 
-__all__ = ["AsyncFile", "open"]
+if TYPE_CHECKING:
+    from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
+
+__all__ = ["AsyncBinaryFile", "AsyncFile", "AsyncTextFile", "open", "stat_result_from_statx"]
 
 _READ = "IORING_OP_READ"
 _WRITE = "IORING_OP_WRITE"
-_CHUNK = 1 << 16
+_CHUNK = 1 << 16  # read-ahead and read(-1) chunk
 _SPARE_BUFFERS = 64  # pinned pread buffers kept per size and file
+_AT_EMPTY_PATH = 0x1000
 
 
-def _mode_flags(mode: str) -> tuple:
+def _mode_flags(mode: str) -> Tuple[int, bool, bool, bool, bool]:
     """``open()``'s mode string as ``(os flags, readable, writable, append, binary)``."""
     if not isinstance(mode, str):
-        raise TypeError(f"mode must be a str, not {type(mode).__name__}")
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
     chars = set(mode)
     if len(chars) != len(mode) or not chars <= set("rwaxb+t") or len(chars & set("rwax")) != 1 \
             or {"b", "t"} <= chars:
@@ -62,13 +104,191 @@ def _mode_flags(mode: str) -> tuple:
     return flags | os.O_CLOEXEC, readable, writable, "a" in chars, "b" in chars
 
 
-class AsyncFile:
-    """An open file; made by ``uring.asyncio.open``.  Binary mode reads and
-    writes bytes; text mode decodes and encodes with *encoding*."""
+def _size(size: Optional[int]) -> int:
+    """A read size as the builtin takes it: None or any index; -1 for all."""
+    if size is None:
+        return -1
+    try:
+        return operator.index(size)
+    except TypeError:
+        raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'") \
+            from None
+
+
+def stat_result_from_statx(sx: statx) -> os.stat_result:
+    """A ``statx`` structure as the ``os.stat_result`` ``os.stat`` returns."""
+    at, mt, ct = sx.stx_atime, sx.stx_mtime, sx.stx_ctime
+    at_ns = at.tv_sec * 1_000_000_000 + at.tv_nsec
+    mt_ns = mt.tv_sec * 1_000_000_000 + mt.tv_nsec
+    ct_ns = ct.tv_sec * 1_000_000_000 + ct.tv_nsec
+    return os.stat_result((
+        sx.stx_mode, sx.stx_ino, sx.stx_dev, sx.stx_nlink, sx.stx_uid, sx.stx_gid, sx.stx_size,
+        at.tv_sec, mt.tv_sec, ct.tv_sec,
+        # The float times as os.stat computes them (seconds + ns * 1e-9).
+        at.tv_sec + at.tv_nsec * 1e-9, mt.tv_sec + mt.tv_nsec * 1e-9,
+        ct.tv_sec + ct.tv_nsec * 1e-9, at_ns, mt_ns, ct_ns,
+        sx.stx_blksize, sx.stx_blocks, sx.stx_rdev,
+    ))
+
+
+class AsyncFile(Generic[AnyStr]):
+    """What the two kinds of file share: the fd, its name and mode, the
+    requests that do not depend on the kind (``pread``, ``pwrite``,
+    ``fsync``, ``stat``, ``statx``, ``close``), ``async with`` and async
+    iteration.  ``AsyncBinaryFile`` reads ``bytes``, ``AsyncTextFile``
+    ``str``."""
+
+    name: Any
+    mode: str
+
+    # -- overridden -----------------------------------------------------------------
+
+    async def read(self, size: Optional[int] = -1) -> AnyStr:
+        raise NotImplementedError
+
+    async def readline(self, size: Optional[int] = -1) -> AnyStr:
+        raise NotImplementedError
+
+    async def write(self, data: Any) -> int:
+        raise NotImplementedError
+
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        raise NotImplementedError
+
+    async def tell(self) -> int:
+        raise NotImplementedError
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        raise NotImplementedError
+
+    def _raw(self) -> "AsyncBinaryFile":
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._raw()._fd < 0  # noqa: SLF001 - this module's own binary file
+
+    def fileno(self) -> int:
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        return raw._fd  # noqa: SLF001 - this module's own binary file
+
+    def readable(self) -> bool:
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        return raw._readable  # noqa: SLF001 - this module's own binary file
+
+    def writable(self) -> bool:
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        return raw._writable  # noqa: SLF001 - this module's own binary file
+
+    def seekable(self) -> bool:
+        self._raw()._check_open()  # noqa: SLF001 - this module's own binary file
+        return True
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fileno())
+
+    # -- the same in both kinds -------------------------------------------------------
+
+    async def readlines(self, hint: Optional[int] = -1) -> List[AnyStr]:
+        """The lines to the end of the file; with *hint* > 0, lines until
+        their total length passes *hint* (as the builtin ``readlines``)."""
+        limit = _size(hint)
+        lines: List[AnyStr] = []
+        total = 0
+        while True:
+            line = await self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < limit < total:
+                return lines
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        """``write`` each item of *lines* (no newlines are added)."""
+        for line in lines:
+            await self.write(line)
+
+    async def flush(self) -> None:
+        """Nothing to flush: writes go straight to the kernel (no data
+        waits in Python).  Checks that the file is open, as the builtin's
+        does.  For durability, ``fsync``."""
+        self._raw()._check_open()  # noqa: SLF001 - this module's own binary file
+
+    async def pread(self, size: int, offset: int) -> bytes:
+        """Up to *size* bytes at *offset* (fewer at end of file); the position
+        is not used or moved."""
+        return await self._raw().pread(size, offset)
+
+    async def pwrite(self, data: Any, offset: int) -> int:
+        """Write all of *data* (bytes) at *offset*; the position is not
+        used or moved."""
+        return await self._raw().pwrite(data, offset)
+
+    async def fsync(self, *, datasync: bool = False) -> None:
+        """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC`` with *datasync*)."""
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        lr = raw._ring  # noqa: SLF001 - this module's own binary file
+        await lr.room()
+        ud = lr.ring.prep_fsync(raw._fd, datasync=datasync)  # noqa: SLF001 - this module's own binary file
+        await lr.run_res(ud, "IORING_OP_FSYNC", raw.name)
+
+    async def statx(self, mask: int = STATX_BASIC_STATS) -> statx:
+        """``IORING_OP_STATX`` on the open file (``AT_EMPTY_PATH``): the
+        ``statx`` structure (``stx_size``, ``stx_mode``, ``stx_btime``, ...)."""
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        lr = raw._ring  # noqa: SLF001 - this module's own binary file
+        await lr.room()
+        fd = raw._fd  # noqa: SLF001 - this module's own binary file
+        ud = lr.ring.prep_statx("", mask, dir_fd=fd, statx_flags=_AT_EMPTY_PATH)
+        return await lr.run(ud)  # type: ignore[no-any-return]
+
+    async def stat(self) -> os.stat_result:
+        """``os.fstat`` of the file as an ``os.stat_result``, by
+        ``IORING_OP_STATX``."""
+        return stat_result_from_statx(await self.statx())
+
+    async def close(self) -> None:
+        """``IORING_OP_CLOSE``; closing twice is allowed."""
+        await self._raw()._close()  # noqa: SLF001 - this module's own binary file
+
+    async def __aenter__(self: "_Self") -> "_Self":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __aiter__(self: "_Self") -> "_Self":
+        return self
+
+    async def __anext__(self) -> AnyStr:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fileno()}"
+        return f"<uring.asyncio.{type(self).__name__} {self.name!r} mode={self.mode!r} {state}>"
+
+
+_Self = TypeVar("_Self", bound=AsyncFile)  # type: ignore[type-arg]
+
+
+class AsyncBinaryFile(AsyncFile[bytes]):
+    """An open binary file; made by ``uring.asyncio.open`` with a ``"b"``
+    mode.  Reads return ``bytes``; writes take any bytes-like object."""
 
     def __init__(self, ring: LoopRing, fd: int, name: Any, mode: str, readable: bool,
-                 writable: bool, append: bool, binary: bool, encoding: Optional[str],
-                 errors: Optional[str], position: int = 0) -> None:
+                 writable: bool, append: bool, position: int = 0,
+                 buffer_size: int = _CHUNK) -> None:
         self._ring = ring
         self._fd = fd
         self.name = name
@@ -76,53 +296,45 @@ class AsyncFile:
         self._readable = readable
         self._writable = writable
         self._append = append
-        self._binary = binary
-        self._pos = position
-        self.encoding: Optional[str] = None
-        self.errors: Optional[str] = None
-        self._decoder: Optional[codecs.IncrementalDecoder] = None
-        if not binary:
-            self.encoding = encoding = encoding or "utf-8"
-            self.errors = errors = errors or "strict"
-            self._decoder = codecs.getincrementaldecoder(encoding)(errors)
-        self._pending_text = ""
+        self._pos = position  # the file offset of _buf[_off]
+        self._buf = b""  # bytes read ahead: the file's from _pos - _off
+        self._off = 0
+        self._bufsize = buffer_size if buffer_size > 1 else _CHUNK
+        self._keep_ahead = buffer_size != 0  # buffering=0: nothing kept between calls
         self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
 
-    # -- state ---------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def fileno(self) -> int:
-        self._check_open()
-        return self._fd
-
-    def readable(self) -> bool:
-        return self._readable
-
-    def writable(self) -> bool:
-        return self._writable
+    def _raw(self) -> "AsyncBinaryFile":
+        return self
 
     def _check_open(self) -> None:
         if self._fd < 0:
-            raise ValueError("I/O operation on closed file")
+            raise ValueError("I/O operation on closed file.")
 
     def _check_readable(self) -> None:
         self._check_open()
         if not self._readable:
-            raise io.UnsupportedOperation("not readable")
+            raise io.UnsupportedOperation("read")
 
     def _check_writable(self) -> None:
         self._check_open()
         if not self._writable:
-            raise io.UnsupportedOperation("not writable")
+            raise io.UnsupportedOperation("write")
+
+    def _drop(self) -> None:
+        """Forget what was read ahead (the position stays)."""
+        self._buf = b""
+        self._off = 0
+
+    def _set(self, buf: bytes, off: int, pos: int) -> None:
+        if self._keep_ahead:
+            self._buf, self._off = buf, off
+        else:
+            self._buf, self._off = b"", 0
+        self._pos = pos
 
     # -- positional I/O ------------------------------------------------------------
 
     async def pread(self, size: int, offset: int) -> bytes:
-        """Up to *size* bytes at *offset* (fewer at end of file); the position
-        is not used or moved."""
         if self._fd < 0 or not self._readable:
             self._check_readable()
         if size < 0 or offset < 0:
@@ -149,11 +361,10 @@ class AsyncFile:
         return await self._read_at(buf, offset)
 
     async def pwrite(self, data: Any, offset: int) -> int:
-        """Write all of *data* at *offset* (short writes are continued); the
-        position is not used or moved."""
         self._check_writable()
         if offset < 0:
             raise ValueError("offset must be >= 0")
+        self._drop()  # the read-ahead may hold the old bytes
         return await self._write_all(data, offset)
 
     async def _read_at(self, buf: Any, offset: int) -> int:
@@ -180,6 +391,8 @@ class AsyncFile:
         lr = self._ring
         view = memoryview(data).cast("B")
         done, total = 0, view.nbytes
+        if not total:
+            return 0
         while True:
             if lr.awaited >= lr.capacity:
                 await lr.room()
@@ -190,196 +403,230 @@ class AsyncFile:
             if done >= total or res == 0:
                 return done
 
+    async def _read_all_from(self, offset: int) -> List[bytes]:
+        chunks: List[bytes] = []
+        while True:
+            got = await self.pread(_CHUNK, offset)
+            if not got:
+                return chunks
+            offset += len(got)
+            chunks.append(got)
+
     # -- stream I/O at the position ---------------------------------------------
 
-    async def read(self, size: int = -1) -> Union[bytes, str]:
-        """Up to *size* bytes (text mode: characters) from the position, or
-        everything to the end of the file with -1."""
-        self._check_readable()
-        if self._binary:
-            return await self._read_bytes(size)
-        return await self._read_text(size)
+    async def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to *size* bytes from the position (fewer only at the end of
+        the file), or everything to the end with -1/None."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        n = _size(size)
+        buf, off, pos = self._buf, self._off, self._pos
+        have = len(buf) - off
+        if 0 <= n <= have:
+            self._off = off + n
+            self._pos = pos + n
+            return buf[off:off + n]
+        head = buf[off:]
+        if n < 0:
+            rest = b"".join(await self._read_all_from(pos + have))
+            data = head + rest if head else rest
+            self._set(b"", 0, pos + len(data))
+            return data
+        want = n - have
+        got = await self.pread(want, pos + have)
+        if len(got) == want or not got:
+            data = head + got if head else got
+        else:  # short (end of file, or a read past 2 GiB): go on to the end or to n
+            parts = [head, got]
+            done = have + len(got)
+            while done < n:
+                more = await self.pread(n - done, pos + done)
+                if not more:
+                    break
+                parts.append(more)
+                done += len(more)
+            data = b"".join(parts)
+        self._set(b"", 0, pos + len(data))
+        return data
 
-    async def _read_bytes(self, size: Optional[int]) -> bytes:
-        if size is None or size < 0:
-            chunks: List[bytes] = []
-            while True:
-                got = await self.pread(_CHUNK, self._pos)
-                if not got:
-                    return b"".join(chunks)
-                self._pos += len(got)
-                chunks.append(got)
-        got = await self.pread(size, self._pos)
-        self._pos += len(got)
+    async def read1(self, size: Optional[int] = -1) -> bytes:
+        """Up to *size* bytes with at most one request: what was read ahead
+        if anything was, else one read (of *size*, or one chunk with -1)."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        n = _size(size)
+        if n < 0:
+            n = self._bufsize
+        buf, off, pos = self._buf, self._off, self._pos
+        have = len(buf) - off
+        if have:
+            n = min(n, have)
+            self._off = off + n
+            self._pos = pos + n
+            return buf[off:off + n]
+        if n == 0:
+            return b""
+        got = await self.pread(n, pos)
+        self._set(b"", 0, pos + len(got))
         return got
 
-    async def _read_text(self, size: Optional[int]) -> str:
-        # Decoded text read ahead of the caller waits in _pending_text, and
-        # what a chunk decodes to goes there before the next await: text
-        # read from the file is never lost to a cancellation or repeated.
-        assert self._decoder is not None
-        if size is None or size < 0:
-            while True:
-                raw = await self._read_bytes(_CHUNK)
-                self._pending_text += self._decoder.decode(raw, final=not raw)
-                if not raw:
-                    break
-            text, self._pending_text = self._pending_text, ""
-            return text
-        while len(self._pending_text) < size:
-            raw = await self._read_bytes(max(size - len(self._pending_text), 1))
-            self._pending_text += self._decoder.decode(raw, final=not raw)
-            if not raw:
-                break
-        text = self._pending_text
-        self._pending_text = text[size:]
-        return text[:size]
-
     async def readinto(self, buf: Any) -> int:
-        """Read into *buf* from the position; the byte count (binary mode)."""
-        self._check_readable()
-        if not self._binary:
-            raise io.UnsupportedOperation("readinto() needs binary mode")
-        n = await self._read_at(buf, self._pos)
-        self._pos += n
-        return n
+        """Fill *buf* (a writable buffer) from the position; the byte count
+        (less than its size only at the end of the file)."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        have = len(self._buf) - self._off
+        if not have:
+            # Straight into the caller's buffer (a PinnedBuffer stays pinned).
+            n = await self._read_at(buf, self._pos)
+            self._set(b"", 0, self._pos + n)
+            return n
+        view = memoryview(buf.obj if isinstance(buf, PinnedBuffer) else buf)
+        if view.readonly:
+            raise TypeError("readinto() argument must be read-write bytes-like object")
+        view = view.cast("B")
+        size = view.nbytes
+        take = min(size, have)
+        off, pos = self._off, self._pos
+        view[:take] = self._buf[off:off + take]
+        done = take
+        while done < size:
+            got = await self._read_at(view[done:], pos + done)
+            if not got:
+                break
+            done += got
+        if done > take:
+            self._set(b"", 0, pos + done)
+        else:
+            self._off = off + take
+            self._pos = pos + take
+        return done
 
-    async def readline(self) -> Union[bytes, str]:
-        """One line, with its newline (empty at the end of the file)."""
-        self._check_readable()
-        if not self._binary:
-            assert self._decoder is not None
-            while "\n" not in self._pending_text:
-                raw = await self._read_bytes(_CHUNK)
-                self._pending_text += self._decoder.decode(raw, final=not raw)
-                if not raw:
-                    break
-            text = self._pending_text
-            cut = text.find("\n") + 1 or len(text)
-            self._pending_text = text[cut:]
-            return text[:cut]
-        line = bytearray()
+    async def readline(self, size: Optional[int] = -1) -> bytes:
+        """One line, with its ``b"\\n"`` (empty at the end of the file); at
+        most *size* bytes with *size* >= 0.  Split out of one read-ahead
+        chunk: one request per chunk, not per line."""
+        buf, off = self._buf, self._off
+        i = buf.find(b"\n", off)
+        if i >= 0 and (size is None or size < 0 or i - off < size):
+            i += 1
+            self._off = i
+            self._pos += i - off
+            return buf[off:i]
+        return await self._readline(_size(size))
+
+    async def _readline(self, limit: int) -> bytes:
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        buf, off, start = self._buf, self._off, self._pos
+        parts: List[bytes] = []
+        total = 0
         while True:
-            chunk = await self.pread(_CHUNK // 16, self._pos)
-            if not chunk:
-                return bytes(line)
-            cut = chunk.find(b"\n") + 1
-            piece = chunk[:cut] if cut else chunk
-            line += piece
-            self._pos += len(piece)
-            if cut:
-                return bytes(line)
+            end = len(buf) if limit < 0 else min(len(buf), off + limit - total)
+            i = buf.find(b"\n", off, end)
+            cut = i + 1 if i >= 0 else end
+            if cut > off:
+                parts.append(buf[off:cut])
+                total += cut - off
+            off = cut
+            if i >= 0 or total == limit:
+                break
+            buf = await self.pread(self._bufsize, start + total)
+            off = 0
+            if not buf:
+                break
+        # Nothing changes until the line is whole: a cancelled readline
+        # consumes nothing.
+        self._set(buf, off, start + total)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def __aiter__(self) -> "AsyncFile":
-        return self
-
-    async def __anext__(self) -> Union[bytes, str]:
-        line = await self.readline()
+    async def __anext__(self) -> bytes:
+        buf, off = self._buf, self._off
+        i = buf.find(b"\n", off)
+        if i >= 0:
+            i += 1
+            self._off = i
+            self._pos += i - off
+            return buf[off:i]
+        line = await self._readline(-1)
         if not line:
             raise StopAsyncIteration
         return line
 
-    async def write(self, data: Union[bytes, str, Any]) -> int:
-        """Write *data* at the position (append mode: at the end); returns
-        the bytes (text mode: characters) written."""
-        self._check_writable()
-        if self._binary:
-            if isinstance(data, str):
-                raise TypeError("a bytes-like object is required, not 'str'")
-            raw = data
-        else:
-            if not isinstance(data, str):
-                raise TypeError(f"write() argument must be str, not {type(data).__name__}")
-            raw = data.encode(self.encoding or "utf-8", self.errors or "strict")
-        if not self._binary and self._pos != self.tell():
-            # Text read ahead: write where the caller's reading stopped.
-            self.seek(self.tell())
+    async def write(self, data: Any) -> int:
+        """Write *data* (bytes-like) at the position (append mode: at the
+        end); the byte count."""
+        if self._fd < 0 or not self._writable:
+            self._check_writable()
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        if not memoryview(data).nbytes:
+            return 0  # as the builtin: nothing written, the position stays
+        self._drop()
         if self._append:
-            n = await self._write_all(raw, -1)
+            n = await self._write_all(data, -1)
             self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
         else:
-            n = await self._write_all(raw, self._pos)
+            n = await self._write_all(data, self._pos)
             self._pos += n
-        return len(data) if not self._binary else n
+        return n
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move the position (no kernel request for SEEK_SET/SEEK_CUR;
-        SEEK_END asks ``lseek``, which is not an io_uring op)."""
+    def _seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self._check_open()
+        offset = operator.index(offset)
         if whence == os.SEEK_SET:
             pos = offset
         elif whence == os.SEEK_CUR:
-            pos = self.tell() + offset
+            pos = self._pos + offset
         elif whence == os.SEEK_END:
             pos = os.lseek(self._fd, offset, os.SEEK_END)
         else:
-            raise ValueError(f"invalid whence ({whence})")
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
-            raise OSError(22, f"negative seek position {pos}")
+            raise OSError(22, f"Invalid argument: negative seek position {pos}")
+        # Inside what was read ahead: keep it.
+        moved = pos - self._pos
+        if 0 <= self._off + moved <= len(self._buf):
+            self._off += moved
+        else:
+            self._drop()
         self._pos = pos
-        self._pending_text = ""
-        if self._decoder is not None:
-            self._decoder.reset()
         return pos
 
-    def tell(self) -> int:
-        """The position: in text mode, the byte offset just past the text
-        returned so far (text decoded ahead, and bytes of a character
-        not yet complete, are not counted)."""
-        self._check_open()
-        if self._decoder is None:
-            return self._pos
-        ahead = len(self._decoder.getstate()[0])
-        if self._pending_text:
-            ahead += len(self._pending_text.encode(self.encoding or "utf-8",
-                                                   self.errors or "strict"))
-        return self._pos - ahead
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position; the new one.  No request: the position is
+        kept here (``SEEK_END`` asks ``lseek`` for the size)."""
+        return self._seek(offset, whence)
 
-    # -- the rest ----------------------------------------------------------------
-
-    async def fsync(self, *, datasync: bool = False) -> None:
-        """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC`` with *datasync*)."""
+    async def tell(self) -> int:
+        """The position: the offset of the next byte read or written."""
         self._check_open()
-        lr = self._ring
-        await lr.room()
-        await lr.run_res(lr.ring.prep_fsync(self._fd, datasync=datasync), "IORING_OP_FSYNC",
-                         self.name)
+        return self._pos
 
     async def truncate(self, size: Optional[int] = None) -> int:
-        """``IORING_OP_FTRUNCATE`` to *size* (default: the position)."""
+        """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
+        position does not move."""
         self._check_writable()
-        size = self._pos if size is None else size
+        size = self._pos if size is None else operator.index(size)
+        if size < 0:
+            raise OSError(22, f"Invalid argument: negative size {size}")
+        self._drop()
         lr = self._ring
         await lr.room()
         await lr.run_res(lr.ring.prep_ftruncate(self._fd, size), "IORING_OP_FTRUNCATE", self.name)
         return size
 
-    async def stat(self, mask: int = STATX_BASIC_STATS) -> statx:
-        """``IORING_OP_STATX`` on the open file (``AT_EMPTY_PATH``): a
-        ``statx`` structure (``stx_size``, ``stx_mode``, ...)."""
-        self._check_open()
-        lr = self._ring
-        await lr.room()
-        ud = lr.ring.prep_statx("", mask, dir_fd=self._fd, statx_flags=_AT_EMPTY_PATH)
-        return await lr.run(ud)  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        """``IORING_OP_CLOSE``; closing twice is allowed."""
+    async def _close(self) -> None:
         if self._fd < 0:
             return
         fd, self._fd = self._fd, -1
+        self._drop()
         lr = self._ring
         if lr.closed:
             os.close(fd)
             return
         await lr.room()
         await lr.run_res(lr.ring.prep_close(fd), "IORING_OP_CLOSE", self.name)
-
-    async def __aenter__(self) -> "AsyncFile":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
@@ -388,28 +635,486 @@ class AsyncFile:
             except OSError:
                 pass
 
-    def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"fd={self._fd}"
-        return f"<uring.asyncio.AsyncFile {self.name!r} mode={self.mode!r} {state}>"
+
+class AsyncTextFile(AsyncFile[str]):
+    """An open text file; made by ``uring.asyncio.open`` without ``"b"``.
+    ``io.TextIOWrapper``'s algorithm over an ``AsyncBinaryFile``
+    (``buffer``): reads return ``str``, ``tell()`` returns the builtin's
+    cookie, newlines are handled as *newline* says (see ``open``)."""
+
+    _CHUNK_SIZE = _CHUNK
+
+    def __init__(self, buffer: AsyncBinaryFile, encoding: Optional[str] = None,
+                 errors: Optional[str] = None, newline: Optional[str] = None,
+                 line_buffering: bool = False) -> None:
+        _check_newline(newline)
+        encoding = _text_encoding(encoding)
+        if not getattr(codecs.lookup(encoding), "_is_text_encoding", True):
+            raise LookupError(f"{encoding!r} is not a text encoding; "
+                              "use codecs.open() to handle arbitrary codecs")
+        if errors is None:
+            errors = "strict"
+        elif not isinstance(errors, str):
+            raise ValueError(f"invalid errors: {errors!r}")
+        self.buffer = buffer
+        self.name = buffer.name
+        self.mode = buffer.mode
+        self.encoding = encoding
+        self.errors = errors
+        self.line_buffering = line_buffering
+        self._readuniversal = not newline
+        self._readtranslate = newline is None
+        self._readnl = newline
+        self._writetranslate = newline != ""
+        self._writenl = newline or os.linesep
+        self._encoder: Optional[codecs.IncrementalEncoder] = None
+        self._decoder: Any = None  # codecs.IncrementalDecoder or io.IncrementalNewlineDecoder
+        self._decoded_chars = ""  # text decoded, not all returned yet
+        self._decoded_chars_used = 0
+        # (decoder flags, the bytes from a point where the decoder held no
+        # bytes): tell() rebuilds the position from it.
+        self._snapshot: Optional[Tuple[int, bytes]] = None
+        self._b2cratio = 0.0
+        self._dirty = False  # read ahead since the last seek or write
+        if buffer._readable:  # noqa: SLF001 - this module's own binary file
+            self._get_decoder()
+        if buffer._writable and buffer._pos != 0:  # noqa: SLF001 - this module's own binary file
+            self._get_encoder().setstate(0)  # no BOM in the middle of a file
+
+    def _raw(self) -> AsyncBinaryFile:
+        return self.buffer
+
+    @property
+    def newlines(self) -> Any:
+        """The newlines read so far (universal newlines mode), as the builtin's."""
+        return getattr(self._decoder, "newlines", None)
+
+    # -- TextIOWrapper's machinery -------------------------------------------------
+
+    def _get_encoder(self) -> codecs.IncrementalEncoder:
+        self._encoder = codecs.getincrementalencoder(self.encoding)(self.errors)
+        return self._encoder
+
+    def _get_decoder(self) -> Any:
+        decoder: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
+        if self._readuniversal:
+            decoder = io.IncrementalNewlineDecoder(decoder, self._readtranslate)
+        self._decoder = decoder
+        return decoder
+
+    def _set_decoded_chars(self, chars: str) -> None:
+        self._decoded_chars = chars
+        self._decoded_chars_used = 0
+
+    def _get_decoded_chars(self, n: Optional[int] = None) -> str:
+        offset = self._decoded_chars_used
+        chars = self._decoded_chars[offset:] if n is None else \
+            self._decoded_chars[offset:offset + n]
+        self._decoded_chars_used += len(chars)
+        return chars
+
+    def _save(self) -> Tuple[Any, ...]:
+        """Everything a read changes, to put back if it is cancelled."""
+        b = self.buffer
+        dec = self._decoder.getstate() if self._decoder is not None else None
+        return (self._decoded_chars, self._decoded_chars_used, self._snapshot, self._b2cratio,
+                dec, b._buf, b._off, b._pos, self._dirty)  # noqa: SLF001 - this module's own binary file
+
+    def _restore(self, state: Tuple[Any, ...]) -> None:
+        b = self.buffer
+        (self._decoded_chars, self._decoded_chars_used, self._snapshot, self._b2cratio,
+         dec, b._buf, b._off, b._pos, self._dirty) = state  # noqa: SLF001 - this module's own binary file
+        if dec is not None and self._decoder is not None:
+            self._decoder.setstate(dec)
+
+    async def _read_chunk(self) -> bool:
+        """Read and decode the next chunk; False at the end of the file."""
+        decoder = self._decoder
+        assert decoder is not None
+        dec_buffer, dec_flags = decoder.getstate()
+        input_chunk = await self.buffer.read1(self._CHUNK_SIZE)
+        eof = not input_chunk
+        decoded_chars = decoder.decode(input_chunk, eof)
+        self._set_decoded_chars(decoded_chars)
+        self._b2cratio = len(input_chunk) / len(decoded_chars) if decoded_chars else 0.0
+        self._snapshot = (dec_flags, dec_buffer + input_chunk)
+        self._dirty = True
+        return not eof or bool(decoded_chars)  # as C: a chunk that gave text is not the end
+
+    # The cookie is the C TextIOWrapper's (not _pyio's): a 64-bit byte
+    # position, then 32 bits each of decoder flags, bytes to feed and
+    # characters to skip, then the need-EOF flag.
+    @staticmethod
+    def _pack_cookie(position: int, dec_flags: int = 0, bytes_to_feed: int = 0,
+                     need_eof: bool = False, chars_to_skip: int = 0) -> int:
+        return (position | (dec_flags << 64) | (bytes_to_feed << 96) | (chars_to_skip << 128)
+                | bool(need_eof) << 160)
+
+    @staticmethod
+    def _unpack_cookie(bigint: int) -> Tuple[int, int, int, bool, int]:
+        rest, position = divmod(bigint, 1 << 64)
+        rest, dec_flags = divmod(rest, 1 << 32)
+        rest, bytes_to_feed = divmod(rest, 1 << 32)
+        need_eof, chars_to_skip = divmod(rest, 1 << 32)
+        return position, dec_flags, bytes_to_feed, bool(need_eof), chars_to_skip
+
+    def _decoder_setstate(self, start_pos: int, dec_flags: int) -> None:
+        assert self._decoder is not None
+        if start_pos == 0 and dec_flags == 0:
+            self._decoder.reset()
+        else:
+            self._decoder.setstate((b"", dec_flags))
+
+    def _tell(self) -> int:
+        self.buffer._check_open()  # noqa: SLF001 - this module's own binary file
+        position = self.buffer._pos  # noqa: SLF001 - this module's own binary file
+        decoder = self._decoder
+        if decoder is None or self._snapshot is None:
+            return position
+        dec_flags, next_input = self._snapshot
+        position -= len(next_input)
+        chars_to_skip = self._decoded_chars_used
+        if chars_to_skip == 0:
+            return self._pack_cookie(position, dec_flags)
+        saved_state = decoder.getstate()
+        try:
+            skip_bytes = int(self._b2cratio * chars_to_skip)
+            skip_back = 1
+            while skip_bytes > 0:
+                self._decoder_setstate(position, dec_flags)
+                n = len(decoder.decode(next_input[:skip_bytes]))
+                if n <= chars_to_skip:
+                    b, d = decoder.getstate()
+                    if not b:
+                        dec_flags = d
+                        chars_to_skip -= n
+                        break
+                    skip_bytes -= len(b)
+                    skip_back = 1
+                else:
+                    skip_bytes -= skip_back
+                    skip_back *= 2
+            if skip_bytes <= 0:
+                skip_bytes = 0
+                self._decoder_setstate(position, dec_flags)
+            start_pos = position + skip_bytes
+            start_flags = dec_flags
+            if chars_to_skip == 0:
+                return self._pack_cookie(start_pos, start_flags)
+            bytes_fed = 0
+            need_eof = False
+            chars_decoded = 0
+            for i in range(skip_bytes, len(next_input)):
+                bytes_fed += 1
+                chars_decoded += len(decoder.decode(next_input[i:i + 1]))
+                dec_buffer, dec_flags = decoder.getstate()
+                if not dec_buffer and chars_decoded <= chars_to_skip:
+                    start_pos += bytes_fed
+                    chars_to_skip -= chars_decoded
+                    start_flags, bytes_fed, chars_decoded = dec_flags, 0, 0
+                if chars_decoded >= chars_to_skip:
+                    break
+            else:
+                chars_decoded += len(decoder.decode(b"", final=True))
+                need_eof = True
+                if chars_decoded < chars_to_skip:
+                    raise OSError("can't reconstruct logical file position")
+            return self._pack_cookie(start_pos, start_flags, bytes_fed, need_eof, chars_to_skip)
+        finally:
+            decoder.setstate(saved_state)
+
+    async def tell(self) -> int:
+        """The position as the builtin's ``tell()`` gives it: the byte
+        offset when the decoder holds nothing, else an opaque cookie that
+        ``seek`` takes back."""
+        return self._tell()
+
+    def _reset_encoder(self, position: int) -> None:
+        try:
+            encoder = self._encoder or self._get_encoder()
+        except LookupError:
+            return
+        if position != 0:
+            encoder.setstate(0)
+        else:
+            encoder.reset()
+
+    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+        """As the builtin's: to a ``tell()`` cookie, or ``seek(0, SEEK_CUR)``
+        / ``seek(0, SEEK_END)``; the new position."""
+        b = self.buffer
+        b._check_open()  # noqa: SLF001 - this module's own binary file
+        cookie = operator.index(cookie)
+        if whence == os.SEEK_CUR:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
+            whence = os.SEEK_SET
+            cookie = self._tell()
+        elif whence == os.SEEK_END:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
+            position = b._seek(0, os.SEEK_END)  # noqa: SLF001 - this module's own binary file
+            self._set_decoded_chars("")
+            self._snapshot = None
+            if self._decoder is not None:
+                self._decoder.reset()
+            self._reset_encoder(position)
+            self._dirty = False
+            return position
+        if whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if cookie < 0:
+            raise ValueError(f"negative seek position {cookie}")
+        start_pos, dec_flags, bytes_to_feed, need_eof, chars_to_skip = self._unpack_cookie(cookie)
+        saved = self._save()
+        try:
+            b._seek(start_pos)  # noqa: SLF001 - this module's own binary file
+            self._set_decoded_chars("")
+            self._snapshot = None
+            self._dirty = False
+            if self._decoder is not None:
+                self._decoder_setstate(start_pos, dec_flags)
+                self._snapshot = (dec_flags, b"")
+            elif dec_flags or chars_to_skip:
+                self._decoder_setstate(start_pos, dec_flags)  # type: ignore[unreachable]
+            if chars_to_skip:
+                decoder = self._decoder or self._get_decoder()
+                input_chunk = await b.read(bytes_to_feed)
+                self._snapshot = (dec_flags, input_chunk)
+                self._set_decoded_chars(decoder.decode(input_chunk, need_eof))
+                if len(self._decoded_chars) < chars_to_skip:
+                    raise OSError("can't restore logical file position")
+                self._decoded_chars_used = chars_to_skip
+                self._dirty = True
+        except BaseException:
+            self._restore(saved)
+            raise
+        self._reset_encoder(cookie)
+        return cookie
+
+    async def _sync(self, clear: bool = True) -> None:
+        """Before a write or truncate after a read: put the binary position
+        where the reading stopped (``seek(tell())``); for a write, forget
+        the decoder's state as the builtin's write does."""
+        if self._dirty:
+            await self.seek(self._tell())
+        if clear and (self._decoded_chars or self._snapshot is not None):
+            self._set_decoded_chars("")
+            self._snapshot = None
+            if self._decoder is not None:
+                self._decoder.reset()
+        self._dirty = False
+
+    # -- reading -------------------------------------------------------------------
+
+    def _check_readable(self) -> AsyncBinaryFile:
+        b = self.buffer
+        if b._fd < 0 or not b._readable:  # noqa: SLF001 - this module's own binary file
+            b._check_readable()  # noqa: SLF001 - this module's own binary file
+        return b
+
+    async def read(self, size: Optional[int] = -1) -> str:
+        """Up to *size* characters (fewer only at the end of the file), or
+        everything to the end with -1/None."""
+        self._check_readable()
+        n = _size(size)
+        decoder = self._decoder or self._get_decoder()
+        saved = self._save()
+        try:
+            if n < 0:
+                raw = await self.buffer.read()
+                result = self._get_decoded_chars() + decoder.decode(raw, final=True)
+                self._set_decoded_chars("")
+                self._snapshot = None
+                self._dirty = True
+                return result
+            result = self._get_decoded_chars(n)
+            eof = False
+            while len(result) < n and not eof:
+                eof = not await self._read_chunk()
+                result += self._get_decoded_chars(n - len(result))
+            return result
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    async def readline(self, size: Optional[int] = -1) -> str:
+        """One line with its newline as *newline* defines lines (empty at
+        the end of the file); at most *size* characters with *size* >= 0."""
+        if self._readtranslate and (size is None or size == -1):
+            # The common case without copying the rest of the chunk per line.
+            chars, start = self._decoded_chars, self._decoded_chars_used
+            i = chars.find("\n", start)
+            if i >= 0:
+                self._decoded_chars_used = i + 1
+                return chars[start:i + 1]
+        self._check_readable()
+        limit = _size(size)
+        saved = self._save()
+        try:
+            return await self._readline(limit)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _line_end(self, line: str, start: int) -> int:
+        """Where the first line of *line* ends (searching from *start*), or -1."""
+        if self._readtranslate:
+            pos = line.find("\n", start)
+            return pos + 1 if pos >= 0 else -1
+        if self._readuniversal:
+            nlpos = line.find("\n", start)
+            crpos = line.find("\r", start)
+            if crpos == -1:
+                return nlpos + 1 if nlpos >= 0 else -1
+            if nlpos == -1 or crpos < nlpos - 1:
+                return crpos + 1
+            if nlpos < crpos:
+                return nlpos + 1
+            return crpos + 2  # \r\n (the decoder never splits one)
+        assert self._readnl is not None
+        pos = line.find(self._readnl, max(0, start - len(self._readnl) + 1))
+        return pos + len(self._readnl) if pos >= 0 else -1
+
+    async def _readline(self, limit: int) -> str:
+        # C's _textiowrapper_readline: get text when none is left, find the
+        # line end, put aside what has none (keeping a "\r" that may be half
+        # of a "\r\n" newline for the next round).
+        chunks: List[str] = []
+        chunked = 0
+        remaining = ""
+        while True:
+            while not self._decoded_chars:  # (C looks at the length, not what is left)
+                if not await self._read_chunk():
+                    self._set_decoded_chars("")
+                    self._snapshot = None
+                    return "".join(chunks) + remaining
+            if remaining:
+                line = remaining + self._decoded_chars[self._decoded_chars_used:]
+                base = self._decoded_chars_used - len(remaining)
+                start = 0
+                remaining = ""
+            else:
+                line = self._decoded_chars
+                base = 0
+                start = self._decoded_chars_used
+            endpos = self._line_end(line, start)
+            if endpos >= 0:
+                if limit >= 0 and endpos - start + chunked >= limit:
+                    endpos = start + limit - chunked
+                self._decoded_chars_used = max(base + endpos, 0)
+                chunks.append(line[start:endpos])
+                return "".join(chunks)
+            endpos = len(line)
+            if self._readnl == "\r\n" and line.endswith("\r"):
+                endpos -= 1
+            if limit >= 0 and endpos - start + chunked >= limit:
+                endpos = start + limit - chunked
+                self._decoded_chars_used = max(base + endpos, 0)
+                chunks.append(line[start:endpos])
+                return "".join(chunks)
+            if endpos > start:
+                chunks.append(line[start:endpos])
+                chunked += endpos - start
+            remaining = line[endpos:]
+            self._set_decoded_chars("")
+
+    async def __anext__(self) -> str:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def readinto(self, buf: Any) -> int:
+        """Not in text mode (``io.UnsupportedOperation``), as the builtin."""
+        raise io.UnsupportedOperation("readinto() needs binary mode")
+
+    # -- writing -------------------------------------------------------------------
+
+    async def write(self, s: str) -> int:
+        """Write *s* at the position (append mode: at the end), ``"\\n"``
+        as *newline* says; the number of characters."""
+        b = self.buffer
+        if b._fd < 0 or not b._writable:  # noqa: SLF001 - this module's own binary file
+            b._check_writable()  # noqa: SLF001 - this module's own binary file
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        length = len(s)
+        if self._writetranslate and self._writenl != "\n" and "\n" in s:
+            s = s.replace("\n", self._writenl)
+        encoder = self._encoder or self._get_encoder()
+        data = encoder.encode(s)
+        await self._sync()
+        await b.write(data)
+        return length
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
+        position does not move."""
+        self.buffer._check_writable()  # noqa: SLF001 - this module's own binary file
+        await self._sync(clear=False)
+        return await self.buffer.truncate(size)
 
 
-_AT_EMPTY_PATH = 0x1000
+def _check_newline(newline: Optional[str]) -> None:
+    if newline is not None and not isinstance(newline, str):
+        raise TypeError(f"illegal newline type: {type(newline)!r}")
+    if newline not in (None, "", "\n", "\r", "\r\n"):
+        raise ValueError(f"illegal newline value: {newline!r}")
 
 
-class _Opening:
+def _text_encoding(encoding: Optional[str]) -> str:
+    """The builtin's default: the locale's encoding (UTF-8 in UTF-8 mode)."""
+    if encoding is None or encoding == "locale":
+        # io.text_encoding (3.10+) without its EncodingWarning: UTF-8 mode
+        # or the locale's encoding.
+        encoding = "utf-8" if sys.flags.utf8_mode else locale.getpreferredencoding(False)
+    if not isinstance(encoding, str):
+        raise ValueError(f"invalid encoding: {encoding!r}")
+    return encoding
+
+
+_F = TypeVar("_F", bound=AsyncFile)  # type: ignore[type-arg]
+
+
+class _Opening(Generic[_F]):
     """What ``open()`` returns: await it, or use it with ``async with``."""
 
-    def __init__(self, path: Any, mode: str, encoding: Optional[str], errors: Optional[str],
-                 perms: int, loop_ring: Optional[LoopRing]) -> None:
-        self._args = (path, mode, encoding, errors, perms, loop_ring)
-        self._file: Optional[AsyncFile] = None
-        _mode_flags(mode)  # bad modes fail here, before anything is awaited
+    def __init__(self, path: Any, mode: str, buffering: int, encoding: Optional[str],
+                 errors: Optional[str], newline: Optional[str], perms: int,
+                 loop_ring: Optional[LoopRing]) -> None:
+        # Bad arguments fail here, before anything is awaited, as open() would.
+        if not isinstance(path, (str, bytes, int)) and not hasattr(path, "__fspath__"):
+            raise TypeError(f"expected str, bytes or os.PathLike object, not "
+                            f"{type(path).__name__}")
+        _, _, _, _, binary = _mode_flags(mode)
+        buffering = operator.index(buffering)
+        if binary:
+            if encoding is not None:
+                raise ValueError("binary mode doesn't take an encoding argument")
+            if errors is not None:
+                raise ValueError("binary mode doesn't take an errors argument")
+            if newline is not None:
+                raise ValueError("binary mode doesn't take a newline argument")
+        else:
+            if buffering == 0:
+                raise ValueError("can't have unbuffered text I/O")
+            _check_newline(newline)
+            if encoding is not None and not isinstance(encoding, str):
+                raise TypeError(f"open() argument 'encoding' must be str or None, not "
+                                f"{type(encoding).__name__}")
+            if errors is not None and not isinstance(errors, str):
+                raise TypeError(f"open() argument 'errors' must be str or None, not "
+                                f"{type(errors).__name__}")
+            codecs.lookup(_text_encoding(encoding))
+        self._args = (path, mode, buffering, encoding, errors, newline, perms, loop_ring)
+        self._file: Optional[_F] = None
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, _F]:
         return self._open().__await__()
 
-    async def _open(self) -> AsyncFile:
-        path, mode, encoding, errors, perms, lr = self._args
+    async def _open(self) -> _F:
+        path, mode, buffering, encoding, errors, newline, perms, lr = self._args
         lr = lr if lr is not None else get_ring()
         flags, readable, writable, append, binary = _mode_flags(mode)
         await lr.room()
@@ -417,11 +1122,27 @@ class _Opening:
         res = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT", name,
                                salvage=close_fd)
         # As open(): an append-mode file is positioned at its end.
-        position = os.lseek(res, 0, os.SEEK_END) if append else 0
-        return AsyncFile(lr, res, name, mode, readable, writable, append, binary, encoding, errors,
-                         position)
+        try:
+            position = os.lseek(res, 0, os.SEEK_END) if append else 0
+        except OSError:
+            position = 0
+        size = buffering if buffering > 1 else (0 if buffering == 0 else _CHUNK)
+        # The binary file's mode as the builtin's reports it ("r+b" -> "rb+").
+        kind = "x" if "x" in mode else "a" if append else \
+            "w" if "w" in mode and not readable else "r"
+        bmode = kind + "b" + ("+" if "+" in mode else "")
+        raw = AsyncBinaryFile(lr, res, name, bmode if binary else mode, readable, writable,
+                              append, position, size)
+        if binary:
+            return raw  # type: ignore[return-value]
+        try:
+            text = AsyncTextFile(raw, encoding, errors, newline, line_buffering=buffering == 1)
+        except BaseException:
+            await raw.close()
+            raise
+        return text  # type: ignore[return-value]
 
-    async def __aenter__(self) -> AsyncFile:
+    async def __aenter__(self) -> _F:
         self._file = await self._open()
         return self._file
 
@@ -430,14 +1151,42 @@ class _Opening:
             await self._file.close()
 
 
-def open(path: Any, mode: str = "r", *, encoding: Optional[str] = None,
-         errors: Optional[str] = None, perms: int = 0o666,
-         ring: Optional[LoopRing] = None) -> _Opening:
-    """Open *path* with ``IORING_OP_OPENAT`` on the running loop's ring.
+@overload
+def open(file: "StrOrBytesPath | int", mode: "OpenTextMode" = "r", buffering: int = -1,
+         encoding: Optional[str] = None, errors: Optional[str] = None,
+         newline: Optional[str] = None, *, perms: int = 0o666,
+         ring: Optional[LoopRing] = None) -> _Opening[AsyncTextFile]: ...
 
-    *mode* is ``open()``'s (``"r"``, ``"wb"``, ``"a+"``, ``"x"``, ...);
-    text modes decode with *encoding* (default UTF-8).  Use as
+
+@overload
+def open(file: "StrOrBytesPath | int", mode: "OpenBinaryMode", buffering: int = -1,
+         encoding: None = None, errors: None = None, newline: None = None, *,
+         perms: int = 0o666, ring: Optional[LoopRing] = None) -> _Opening[AsyncBinaryFile]: ...
+
+
+@overload
+def open(file: "StrOrBytesPath | int", mode: str, buffering: int = -1,
+         encoding: Optional[str] = None, errors: Optional[str] = None,
+         newline: Optional[str] = None, *, perms: int = 0o666,
+         ring: Optional[LoopRing] = None) -> "_Opening[AsyncFile[Any]]": ...
+
+
+def open(file: Any, mode: str = "r", buffering: int = -1, encoding: Optional[str] = None,
+         errors: Optional[str] = None, newline: Optional[str] = None, *, perms: int = 0o666,
+         ring: Optional[LoopRing] = None) -> "_Opening[Any]":
+    """Open *file* with ``IORING_OP_OPENAT`` on the running loop's ring;
+    the arguments are the builtin ``open``'s.
+
+    *mode* ``"r"``, ``"wb"``, ``"a+"``, ``"x"``, ...: with ``"b"`` an
+    ``AsyncBinaryFile`` (``bytes``), else an ``AsyncTextFile`` (``str``,
+    decoded with *encoding*, by default the locale's as the builtin's, and
+    *errors*).  *newline* as the builtin's: ``None`` translates ``"\\r\\n"``
+    and ``"\\r"`` to ``"\\n"`` on read and ``"\\n"`` to ``os.linesep`` on
+    write; ``""`` splits lines on all three and translates nothing;
+    ``"\\n"``, ``"\\r"``, ``"\\r\\n"`` end lines there only and are what
+    ``"\\n"`` is written as.  *buffering*: the read-ahead size of a
+    binary file (0: none kept between calls; -1 or 1: 64 KiB).  *perms*
+    are the new file's permission bits (before the umask).  Use as
     ``async with uring.asyncio.open(p, "rb") as f`` or ``f = await
     uring.asyncio.open(p)`` (then ``await f.close()``)."""
-    return _Opening(path, mode, encoding, errors, perms, ring)
-
+    return _Opening(file, mode, buffering, encoding, errors, newline, perms, ring)
