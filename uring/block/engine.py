@@ -21,6 +21,10 @@ are the same for all three, as in QEMU's ``block/io_uring.c`` and
   no progress fails with ``ENOSPC``.
 - **retries**: a request completing with ``-EAGAIN`` or ``-EINTR`` is
   resubmitted (a bounded number of times).
+- **failures stay with their request**: a request the engine cannot stage
+  (or a worker cannot run) fails alone, with its op and an errno; a
+  completion callback that raises does not stop the rest of its batch
+  (``poll`` raises the first exception after delivering them all).
 
 Engines implement four hooks: ``_issue`` (stage one request; False when
 the kernel side has no room), ``_commit`` (hand the staged batch over),
@@ -30,16 +34,30 @@ the kernel side has no room), ``_commit`` (hand the staged batch over),
 from __future__ import annotations
 
 import errno
+import logging
 from collections import deque
 from typing import Deque, List, Optional
 
 from .faults import IoFaults
-from .request import BlockRequest, Op
+from .request import BlockRequest, Op, raise_deferred
 
-__all__ = ["Engine", "MAX_RETRIES"]
+__all__ = ["Engine", "MAX_RETRIES", "error_number"]
+
+_log = logging.getLogger("uring.block")
 
 #: Resubmissions of one request after -EAGAIN/-EINTR before giving up.
 MAX_RETRIES = 1000
+
+
+def error_number(exc: BaseException) -> int:
+    """The errno a request fails with when running it raised *exc*: its
+    own for an ``OSError``, ``EINVAL`` for a value the engine could not use
+    (a wrong type, a buffer it cannot pin), else ``EIO``."""
+    if isinstance(exc, OSError) and exc.errno:
+        return int(exc.errno)
+    if isinstance(exc, (TypeError, ValueError, BufferError, OverflowError)):
+        return errno.EINVAL
+    return errno.EIO
 
 
 class Engine:
@@ -61,7 +79,14 @@ class Engine:
         self.plugged = 0
         self.blocked = False
         self.closed = False
-        self._synthetic: Deque["tuple[BlockRequest, int]"] = deque()  # injected errno faults
+        # O_DIRECT's request alignment (the image sets it): a short read
+        # that ends off it stopped at end of file
+        self.granule = 1
+        # completions made here, not by the kernel (injected errno faults,
+        # requests the engine could not stage): (request, -errno, cause)
+        self._synthetic: Deque["tuple[BlockRequest, int, Optional[BaseException]]"] = deque()
+        # what completion callbacks raised during the current poll
+        self._raised: List[BaseException] = []
         # counters, for tests and the benchmark
         self.submit_calls = 0
         self.resubmitted = 0
@@ -110,9 +135,20 @@ class Engine:
             if err:  # fails as if refused by the kernel; delivered by poll()
                 pending.popleft()
                 self.in_flight += 1
-                self._synthetic.append((req, -err))
+                self._synthetic.append((req, -err, None))
                 continue
-            if not self._issue(req):
+            try:
+                issued = self._issue(req)
+            except Exception as exc:
+                # A request this engine cannot stage (a buffer it cannot
+                # pin, a field of the wrong type): that request fails, with
+                # the op and errno named, delivered by poll() like any
+                # completion; the queue behind it goes on.
+                pending.popleft()
+                self.in_flight += 1
+                self._synthetic.append((req, -error_number(exc), exc))
+                continue
+            if not issued:
                 self.blocked = True  # no room: the completion path retries
                 break
             pending.popleft()
@@ -124,12 +160,29 @@ class Engine:
     def poll(self, wait: bool = False) -> int:
         """Reap completions (blocking for at least one if *wait* and any are
         in flight), run their callbacks, and refill from the software queue.
-        Returns the number of kernel completions handled."""
+        Returns the number of kernel completions handled.
+
+        A callback that raises does not cost the others: every completion
+        reaped in this call is still delivered (its request finished, its
+        callbacks run) and the queue refilled; then the first exception is
+        raised to the caller, unchanged, and any further ones of the same
+        call are logged on the ``uring.block`` logger (``raise_deferred``).
+        Nothing is left behind: the next ``poll``/``wait`` goes on normally."""
+        n = self._poll(wait)
+        if self._raised:
+            self._raise_deferred()
+        return n
+
+    def _poll(self, wait: bool) -> int:
+        """``poll`` without raising what callbacks raised (kept in ``_raised``)."""
         n = 0
         synthetic = self._synthetic
         while synthetic:
-            req, res = synthetic.popleft()
-            self._completed(req, res)
+            req, res, cause = synthetic.popleft()
+            if cause is None:
+                self._completed(req, res)
+            else:
+                self._failed(req, -res, cause)
             n += 1
         n += self._reap(wait and not n and self.in_flight > 0)
         if self.pending or self.blocked:
@@ -138,59 +191,99 @@ class Engine:
                 self.kick()
         return n
 
+    def _raise_deferred(self) -> None:
+        errors, self._raised = self._raised, []
+        raise_deferred(errors)
+
     def drain(self) -> None:
-        """Wait until nothing is queued or in flight."""
+        """Wait until nothing is queued or in flight.  If callbacks raised
+        meanwhile, every request is still finished first; then the first
+        exception is raised (see ``poll``)."""
         while self.in_flight or self.pending:
             if self.plugged and not self.in_flight:
                 raise RuntimeError("drain while plugged with requests queued: unplug first")
-            self.poll(wait=True)
+            self._poll(True)
+        if self._raised:
+            self._raise_deferred()
 
     def release_thread(self) -> None:
         """The image is handed to another thread: an engine whose own
         object is bound to a thread (the io_uring engine's ring) lets go."""
 
     def close(self) -> None:
+        """Finish everything in flight, then release the kernel side.  The
+        engine is closed even if draining raised (a callback's exception, or
+        a kernel error), and that exception is raised afterwards; requests
+        that never reached the kernel fail with ``ECANCELED``."""
         if self.closed:
             return
-        self.drain()
-        self.closed = True
-        self._close()
+        try:
+            self.drain()
+        finally:
+            self.closed = True
+            try:
+                while self.pending:
+                    req = self.pending.popleft()
+                    self.in_flight += 1
+                    self._completed(req, -errno.ECANCELED)
+            finally:
+                # only after drain raised: that exception goes on; these are logged
+                errors, self._raised = self._raised, []
+                for exc in errors:
+                    _log.error("a block completion callback raised while its request was "
+                               "cancelled by close(): %r", exc, exc_info=exc)
+                self._close()
 
     # -- completion --------------------------------------------------------------
 
     def _completed(self, req: BlockRequest, res: int) -> None:
         """One kernel completion for *req*: finish it, or queue the rest."""
         self.in_flight -= 1
-        if res < 0:
-            if -res in (errno.EAGAIN, errno.EINTR) and req.retries < MAX_RETRIES:
-                req.retries += 1
-                self.resubmitted += 1
-                self.pending.appendleft(req)
-                return
-            req.fail(-res)
-            return
-        op = req.op
-        if op is Op.READ or op is Op.WRITE:
-            done = req.done + res
-            req.done = done
-            if done == req.length:
-                req.complete(done)  # the common case: all of it
-                return
-            if done < req.length:
-                if res == 0:
-                    if req.op is Op.WRITE:
-                        req.fail(errno.ENOSPC)
-                        return
-                    for v in req.remaining_views():  # end of file: zeroes
-                        v[:] = bytes(v.nbytes)
-                    req.done = req.length
-                else:
+        try:
+            if res < 0:
+                if -res in (errno.EAGAIN, errno.EINTR) and req.retries < MAX_RETRIES:
+                    req.retries += 1
                     self.resubmitted += 1
-                    self.pending.appendleft(req)  # the rest, at offset + done
+                    self.pending.appendleft(req)
                     return
-            req.complete(req.length)
-        else:
-            req.complete(0)
+                req.fail(-res)
+                return
+            op = req.op
+            if op is Op.READ or op is Op.WRITE:
+                done = req.done + res
+                req.done = done
+                if done == req.length:
+                    req.complete(done)  # the common case: all of it
+                    return
+                if done < req.length:
+                    if res == 0 or (done % self.granule and op is Op.READ):
+                        # End of file: nothing more, or (O_DIRECT) a count
+                        # that stops inside a block, which only EOF does;
+                        # the rest could not be asked for at that offset.
+                        if req.op is Op.WRITE:
+                            req.fail(errno.ENOSPC)
+                            return
+                        for v in req.remaining_views():  # end of file: zeroes
+                            v[:] = bytes(v.nbytes)
+                        req.done = req.length
+                    else:
+                        self.resubmitted += 1
+                        self.pending.appendleft(req)  # the rest, at offset + done
+                        return
+                req.complete(req.length)
+            else:
+                req.complete(0)
+        except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+            self._raised.append(exc)
+
+    def _failed(self, req: BlockRequest, err: int, cause: Optional[BaseException]) -> None:
+        """*req*, counted in flight, failed inside the engine (never reached
+        the kernel) with *cause*: finish it with *err*."""
+        self.in_flight -= 1
+        try:
+            req.fail(err, cause)
+        except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+            self._raised.append(exc)
 
     # -- what the engines share for staging ---------------------------------------
 

@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 
 from ..buffers import IovecArray
 from ..linux_aio import AioContext, iocb
-from .engine import Engine
+from .engine import Engine, error_number
 from .faults import IoFaults
 from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
@@ -67,7 +67,11 @@ class AioEngine(Engine):
             # stay alive with it until the event is reaped
             key = self.ctx.hold(req, (cb, iov))
             prep = AioContext.prep_preadv if req.op is Op.READ else AioContext.prep_pwritev
-            prep(cb, self.fd, iov.address, iov.count, offset, key)
+            try:
+                prep(cb, self.fd, iov.address, iov.count, offset, key)
+            except BaseException:
+                self.ctx.release(key)  # never staged: kick fails the request
+                raise
         elif req.op is Op.FLUSH:
             key = self.ctx.hold(req, cb)
             (AioContext.prep_fdsync if self.datasync else AioContext.prep_fsync)(cb, self.fd, key)
@@ -76,10 +80,11 @@ class AioEngine(Engine):
                     else FALLOC_FL_ZERO_RANGE)
             try:
                 fallocate(self.fd, mode, req.offset, req.length)
-                res = 0
-            except OSError as exc:
-                res = -(exc.errno or errno.EIO)
-            self._synthetic.append((req, res))
+            except Exception as exc:
+                self._synthetic.append((req, -error_number(exc),
+                                        None if isinstance(exc, OSError) else exc))
+            else:
+                self._synthetic.append((req, 0, None))
             return True
         AioContext.set_eventfd(cb, self.notifier_fd)
         self._staged.append((cb, req))

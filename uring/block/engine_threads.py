@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from typing import Deque, List, Optional, Tuple
 
-from .engine import Engine
+from .engine import Engine, error_number
 from .faults import IoFaults
 from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocate
@@ -50,6 +50,8 @@ class ThreadsEngine(Engine):
         self._job_cond = threading.Condition(threading.Lock())
         self._done_cond = threading.Condition(threading.Lock())
         self._done: List[Tuple[BlockRequest, int]] = []
+        # jobs that raised something other than OSError in a worker
+        self._failures: List[Tuple[BlockRequest, BaseException]] = []
         self._stopping = False
         self.punted = 0  # reads that would have blocked: handed to the pool
         count = workers if workers is not None else min(queue_depth, 8)
@@ -80,32 +82,40 @@ class ThreadsEngine(Engine):
                     batch, blocking = list(fast), False
                     fast.clear()
             results: List[Tuple[BlockRequest, int]] = []
+            failed: List[Tuple[BlockRequest, BaseException]] = []
             punted: List[_Job] = []
             for job in batch:
                 req, op, offset, views = job
-                if not blocking and op is Op.READ and self._try_nowait:
-                    try:
-                        results.append((req, os.preadv(fd, views, offset, nowait)))
-                    except BlockingIOError:
-                        punted.append(job)
-                    except OSError as exc:
-                        if exc.errno == errno.EOPNOTSUPP:  # this file cannot NOWAIT
-                            self._try_nowait = False
+                try:
+                    if not blocking and op is Op.READ and self._try_nowait:
+                        try:
+                            results.append((req, os.preadv(fd, views, offset, nowait)))
+                        except BlockingIOError:
                             punted.append(job)
-                        else:
-                            results.append((req, -(exc.errno or errno.EIO)))
-                    continue
-                results.append((req, run(req, op, offset, views)))
+                        except OSError as exc:
+                            if exc.errno == errno.EOPNOTSUPP:  # this file cannot NOWAIT
+                                self._try_nowait = False
+                                punted.append(job)
+                            else:
+                                results.append((req, -(exc.errno or errno.EIO)))
+                        continue
+                    results.append((req, run(req, op, offset, views)))
+                except Exception as exc:
+                    # A job the system call cannot take (a wrong type, a
+                    # buffer it cannot use): that request fails; the
+                    # worker, and every other job, goes on.
+                    failed.append((req, exc))
             if punted:
                 with job_cond:
                     self.punted += len(punted)
                     slow.extend(punted)
                     job_cond.notify(min(len(punted), threads))
-            if results:
+            if results or failed:
                 with done_cond:
                     done = self._done
-                    was_empty = not done
+                    was_empty = not done and not self._failures
                     done.extend(results)
+                    self._failures.extend(failed)
                     if was_empty:
                         done_cond.notify()
 
@@ -151,12 +161,19 @@ class ThreadsEngine(Engine):
     def _reap(self, wait: bool) -> int:
         with self._done_cond:
             if wait:
-                while not self._done:
+                while not self._done and not self._failures:
                     self._done_cond.wait()
             batch, self._done = self._done, []
+            failures = self._failures
+            if failures:
+                self._failures = []
         completed = self._completed
         for req, res in batch:
             completed(req, res)
+        if failures:
+            for req, exc in failures:
+                self._failed(req, error_number(exc), exc)
+            return len(batch) + len(failures)
         return len(batch)
 
     def _close(self) -> None:

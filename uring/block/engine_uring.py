@@ -139,8 +139,7 @@ class UringEngine(Engine):
             req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
             res = cqe[1]
             if res == -errno.EOPNOTSUPP and self.iopoll:
-                self.in_flight -= 1
-                req.fail(errno.EOPNOTSUPP)
+                self._failed(req, errno.EOPNOTSUPP, None)  # not retried as a short one
                 continue
             completed(req, res)
         return len(records)

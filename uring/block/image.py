@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import os
 import stat
 import threading
 from collections import deque
-from typing import Any, Deque, Iterator, Optional, Sequence, Tuple
+from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple
 
 from ..buffers import address_of
 from ..ring import ThreadOwner
 from .engine import Engine
 from .faults import IoFaults
-from .request import BlockRequest, Callback, Op, as_view, as_views, total
+from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
 from .sysops import aligned_buffer, probe_alignment
 
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
@@ -77,6 +78,17 @@ class Image:
     from several threads, open the file once per thread.  (The ``threads``
     engine's workers are the image's own: completions still reach the
     caller through ``poll``/``wait`` in the owning thread.)
+
+    Errors: a request is checked when submitted (buffers bytes-like and
+    C-contiguous, offset and length ints in range, callback callable); a
+    bad one raises ``TypeError``/``ValueError`` and leaves the image as it
+    was.  A request that fails later (in the kernel, or in an engine that
+    cannot run it) fails alone, its ``error`` an ``OSError`` with the errno
+    and the op and range named.  A completion callback that raises does not
+    cost the other completions of its batch: they are all delivered, then
+    the ``poll``/``wait`` that reaped them raises the first exception (and
+    logs any others of that call on the ``uring.block`` logger).
+    ``close`` always closes the engine and the file.
     """
 
     def __init__(self, path: "str | os.PathLike[str]", *, aio: str = "auto",
@@ -128,10 +140,12 @@ class Image:
             os.close(self.fd)
             raise
         self.fixed_buffers = fixed_buffers
+        self.engine.granule = self.request_alignment
         self.aio = self.engine.name
         self._outstanding = 0  # outer requests not finished
         self._rmw_active = 0
         self._deferred: Deque[Tuple[BlockRequest, bool]] = deque()
+        self._raised: List[BaseException] = []  # callbacks of requests finished at submit
         self.bounced = 0
         self.rmw = 0
 
@@ -181,6 +195,14 @@ class Image:
 
     # -- submission (non-blocking) --------------------------------------------------
 
+    # Every submit checks what it is given before anything is queued: the
+    # buffers (bytes-like, C-contiguous, writable for a read), the offset
+    # and length (ints, not bools, in 0..2**63-1), the callback (callable
+    # or None) and a writing op on a read-only image.  A refused request
+    # raises TypeError/ValueError/PermissionError and leaves the image as
+    # it was: nothing queued, nothing counted.  (O_DIRECT alignment is not
+    # refused: a misaligned buffer or range is bounced or widened, below.)
+
     def submit_readv(self, buffers: Sequence[Any], offset: int,
                      callback: Optional[Callback] = None) -> BlockRequest:
         views = as_views(buffers, writable=True)
@@ -206,16 +228,22 @@ class Image:
     def submit_flush(self, callback: Optional[Callback] = None) -> BlockRequest:
         req = BlockRequest(Op.FLUSH, 0, 0, [], callback)
         if self.no_flush:  # cache=unsafe: flush is a no-op
-            req.complete(0)
-            return req
+            if callback is not None and not callable(callback):
+                raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+            self._check_open()
+            return self._finished_at_submit(req)
         return self._submit(req)
 
     def submit_discard(self, offset: int, length: int,
                        callback: Optional[Callback] = None) -> BlockRequest:
+        if self.read_only:
+            raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
         return self._submit(BlockRequest(Op.DISCARD, offset, length, [], callback))
 
     def submit_write_zeroes(self, offset: int, length: int,
                             callback: Optional[Callback] = None) -> BlockRequest:
+        if self.read_only:
+            raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
         return self._submit(BlockRequest(Op.WRITE_ZEROES, offset, length, [], callback))
 
     def release_thread(self) -> None:
@@ -224,23 +252,49 @@ class Image:
         self._owner.release()
         self.engine.release_thread()
 
-    def _submit(self, req: BlockRequest) -> BlockRequest:
+    def _check_open(self) -> None:
         if self._owner.ident != _get_ident():
             self._owner.claim()
-        if self.engine.closed:
+        if self.engine.closed or self.fd < 0:
             raise ValueError(f"I/O on a closed image {self.path!r}")
+
+    def _submit(self, req: BlockRequest) -> BlockRequest:
+        self._check_open()
+        if req.offset.__class__ is not int:
+            req.offset = _as_int(req.offset, "offset")
+        if req.length.__class__ is not int:
+            req.length = _as_int(req.length, "length")
         if not 0 <= req.offset <= _MAX_OFFSET - req.length or req.length < 0:
-            raise ValueError(f"bad offset or length: {req.offset}, {req.length}")
-        if not req.length and (req.op is Op.READ or req.op is Op.WRITE):
-            req.complete(0)
-            return req
+            raise ValueError(f"bad offset or length: {req.offset}, {req.length} (both must be "
+                             f">= 0 and their sum at most 2**63-1)")
+        callbacks = req.callbacks
+        if callbacks and not callable(callbacks[0]):
+            raise TypeError(f"callback must be callable, not {type(callbacks[0]).__name__}")
+        if not req.length and req.op is not Op.FLUSH:
+            return self._finished_at_submit(req)  # nothing to do (fallocate would say EINVAL)
+        unaligned = self.direct and req.op in (Op.READ, Op.WRITE) and not self._aligned(req)
         req.image = self
         self._outstanding += 1
-        if self.direct and req.op in (Op.READ, Op.WRITE) and not self._aligned(req):
+        if unaligned:
             self._submit_unaligned(req)
         else:
             self._enqueue_or_defer(req, False)
         return req
+
+    def _finished_at_submit(self, req: BlockRequest) -> BlockRequest:
+        """Finish a request with nothing to do (zero length; flush with
+        cache=unsafe) at once.  Its callbacks run now; what they raise is
+        kept for the next ``poll``/``wait``, like any callback's, so the
+        submit itself returns the request."""
+        try:
+            req.complete(0)
+        except BaseException as exc:  # noqa: BLE001 - raised by the next poll/wait
+            self._raised.append(exc)
+        return req
+
+    def _raise_early(self) -> None:
+        errors, self._raised = self._raised, []
+        raise_deferred(errors)
 
     def _enqueue_or_defer(self, req: BlockRequest, rmw: bool) -> None:
         """Requests keep their order behind a read-modify-write: while one
@@ -323,9 +377,22 @@ class Image:
         start, end = self._widen(outer)
         bounce = aligned_buffer(end - start)
         view = memoryview(bounce)
+        # The queue is idle (a read-modify-write starts only then, and all
+        # that comes after it waits until it is done): the size now is the
+        # size the write starts from, and nothing else of ours can move it.
+        size_before = -1 if self.is_block_device else os.fstat(self.fd).st_size
 
         def written(r: BlockRequest) -> None:
             self._rmw_active -= 1
+            if end > size_before >= 0:
+                # The widened write ran past end of file: the file is now
+                # a whole block longer than a plain pwrite would leave it.
+                try:
+                    self._trim(max(size_before, outer.offset + outer.length))
+                except OSError as exc:
+                    if r.error is None:
+                        outer.fail(exc.errno or errno.EIO, exc)
+                        return
             _finish_from(outer, r)
 
         def patched(r: BlockRequest) -> None:
@@ -337,18 +404,42 @@ class Image:
 
         self.engine.enqueue(BlockRequest(Op.READ, start, end - start, [view], patched))
 
+    def _trim(self, size: int) -> None:
+        """Cut the file back to *size* if a widened O_DIRECT write left it
+        longer (durably so under O_DSYNC, as the write itself was)."""
+        if os.fstat(self.fd).st_size > size:
+            os.ftruncate(self.fd, size)
+            if self.cache == "directsync":
+                os.fdatasync(self.fd)
+
     # -- progress --------------------------------------------------------------------------
+
+    # Callbacks that raise: a completion callback runs in the poll()/wait()
+    # that reaps its request.  If it raises, every other completion reaped
+    # in that call is still delivered (requests finished, callbacks run,
+    # the queue refilled); then that call raises the first exception,
+    # unchanged, and logs any further ones of the same call on the
+    # "uring.block" logger (Python 3.11+: a note on the raised one counts
+    # them).  Nothing is left pending: call wait() again to go on.
+    # (Requests with nothing to do finish at submit; their callbacks'
+    # exceptions are raised by the next poll()/wait().)
 
     def poll(self) -> int:
         """Handle completions that are ready, without blocking."""
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        if self._raised:
+            self._raise_early()
         return self.engine.poll(wait=False)
 
     def wait(self, req: Optional[BlockRequest] = None) -> None:
-        """Block until *req* (default: everything submitted) has finished."""
+        """Block until *req* (default: everything submitted) has finished.
+        A callback's exception is raised once its batch is delivered (see
+        above); the requests still outstanding then are not waited for."""
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        if self._raised:
+            self._raise_early()
         engine = self.engine
         if req is None:
             while self._outstanding:
@@ -419,20 +510,42 @@ class Image:
     # -- life --------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Finish everything in flight, then close the engine and the file."""
+        """Finish everything in flight, then close the engine and the file.
+
+        Always closes both, whatever happens on the way: if a completion
+        callback raises while the last requests finish, the others are
+        still finished, the engine and the file are closed, and then the
+        first exception is raised (later ones are logged on the
+        ``uring.block`` logger).  A second ``close()`` does nothing."""
         if self.fd < 0:
             return
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        errors, self._raised = self._raised, []
         try:
-            if self.engine.plugged:
-                self.engine.plugged = 1
-                self.engine.unplug()
-            self.wait()
-            self.engine.close()
+            try:
+                if self.engine.plugged:
+                    self.engine.plugged = 1
+                    self.engine.unplug()
+                while self._outstanding:
+                    before = self._outstanding
+                    try:
+                        self.wait()
+                    except BaseException as exc:  # noqa: BLE001 - raised below
+                        errors.append(exc)
+                        if self._outstanding >= before:
+                            break  # no progress: stop waiting, close anyway
+            except BaseException as exc:  # noqa: BLE001 - raised below
+                errors.append(exc)
+            try:
+                self.engine.close()
+            except BaseException as exc:  # noqa: BLE001 - raised below
+                errors.append(exc)
         finally:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+        if errors:
+            raise_deferred(errors)
 
     def __enter__(self) -> "Image":
         return self
@@ -462,6 +575,17 @@ def _finish_from(outer: BlockRequest, inner: BlockRequest) -> None:
         outer.fail(inner.error.errno or errno.EIO)
     else:
         outer.complete(outer.length)
+
+
+def _as_int(value: Any, name: str) -> int:
+    """*value* as an int, for an offset or a length: an int subclass or an
+    ``__index__`` (a numpy integer), never a bool, float or str."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
 
 
 def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:

@@ -9,10 +9,11 @@ and one completion, delivered once.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["Op", "BlockRequest", "advance", "as_view", "as_views", "total"]
+__all__ = ["Op", "BlockRequest", "advance", "as_view", "as_views", "raise_deferred", "total"]
 
 
 class Op(enum.Enum):
@@ -24,20 +25,43 @@ class Op(enum.Enum):
 
 
 def as_view(b: Any, writable: bool) -> memoryview:
-    """A flat byte view of *b*; a read's buffer must be writable."""
-    v = b if b.__class__ is memoryview else memoryview(b)
+    """A flat byte view of *b*; a read's buffer must be writable.
+
+    Every engine hands the buffer's address to the kernel (or to
+    ``preadv``/``pwritev``), so it must be one C-contiguous run of bytes: a
+    strided view (``memoryview(buf)[::2]``) is refused here, at submit,
+    with ``ValueError``, never copied behind the caller's back (a read
+    into a copy would have to be scattered back, and a write's copy taken
+    now would not see later changes the caller may expect)."""
+    if b.__class__ is memoryview:
+        v = b
+    else:
+        try:
+            v = memoryview(b)
+        except TypeError:
+            raise TypeError(f"a buffer must be a bytes-like object, not {type(b).__name__}") \
+                from None
     if writable and v.readonly:
         raise TypeError(f"cannot read into a read-only {type(b).__name__}")
+    if not v.c_contiguous:
+        raise ValueError(f"buffers must be C-contiguous: a strided or Fortran-order view of "
+                         f"{v.nbytes} bytes cannot be handed to the kernel (copy it first, "
+                         f"e.g. bytes(view) or bytearray(view))")
     if v.format != "B" or v.ndim != 1:
-        if not v.contiguous:
-            raise ValueError("buffers must be contiguous")
         v = v.cast("B")
     return v
 
 
 def as_views(buffers: Sequence[Any], writable: bool) -> List[memoryview]:
-    """Flat byte views of *buffers*."""
-    return [as_view(b, writable) for b in buffers]
+    """Flat byte views of *buffers* (a sequence of buffers, not one buffer)."""
+    if isinstance(buffers, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"expected a sequence of buffers, got one {type(buffers).__name__}")
+    try:
+        items = list(buffers)
+    except TypeError:
+        raise TypeError(f"expected a sequence of buffers, not {type(buffers).__name__}") \
+            from None
+    return [as_view(b, writable) for b in items]
 
 
 def total(views: Sequence[memoryview]) -> int:
@@ -57,6 +81,26 @@ def advance(views: Sequence[memoryview], done: int) -> List[memoryview]:
 
 
 Callback = Callable[["BlockRequest"], None]
+
+_log = logging.getLogger("uring.block")
+
+
+def raise_deferred(errors: List[BaseException]) -> None:
+    """Raise the first of *errors* (exceptions raised by completion
+    callbacks while a batch was being delivered), unchanged, so ``except``
+    clauses for it work.  The others are not lost: each is logged with its
+    traceback on the ``uring.block`` logger, and (Python 3.11+) a note on
+    the raised exception says how many there were."""
+    first = errors[0]
+    rest = errors[1:]
+    for exc in rest:
+        _log.error("a block completion callback raised (after another one in the same "
+                   "batch, which is re-raised): %r", exc, exc_info=exc)
+    if rest and hasattr(first, "add_note"):
+        first.add_note(f"{len(rest)} more completion callback exception(s) in the same batch "
+                       f"were logged on the 'uring.block' logger: "
+                       + "; ".join(repr(e) for e in rest))
+    raise first
 
 
 class BlockRequest:
@@ -100,9 +144,17 @@ class BlockRequest:
     def complete(self, result: int) -> None:
         self._finish(result, None)
 
-    def fail(self, err: int) -> None:
+    def fail(self, err: int, cause: Optional[BaseException] = None) -> None:
+        """Finish with ``OSError(err)`` naming the operation and the range;
+        *cause* (an exception an engine met while running the request) is
+        named in the message and chained as ``__cause__``."""
         what = f"{self.op.value} of {self.length} bytes at offset {self.offset}"
-        self._finish(None, OSError(err, f"{what}: {os.strerror(err)}"))
+        text = f"{what}: {os.strerror(err)}"
+        if cause is not None:
+            text += f" ({type(cause).__name__}: {cause})"
+        exc = OSError(err, text)
+        exc.__cause__ = cause
+        self._finish(None, exc)
 
     def _finish(self, result: Optional[int], error: Optional[OSError]) -> None:
         if self.finished:  # pragma: no cover - an engine bug, never silent
@@ -112,8 +164,22 @@ class BlockRequest:
         self.error = error
         if self.image is not None:
             self.image.request_finished(self)  # the image's own bookkeeping first
-        for cb in self.callbacks:
-            cb(self)
+        callbacks = self.callbacks
+        if not callbacks:
+            return
+        if len(callbacks) == 1:
+            callbacks[0](self)  # raises to the engine, which delivers the rest of the batch
+            return
+        # Every callback runs even if one raises; the first exception is
+        # raised after them (the others go with it: see raise_deferred).
+        errors: List[BaseException] = []
+        for cb in callbacks:
+            try:
+                cb(self)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+        if errors:
+            raise_deferred(errors)
 
     def add_done_callback(self, cb: Callback) -> None:
         if self.finished:
