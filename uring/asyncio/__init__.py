@@ -17,12 +17,18 @@ sockets (``sock_*``, with the semantics of the loop methods of the same names), 
 (``open_connection``, ``start_server``, ``create_connection``,
 ``create_server``); ``uring.asyncio.os`` (``os.path``) and
 ``uring.asyncio.tempfile``, as ``aiofiles.os`` and ``aiofiles.tempfile``.
+Where io_uring is blocked (a seccomp filter, ``kernel.io_uring_disabled``),
+all of these run on a thread pool and asyncio's own loop and transports
+instead, with one ``RuntimeWarning`` naming the cause; ``backend()`` says
+which is in use, and ``URING_ASYNCIO_BACKEND=io_uring`` (or
+``set_backend("io_uring")``) asks for io_uring or the error (``fallback``).
 Cancelling a task cancels its request in the kernel and the task unwinds only after the kernel has let go of its buffer.
 """
 
 from __future__ import annotations
 
 from .driver import LoopRing, get_ring
+from .fallback import backend, set_backend
 from .files import AsyncBinaryFile, AsyncFile, AsyncTextFile, open
 from .loop import EventLoopPolicy, UringEventLoop, UringSelector, new_event_loop, run
 from .sockets import (
@@ -51,6 +57,7 @@ __all__ = [
     "LoopRing",
     "Server",
     "UringEventLoop",
+    "backend",
     "UringSelector",
     "create_connection",
     "create_server",
@@ -59,6 +66,7 @@ __all__ = [
     "open",
     "open_connection",
     "run",
+    "set_backend",
     "sock_accept",
     "sock_connect",
     "sock_recv",

@@ -58,7 +58,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .. import abi
 from ..bufring import BufferRing
-from ..errors import RingClosedError, kernel_error
+from ..errors import RingClosedError, UringUnavailableError, kernel_error
 from ..ops import Ring
 from ..request import Completion, Request
 
@@ -477,7 +477,12 @@ def get_ring(loop: Optional[asyncio.AbstractEventLoop] = None) -> LoopRing:
             return own
         if loop.is_closed():
             raise RuntimeError("the event loop is closed")
-        lr = LoopRing(loop)
+        try:
+            lr = LoopRing(loop)
+        except UringUnavailableError as exc:
+            from .fallback import refused_error
+            refused_error(exc)
+            raise
         _RINGS[loop] = lr
         _close_with_loop(loop, lr)
     return lr

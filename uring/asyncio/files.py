@@ -66,7 +66,9 @@ from ..buffers import PinnedBuffer
 from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
+from .fallback import use_threads
 from .sockets import close_fd
+from .threadfile import open_thread_file
 
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
@@ -1115,6 +1117,9 @@ class _Opening(Generic[_F]):
 
     async def _open(self) -> _F:
         path, mode, buffering, encoding, errors, newline, perms, lr = self._args
+        if use_threads(lr):  # io_uring unavailable or refused: the builtin open() on a thread
+            return await open_thread_file(path, mode, buffering, encoding,  # type: ignore[return-value]
+                                          errors, newline, perms)
         lr = lr if lr is not None else get_ring()
         flags, readable, writable, append, binary = _mode_flags(mode)
         await lr.room()
@@ -1188,5 +1193,9 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: Optional[str
     binary file (0: none kept between calls; -1 or 1: 64 KiB).  *perms*
     are the new file's permission bits (before the umask).  Use as
     ``async with uring.asyncio.open(p, "rb") as f`` or ``f = await
-    uring.asyncio.open(p)`` (then ``await f.close()``)."""
+    uring.asyncio.open(p)`` (then ``await f.close()``).
+
+    Where io_uring is unavailable (``uring.asyncio.backend()`` is
+    ``"threads"``), the builtin ``open()``'s file, each call on the loop's
+    default executor, with the same methods (``threadfile.ThreadFile``)."""
     return _Opening(file, mode, buffering, encoding, errors, newline, perms, ring)

@@ -30,7 +30,9 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from .. import abi
+from ..errors import UringUnavailableError
 from ..ops import Ring
+from . import fallback as _backend
 from .driver import LoopRing
 
 __all__ = ["EventLoopPolicy", "UringEventLoop", "UringSelector", "new_event_loop", "run"]
@@ -344,23 +346,43 @@ class UringEventLoop(asyncio.SelectorEventLoop):
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
     """An event loop policy whose loops are ``UringEventLoop``s:
-    ``asyncio.set_event_loop_policy(uring.asyncio.EventLoopPolicy())``."""
+    ``asyncio.set_event_loop_policy(uring.asyncio.EventLoopPolicy())``
+    (asyncio's default loop where io_uring is unavailable, as
+    ``new_event_loop``)."""
 
-    def new_event_loop(self) -> UringEventLoop:  # type: ignore[override]
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop()
+
+
+def new_event_loop(backend: Optional[str] = None) -> asyncio.AbstractEventLoop:
+    """A ``UringEventLoop``; where io_uring is unavailable
+    (``uring.asyncio.backend()`` is ``"threads"``, one ``RuntimeWarning``
+    names the cause) asyncio's default loop (``asyncio.SelectorEventLoop``),
+    and with io_uring requested (``URING_ASYNCIO_BACKEND=io_uring`` or
+    *backend* ``"io_uring"``) ``uring.UringUnavailableError``.  *backend*,
+    when given, is ``set_backend(backend)`` first (for the process)."""
+    if backend is not None:
+        _backend.set_backend(backend)
+    if _backend.backend() == "threads":
+        return asyncio.SelectorEventLoop()
+    try:
         return UringEventLoop()
+    except UringUnavailableError as exc:
+        _backend.refused_error(exc)
+        raise
 
 
-def new_event_loop() -> UringEventLoop:
-    return UringEventLoop()
-
-
-def run(main: Any, *, debug: Optional[bool] = None) -> Any:
-    """``asyncio.run(main)`` on a ``UringEventLoop``."""
+def run(main: Any, *, debug: Optional[bool] = None, backend: Optional[str] = None) -> Any:
+    """``asyncio.run(main)`` on a ``UringEventLoop`` (on asyncio's default
+    loop where io_uring is unavailable; see ``new_event_loop``, which
+    *backend* is given to)."""
+    if backend is not None:
+        _backend.set_backend(backend)
     runner_cls = getattr(asyncio, "Runner", None)
     if runner_cls is not None:  # 3.11+
-        with runner_cls(debug=debug, loop_factory=UringEventLoop) as runner:
+        with runner_cls(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
-    loop = UringEventLoop()  # pragma: no cover - Python 3.9/3.10
+    loop = new_event_loop()  # pragma: no cover - Python 3.9/3.10
     try:
         asyncio.set_event_loop(loop)
         if debug is not None:

@@ -19,7 +19,8 @@ running loop's ring (``get_ring()``; ``IORING_OP_STATX``, ``RENAMEAT``,
 ``statvfs``) the stdlib function runs on the loop's default executor
 (``loop.run_in_executor``), as aiofiles runs all of them.  Each docstring
 says which.  A kernel whose ring lacks an op (the probe, cached) gets the
-thread for that op too.
+thread for that op too, and so does every call where io_uring is
+unavailable (``uring.asyncio.backend()`` is ``"threads"``).
 
 ``uring.asyncio.os.path`` is ``uring.asyncio.ospath`` (``exists``,
 ``isfile``, ``getsize``, ...), and ``import uring.asyncio.os.path`` works,
@@ -46,6 +47,7 @@ from ..ops.paths import (
     statx,
 )
 from .driver import LoopRing, get_ring
+from .fallback import use_threads
 
 __all__ = [
     "access", "getcwd", "link", "listdir", "lstat", "makedirs", "mkdir", "path", "readlink",
@@ -80,6 +82,8 @@ def wrap(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 def _ring_for(opcode: int) -> Optional[LoopRing]:
     """The running loop's ring, or None when its kernel lacks *opcode*
     (the caller then runs the stdlib function on a thread)."""
+    if use_threads():  # io_uring unavailable or refused: the stdlib function on a thread
+        return None
     lr = get_ring()
     return lr if lr.ring.supports(opcode) else None
 

@@ -18,10 +18,16 @@ The socket may be blocking or not: io_uring never blocks the loop (a
 receive with no data arms the kernel's internal poll and completes when
 data comes).  Accepted sockets are non-blocking and close-on-exec, as
 asyncio's are.
+
+Where io_uring is unavailable (``uring.asyncio.backend()`` is
+``"threads"``), each is the running loop's own ``loop.sock_*`` method
+(readiness, no thread needed); the socket must then be non-blocking, as
+for the loop methods.  A ``ring`` given explicitly is always used.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from typing import Any, Optional, Tuple
@@ -29,6 +35,7 @@ from typing import Any, Optional, Tuple
 from ..ops.net import make_sockaddr
 from ..request import Completion
 from .driver import LoopRing, get_ring
+from .fallback import use_threads
 
 __all__ = [
     "sock_accept",
@@ -51,6 +58,11 @@ def close_fd(cqe: Any) -> None:
         pass
 
 
+def _loop() -> Any:
+    """The running loop (its ``sock_*`` methods: the fallback)."""
+    return asyncio.get_running_loop()
+
+
 def _lr(ring: Optional[LoopRing]) -> LoopRing:
     return ring if ring is not None else get_ring()
 
@@ -64,6 +76,8 @@ def _fd(sock: Any) -> int:
 
 async def sock_recv(sock: socket.socket, nbytes: int, *, ring: Optional[LoopRing] = None) -> bytes:
     """Up to *nbytes* from *sock* (``b""``: the peer shut down)."""
+    if use_threads(ring):  # io_uring unavailable: the loop's own method
+        return await _loop().sock_recv(sock, nbytes)
     if nbytes < 0:
         raise ValueError("negative buffersize in recv")
     buf = bytearray(nbytes)
@@ -88,6 +102,8 @@ def _from_pushed(lr: LoopRing, fd: int, view: memoryview) -> Optional[Tuple[int,
 
 async def sock_recv_into(sock: socket.socket, buf: Any, *, ring: Optional[LoopRing] = None) -> int:
     """Receive into *buf* (writable); the byte count."""
+    if use_threads(ring):
+        return await _loop().sock_recv_into(sock, buf)
     lr = _lr(ring)
     fd = _fd(sock)
     if lr.holds_back(fd):
@@ -106,6 +122,8 @@ async def sock_recv_into(sock: socket.socket, buf: Any, *, ring: Optional[LoopRi
 async def sock_sendall(sock: socket.socket, data: Any, *, ring: Optional[LoopRing] = None) -> None:
     """Send all of *data*: a stream socket may take it in parts, and each
     part is another ``IORING_OP_SEND`` of the rest."""
+    if use_threads(ring):
+        return await _loop().sock_sendall(sock, data)
     lr = _lr(ring)
     fd = _fd(sock)
     view = memoryview(data).cast("B")
@@ -122,6 +140,8 @@ async def sock_sendall(sock: socket.socket, data: Any, *, ring: Optional[LoopRin
 async def sock_sendto(sock: socket.socket, data: Any, address: Any, *,
                       ring: Optional[LoopRing] = None) -> int:
     """``sendto``: one datagram (or part of a stream) to *address*; the byte count."""
+    if use_threads(ring):
+        return await _loop().sock_sendto(sock, data, address)
     lr = _lr(ring)
     await lr.room()
     _fd(sock)
@@ -132,6 +152,8 @@ async def sock_sendto(sock: socket.socket, data: Any, address: Any, *,
 async def sock_recvfrom(sock: socket.socket, bufsize: int, *,
                         ring: Optional[LoopRing] = None) -> Tuple[bytes, Any]:
     """``recvfrom``: ``(data, address)``."""
+    if use_threads(ring):
+        return await _loop().sock_recvfrom(sock, bufsize)
     buf = bytearray(bufsize)
     n, address = await sock_recvfrom_into(sock, buf, ring=ring)
     del buf[n:]
@@ -141,6 +163,8 @@ async def sock_recvfrom(sock: socket.socket, bufsize: int, *,
 async def sock_recvfrom_into(sock: socket.socket, buf: Any, nbytes: int = 0, *,
                              ring: Optional[LoopRing] = None) -> Tuple[int, Any]:
     """``recvfrom_into``: ``(nbytes, address)``; at most *nbytes* (0: all of *buf*)."""
+    if use_threads(ring):
+        return await _loop().sock_recvfrom_into(sock, buf, nbytes)
     lr = _lr(ring)
     fd = _fd(sock)
     view = memoryview(buf).cast("B")
@@ -170,6 +194,8 @@ async def sock_accept(sock: socket.socket, *,
     """``accept``: ``(conn, address)``; *conn* non-blocking and close-on-exec.
     A connection accepted by a request whose task was cancelled is kept
     for the next ``sock_accept`` on *sock*."""
+    if use_threads(ring):
+        return await _loop().sock_accept(sock)
     lr = _lr(ring)
     fd = _fd(sock)
     kept = lr.take_back(fd)
@@ -194,6 +220,8 @@ async def sock_connect(sock: socket.socket, address: Any, *,
                        ring: Optional[LoopRing] = None) -> None:
     """``connect``; a host name is resolved first (``loop.getaddrinfo``),
     as asyncio does."""
+    if use_threads(ring):
+        return await _loop().sock_connect(sock, address)
     lr = _lr(ring)
     await lr.room()
     address = await _resolved(lr, sock, address)

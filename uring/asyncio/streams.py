@@ -39,6 +39,7 @@ from .. import abi
 from ..errors import kernel_error
 from .driver import RECV_BUFFER_SIZE as _RECV_BUFFER_SIZE
 from .driver import LoopRing, get_ring
+from .fallback import use_threads
 from .sockets import sock_connect
 
 __all__ = ["Server", "create_connection", "create_server", "open_connection", "start_server"]
@@ -579,7 +580,15 @@ async def create_server(protocol_factory: Callable[[], asyncio.BaseProtocol], ho
                         backlog: int = 100, reuse_address: Optional[bool] = None,
                         reuse_port: Optional[bool] = None, sock: Optional[socket.socket] = None,
                         start_serving: bool = True, ring: Optional[LoopRing] = None) -> Server:
-    """``loop.create_server`` for TCP on io_uring (or on the listening *sock* given)."""
+    """``loop.create_server`` for TCP on io_uring (or on the listening *sock*
+    given); where io_uring is unavailable, ``loop.create_server`` itself
+    (an ``asyncio.Server``)."""
+    if use_threads(ring):
+        stock: Any = asyncio.get_running_loop()
+        return await stock.create_server(  # type: ignore[no-any-return]
+            protocol_factory, host, port, family=family, backlog=backlog,
+            reuse_address=reuse_address, reuse_port=reuse_port, sock=sock,
+            start_serving=start_serving)
     lr = ring if ring is not None else get_ring()
     if sock is not None:
         if host is not None or port is not None:
@@ -620,7 +629,12 @@ async def create_connection(protocol_factory: Callable[[], asyncio.BaseProtocol]
                             sock: Optional[socket.socket] = None,
                             ring: Optional[LoopRing] = None) -> Tuple[asyncio.Transport, Any]:
     """``loop.create_connection`` for TCP on io_uring: connect
-    (``IORING_OP_CONNECT``, each address in turn), then a transport."""
+    (``IORING_OP_CONNECT``, each address in turn), then a transport; where
+    io_uring is unavailable, ``loop.create_connection`` itself."""
+    if use_threads(ring):
+        connect: Any = asyncio.get_running_loop().create_connection
+        return await connect(  # type: ignore[no-any-return]
+            protocol_factory, host, port, family=family, sock=sock)
     lr = ring if ring is not None else get_ring()
     if sock is None:
         infos = await lr.loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
@@ -657,7 +671,10 @@ async def create_connection(protocol_factory: Callable[[], asyncio.BaseProtocol]
 async def open_connection(host: Any = None, port: Optional[int] = None, *, limit: int = 2 ** 16,
                           ring: Optional[LoopRing] = None,
                           **kwds: Any) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """``asyncio.open_connection`` over an io_uring transport."""
+    """``asyncio.open_connection`` over an io_uring transport (where
+    io_uring is unavailable, ``asyncio.open_connection`` itself)."""
+    if use_threads(ring):
+        return await asyncio.open_connection(host, port, limit=limit, **kwds)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -669,7 +686,12 @@ async def open_connection(host: Any = None, port: Optional[int] = None, *, limit
 async def start_server(client_connected_cb: Callable[..., Any], host: Any = None,
                        port: Optional[int] = None, *, limit: int = 2 ** 16,
                        ring: Optional[LoopRing] = None, **kwds: Any) -> Server:
-    """``asyncio.start_server`` with io_uring accepting and transports."""
+    """``asyncio.start_server`` with io_uring accepting and transports
+    (where io_uring is unavailable, ``asyncio.start_server`` itself: an
+    ``asyncio.Server``)."""
+    if use_threads(ring):
+        return await asyncio.start_server(  # type: ignore[return-value]
+            client_connected_cb, host, port, limit=limit, **kwds)
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.StreamReaderProtocol:

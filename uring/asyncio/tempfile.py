@@ -50,6 +50,7 @@ import tempfile
 from typing import Any, Awaitable, Callable, Generic, Iterable, List, Optional, TypeVar
 
 from .driver import get_ring
+from .fallback import use_threads
 from .files import open as uring_open
 from .os import to_thread, unlink
 
@@ -390,7 +391,15 @@ class AsyncSpooledTemporaryFile:
 
 async def _write_all(fd: int, data: bytes) -> None:
     """*data* at offset 0 of *fd*: ``IORING_OP_WRITE``, continued after a
-    short write."""
+    short write (``os.pwrite`` on a thread where io_uring is unavailable)."""
+    if use_threads():
+        def pwrite_all() -> None:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], done)
+
+        return await to_thread(pwrite_all)
     lr = get_ring()
     view = memoryview(data)
     done = 0
