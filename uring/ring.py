@@ -49,7 +49,6 @@ from functools import partial
 from itertools import chain
 from itertools import repeat as _repeat
 from operator import and_ as _and
-from operator import itemgetter
 from typing import (
     Any,
     Callable,
@@ -149,7 +148,6 @@ def setup_flags_text(flags: int) -> str:
 
 
 _get_ident = threading.get_ident
-_first, _third = itemgetter(0), itemgetter(2)
 _sink: "collections.deque[Any]" = collections.deque(maxlen=0)
 _consume = _sink.extend  # runs an iterator to its end in C, keeping nothing
 _CLAIM = threading.Lock()  # a first use from two threads at once: one wins
@@ -1668,12 +1666,9 @@ class RingCore:
                 pairing.append(requests.get(ud) if cqe[2] & _CQE_F_MORE else requests.pop(ud, None))
         elif requests:
             pop = requests.pop
-            if any(map(_and, map(_third, out), _repeat(_CQE_F_MORE))):
-                for cqe in out:
-                    if not cqe[2] & _CQE_F_MORE:
-                        pop(cqe[0], None)
-            else:  # every CQE final (the common case): one C-level pass
-                _consume(map(pop, map(_first, out), _repeat(None)))
+            for cqe in out:
+                if not cqe[2] & _CQE_F_MORE:
+                    pop(cqe[0], None)
         return out
 
     def reap_words(self, max_cqes: Optional[int] = None) -> "_array[int]":
@@ -1729,12 +1724,15 @@ class RingCore:
             unit = size >> 3
             pop = requests.pop
             more = _CQE_F_MORE << 32
-            if any(map(_and, words[1::unit], _repeat(more))):
-                for i in range(0, builtins_len(words), unit):
+            n = builtins_len(words)
+            if n >= 32 * unit and not any(map(_and, words[1::unit], _repeat(more))):
+                # A large batch, every CQE final: one C-level pass (measured:
+                # it beats the loop from about 16 CQEs; below, the loop wins).
+                _consume(map(pop, words[0::unit], _repeat(None)))
+            else:
+                for i in range(0, n, unit):
                     if not words[i + 1] & more:
                         pop(words[i], None)
-            else:  # every CQE final: one C-level pass
-                _consume(map(pop, words[0::unit], _repeat(None)))
         return words
 
     def _reap_mixed(self, head: int, ready: int, raw: bool) -> Tuple[List[Any], int]:
