@@ -67,6 +67,7 @@ from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
 from .fallback import use_threads
+from .fileproto import AsyncFileProtocol
 from .sockets import close_fd
 from .threadfile import open_thread_file
 
@@ -133,7 +134,7 @@ def stat_result_from_statx(sx: statx) -> os.stat_result:
     ))
 
 
-class AsyncFile(Generic[AnyStr]):
+class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
     """What the two kinds of file share: the fd, its name and mode, the
     requests that do not depend on the kind (``pread``, ``pwrite``,
     ``fsync``, ``stat``, ``statx``, ``close``), ``async with`` and async
@@ -261,27 +262,11 @@ class AsyncFile(Generic[AnyStr]):
         """``IORING_OP_CLOSE``; closing twice is allowed."""
         await self._raw()._close()  # noqa: SLF001 - this module's own binary file
 
-    async def __aenter__(self: "_Self") -> "_Self":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
-    def __aiter__(self: "_Self") -> "_Self":
-        return self
-
-    async def __anext__(self) -> AnyStr:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
         return f"<uring.asyncio.{type(self).__name__} {self.name!r} mode={self.mode!r} {state}>"
 
 
-_Self = TypeVar("_Self", bound=AsyncFile)  # type: ignore[type-arg]
 
 
 class AsyncBinaryFile(AsyncFile[bytes]):

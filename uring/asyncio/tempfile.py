@@ -51,6 +51,7 @@ from typing import Any, Awaitable, Callable, Generic, Iterable, List, Optional, 
 
 from .driver import get_ring
 from .fallback import use_threads
+from .fileproto import AsyncFileProtocol
 from .files import open as uring_open
 from .os import to_thread, unlink
 
@@ -240,7 +241,7 @@ async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[st
                               delete_on_exit=delete)
 
 
-class AsyncSpooledTemporaryFile:
+class AsyncSpooledTemporaryFile(AsyncFileProtocol):
     """``tempfile.SpooledTemporaryFile`` with every method awaited: in
     memory until *max_size* is passed (or ``fileno()``/``rollover()``),
     then a ``TemporaryFile`` on io_uring."""
@@ -372,21 +373,6 @@ class AsyncSpooledTemporaryFile:
 
     async def close(self) -> None:
         await self._call("close")
-
-    async def __aenter__(self) -> "AsyncSpooledTemporaryFile":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
-    def __aiter__(self) -> "AsyncSpooledTemporaryFile":
-        return self
-
-    async def __anext__(self) -> Any:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
 
 
 async def _write_all(fd: int, data: bytes) -> None:

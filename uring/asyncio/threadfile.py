@@ -11,6 +11,8 @@ import functools
 import os
 from typing import Any, Callable, Iterable, List, Optional, TypeVar
 
+from .fileproto import AsyncFileProtocol
+
 __all__ = ["ThreadFile", "open_thread_file"]
 
 T = TypeVar("T")
@@ -21,7 +23,7 @@ async def _call(func: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(None, functools.partial(func, *args))
 
 
-class ThreadFile:
+class ThreadFile(AsyncFileProtocol):
     """An open builtin file whose blocking calls run on a worker thread."""
 
     def __init__(self, file: Any) -> None:
@@ -148,21 +150,6 @@ class ThreadFile:
         return await _call(lambda: os.fstat(self._file.fileno()))
 
     # -- protocols ----------------------------------------------------------------------
-
-    async def __aenter__(self) -> "ThreadFile":
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
-    def __aiter__(self) -> "ThreadFile":
-        return self
-
-    async def __anext__(self) -> Any:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
 
     def __repr__(self) -> str:
         return f"<uring.asyncio.ThreadFile {self._file!r}>"
