@@ -84,7 +84,6 @@ __all__ = ["Cqe", "RingCore", "ThreadOwner", "Timeout"]
 Timeout = Union[None, float, int, datetime.timedelta]
 
 _U32 = 0xFFFFFFFF
-_SETUP = abi.IoringSetup
 _ENTER_GETEVENTS = int(abi.IORING_ENTER_GETEVENTS)
 _ENTER_SQ_WAKEUP = int(abi.IORING_ENTER_SQ_WAKEUP)
 _ENTER_SQ_WAIT = int(abi.IORING_ENTER_SQ_WAIT)
@@ -1314,16 +1313,15 @@ class RingCore:
         proves the request complete: inside ``link()``, the CQE of the
         chain's last member (the kernel runs a chain in order); a failure
         CQE for it (``completions()``); ``release_skipped()``; or close.
+        (``prep_rw`` files by the same rules, inlined on its hot path.)
         """
         record = Request(user_data, opcode, None, obj)
         if sqe_flags & _SKIP_SUCCESS:
+            if user_data in self._requests:
+                raise _in_flight(opcode, user_data)
             self._skipped.append(record)
-            return
-        if self._requests.setdefault(user_data, record) is not record:
-            raise ValueError(
-                f"user_data {user_data} belongs to a request still in flight; "
-                "reusing it would make its completion ambiguous"
-            )
+        elif self._requests.setdefault(user_data, record) is not record:
+            raise _in_flight(opcode, user_data)
 
     def release_skipped(self) -> int:
         """Let go of what the ``IOSQE_CQE_SKIP_SUCCESS`` requests outside a
