@@ -4,6 +4,7 @@ process so the test process keeps its io_uring."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -11,37 +12,19 @@ import textwrap
 
 import pytest
 from conftest import require_uring
+from test_hostile import seccomp_prelude
 
-SECCOMP_CHILD = textwrap.dedent(
-    r'''
-    import ctypes, struct, sys
-    from uring import syscalls
-    # A classic-BPF seccomp program: io_uring_setup -> ERRNO(ENOSYS), all else allowed.
-    nr_setup = syscalls.syscall_numbers()[0]
-    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
-    SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
-    prog = [
-        (BPF_LD_W_ABS, 0, 0, 0),                  # A = seccomp_data.nr
-        (BPF_JEQ_K, 0, 1, nr_setup),              # if A == io_uring_setup
-        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | 38),  # ENOSYS
-        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
-    ]
-    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    filt = ctypes.create_string_buffer(raw)
-    class sock_fprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    fprog = sock_fprog(len(prog), ctypes.addressof(filt))
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-    assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        print("SKIP seccomp", ctypes.get_errno()); sys.exit(0)
+# The filter: io_uring_setup answers ENOSYS (test_hostile.seccomp_prelude),
+# then the ring is asked for.
+SECCOMP_PRELUDE = seccomp_prelude(errno.ENOSYS)
+SECCOMP_CHILD = SECCOMP_PRELUDE + textwrap.dedent(
+    """
     import uring
     try:
         uring.Ring(8)
     except uring.UringUnavailableError as exc:
         print("RAISED", exc.errno, exc)
-    '''
+    """
 )
 
 
@@ -50,7 +33,7 @@ def test_seccomp_blocked_setup_raises_unavailable() -> None:
     out = subprocess.run([sys.executable, "-c", SECCOMP_CHILD], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
-    if out.stdout.startswith("SKIP"):
+    if out.stdout.startswith('{"skip"'):
         pytest.skip("seccomp filters cannot be installed here: " + out.stdout)
     assert out.stdout.startswith("RAISED 38 "), out.stdout + out.stderr
     assert "seccomp" in out.stdout
@@ -90,7 +73,7 @@ def test_block_layer_with_io_uring_blocked(tmp_path: "os.PathLike[str]") -> None
     path = os.path.join(tmp_path, "disk.img")
     with open(path, "wb") as f:
         f.write(os.urandom(1 << 20))
-    child = SECCOMP_CHILD.split("\nimport uring\n")[0] + textwrap.dedent(f'''
+    child = SECCOMP_PRELUDE + textwrap.dedent(f'''
         import uring
         from uring import block
         try:
@@ -105,7 +88,7 @@ def test_block_layer_with_io_uring_blocked(tmp_path: "os.PathLike[str]") -> None
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
-    if out.stdout.startswith("SKIP"):
+    if out.stdout.startswith('{"skip"'):
         pytest.skip("seccomp filters cannot be installed here: " + out.stdout)
     lines = out.stdout.splitlines()
     assert lines[0] == "RAISED 38", out.stdout
