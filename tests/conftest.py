@@ -193,3 +193,42 @@ from hypothesis import settings as _settings  # noqa: E402
 _settings.register_profile("ci", max_examples=40, stateful_step_count=40, deadline=None)
 _settings.register_profile("long", max_examples=2000, stateful_step_count=80, deadline=None)
 _settings.load_profile("ci")
+
+
+# -- the two asyncio loops the asyncio tests run on ---------------------------------------
+
+
+class Loop:
+    """How a test runs its coroutine: ``run(coro)`` on the stock loop (a ring
+    attached on first use) or on ``uring.asyncio``'s own loop;
+    ``run.new_event_loop()`` for a test that drives a loop by hand."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __call__(self, coro: "object") -> "object":
+        import asyncio
+
+        import uring.asyncio as ua
+
+        if self.kind == "default":
+            return asyncio.run(coro)  # type: ignore[arg-type]
+        return ua.run(coro)
+
+    def new_event_loop(self) -> "object":
+        import asyncio
+
+        import uring.asyncio as ua
+
+        if self.kind == "default":
+            return asyncio.new_event_loop()
+        return ua.new_event_loop()
+
+    def __repr__(self) -> str:
+        return f"Loop({self.kind})"
+
+
+@pytest.fixture(params=["default", "uring"])
+def run(request: pytest.FixtureRequest) -> Loop:
+    require_uring()
+    return Loop(request.param)

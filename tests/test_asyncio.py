@@ -26,40 +26,13 @@ import weakref
 from typing import Any, List
 
 import pytest
-from conftest import require_uring
+from conftest import Loop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import uring.asyncio as ua
 
 # -- the two loops ---------------------------------------------------------------------
-
-
-class Loop:
-    """How a test runs its coroutine: ``loop(coro)``; ``loop.new_event_loop()``
-    for a test that drives a loop by hand."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __call__(self, coro: Any) -> Any:
-        if self.kind == "default":
-            return asyncio.run(coro)
-        return ua.run(coro)
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        if self.kind == "default":
-            return asyncio.new_event_loop()
-        return ua.new_event_loop()
-
-    def __repr__(self) -> str:
-        return f"Loop({self.kind})"
-
-
-@pytest.fixture(params=["default", "uring"])
-def run(request: Any) -> Loop:
-    require_uring()
-    return Loop(request.param)
 
 
 def _fd_closed(fd: int) -> bool:

@@ -23,19 +23,10 @@ import random
 from typing import Any, Callable, List, Tuple
 
 import pytest
-from conftest import require_uring
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import uring.asyncio as ua
-
-
-@pytest.fixture(params=["default", "uring"])
-def run(request: Any) -> Callable[[Any], Any]:
-    """``asyncio.run`` (a stock loop with a ring attached) or ``uring.asyncio.run``."""
-    require_uring()
-    return asyncio.run if request.param == "default" else ua.run
-
 
 # -- the differential test -------------------------------------------------------------
 

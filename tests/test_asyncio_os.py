@@ -27,7 +27,6 @@ import tempfile
 from typing import Any, Callable, List
 
 import pytest
-from conftest import require_uring
 
 import uring.asyncio as ua
 import uring.asyncio.os as aos_mod
@@ -35,11 +34,6 @@ import uring.asyncio.tempfile as atempfile_mod
 
 # -- the two loops ------------------------------------------------------------------------
 
-
-@pytest.fixture(params=["default", "uring"])
-def run(request: Any) -> Callable[[Any], Any]:
-    require_uring()
-    return asyncio.run if request.param == "default" else ua.run  # type: ignore[return-value]
 
 
 # -- the stdlib, made awaitable (what aiofiles does, minus the thread) ---------------------

@@ -19,32 +19,13 @@ import random
 from typing import Any, Awaitable, Callable, List, Tuple
 
 import pytest
-from conftest import require_uring
+from conftest import Loop
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import uring.asyncio as ua
 
 # -- the two loops (the minimal copy of test_asyncio.py's fixture) ---------------------
-
-
-class Loop:
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __call__(self, coro: Any) -> Any:
-        if self.kind == "default":
-            return asyncio.run(coro)
-        return ua.run(coro)
-
-    def __repr__(self) -> str:
-        return f"Loop({self.kind})"
-
-
-@pytest.fixture(params=["default", "uring"])
-def run(request: Any) -> Loop:
-    require_uring()
-    return Loop(request.param)
 
 
 MB4 = 4 << 20
