@@ -937,7 +937,8 @@ class RingCore:
         The one fill primitive: every ``prep_*`` of every op group comes
         through here (positional for the hot paths).  In order:
 
-        1. the ring is usable (not closed, not inherited through fork);
+        1. the ring is usable (not closed, not inherited through fork) by
+           this thread (``ThreadOwner``; ``threadsafe`` rings lock instead);
         2. there is a free slot: the SQ tail is below the kernel's head plus
            ``sq_entries`` (the head is read again only when that seems
            false; ``sq_full`` says what a full queue does);
@@ -1132,12 +1133,8 @@ class RingCore:
         if min(offs) < (-1 if opcode in _FILE_POSITION_OPS else -(1 << 63)):
             raise ValueError(f"{what}: an offset is >= 0, or -1 for the file position; got "
                              f"{min(offs)}")
+        self._refuse_reuse(what, uds)
         requests = self._requests
-        if builtins_len(set(uds)) != n or not requests.keys().isdisjoint(uds):
-            clash = [u for u in uds if u in requests] or sorted(
-                u for u in set(uds) if uds.count(u) > 1)
-            raise ValueError(f"{what}: user_data {clash[:4]} already in flight or "
-                             "given twice; their completions would be ambiguous")
         size = self._sqe_size
         template = bytearray(size)
         try:
@@ -1159,6 +1156,20 @@ class RingCore:
         self._copy_sqes(tail, sqes, n)
         self._sqe_tail = tail + n
         return n
+
+    def _refuse_reuse(self, what: str, user_data: Sequence[int], distinct: bool = True) -> None:
+        """A batch's ``user_data`` may not belong to a request in flight
+        (nor, with *distinct*, be given twice): its completions would be
+        ambiguous.  Checked in C (``set``, ``isdisjoint``); the offenders
+        are listed only when there are some."""
+        requests = self._requests
+        if (distinct and builtins_len(set(user_data)) != builtins_len(user_data)) or (
+                requests and not requests.keys().isdisjoint(user_data)):
+            seen = list(user_data)
+            clash = [u for u in seen if u in requests] or sorted(
+                u for u in set(seen) if seen.count(u) > 1)
+            raise ValueError(f"{what}: user_data {clash[:4]} already in flight or given twice; "
+                             "their completions would be ambiguous")
 
     def _copy_sqes(self, tail: int, sqes: Any, n: int) -> None:
         """Copy *n* whole SQEs into the slots from SQ position *tail* on
@@ -1191,11 +1202,8 @@ class RingCore:
             raise ValueError(f"prep_copies: {n} SQEs are {n * self._sqe_size} bytes and {n} records")
         if n > self.sq_entries:
             raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
+        self._refuse_reuse("prep_copies", user_data)
         requests = self._requests
-        if builtins_len(set(user_data)) != n or not requests.keys().isdisjoint(user_data):
-            clash = [u for u in user_data if u in requests] or sorted(
-                u for u in set(user_data) if list(user_data).count(u) > 1)
-            raise ValueError(f"prep_copies: user_data {clash[:4]} already in flight or given twice")
         if self._sqe_tail + n > self._sq_limit:
             self._make_room(n)
         tail = self._sqe_tail
@@ -1231,10 +1239,7 @@ class RingCore:
                 _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
                 raise _field_error(f"IORING_OP_NOP: flags {flags!r}", exc) from None
-        requests = self._requests
-        if requests and not requests.keys().isdisjoint(words):
-            clash = [u for u in words if u in requests]
-            raise _in_flight(_OP_NOP, clash[0])
+        self._refuse_reuse("IORING_OP_NOP", words, distinct=False)  # NOPs file no records
         tail = self._sqe_tail
         if tail + n > self._sq_limit:
             self._make_room(n)
