@@ -1088,10 +1088,17 @@ class RingCore:
                             decode, owner)
 
     def prep_batch(self, opcode: int, fd: int, addrs: Sequence[int], lengths: Sequence[int],
-                   offsets: Sequence[int], user_data: Sequence[int], keeps: Sequence[Any],
-                   flags: int = 0, op_flags: int = 0, target: Any = None) -> int:
+                   offsets: Sequence[int], user_data: Optional[Sequence[int]] = None,
+                   keeps: Optional[Sequence[Any]] = None, flags: int = 0, op_flags: int = 0,
+                   target: Any = None, owners: Optional[Sequence[Any]] = None) -> int:
         """``prep_rw`` for many SQEs of one opcode and fd in one call, one
         slot and one ``Request`` each, in order; returns how many.
+
+        *user_data*: the caller's, or (None) the next numbers of the ring's
+        counter, as ``prep_rw`` takes them.  ``keeps[i]`` is what holds
+        request *i*'s memory, ``owners[i]`` what its record hands back
+        (``set_owner``); either may be None: then what the other holds
+        must keep the memory in place.
 
         All or nothing: the lengths agree, every value fits its field, the
         SQ has room for all (or, with ``sq_full="submit"``, is made to),
@@ -1108,12 +1115,18 @@ class RingCore:
         """
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
-        n = builtins_len(user_data)
+        n = builtins_len(addrs)
         what = op_name(opcode)
-        if not (builtins_len(addrs) == builtins_len(lengths) == builtins_len(offsets)
-                == builtins_len(keeps) == n):
-            raise ValueError(f"{what}: addresses, lengths, offsets, user_data and buffers must "
-                             "be as many")
+        counted = user_data is None
+        if user_data is None:
+            user_data = range(self._next_user_data, self._next_user_data + n)
+        if keeps is None and owners is None:
+            raise ValueError(f"{what}: a batch needs keeps or owners to hold its memory")
+        if not (builtins_len(user_data) == builtins_len(lengths) == builtins_len(offsets) == n
+                and (keeps is None or builtins_len(keeps) == n)
+                and (owners is None or builtins_len(owners) == n)):
+            raise ValueError(f"{what}: addresses, lengths, offsets, user_data, buffers and "
+                             "owners must be as many")
         if n > self.sq_entries:
             raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
         if not n:
@@ -1151,8 +1164,14 @@ class RingCore:
             self._make_room(n)
         tail = self._sqe_tail
         record_target = fd if target is None else target
-        requests.update(zip(uds, map(Request, uds, _repeat(opcode), _repeat(record_target),
-                                     keeps)))
+        if owners is None:
+            records = map(Request, uds, _repeat(opcode), _repeat(record_target), keeps)  # type: ignore[arg-type]
+        else:
+            records = map(Request, uds, _repeat(opcode), _repeat(record_target),
+                          _repeat(None) if keeps is None else keeps, _repeat(None), owners)
+        requests.update(zip(uds, records))
+        if counted:
+            self._next_user_data += n
         self._copy_sqes(tail, sqes, n)
         self._sqe_tail = tail + n
         return n

@@ -29,19 +29,31 @@ are the same for all three, as in QEMU's ``block/io_uring.c`` and
 Engines implement four hooks: ``_issue`` (stage one request; False when
 the kernel side has no room), ``_commit`` (hand the staged batch over),
 ``_reap`` (collect completions, calling ``_completed``) and ``_close``.
+
+**One interface.**  What an engine can do beyond reads, writes, flush,
+discard and write-zeroes is declared in ``capabilities`` (a frozenset of
+``Capability`` names: registered buffers, registered files, SQPOLL,
+IOPOLL); the image asks ``supports()`` and calls the matching method of
+this class (``register_buffers``, ``check_iopoll``), which an engine
+without the capability refuses by name.  Which engine a name opens, and
+which open options it accepts, is one table: ``ENGINE_TABLE``.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
+import importlib
 import logging
 from collections import deque
-from typing import Deque, List, Optional
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, FrozenSet, List, Optional, Sequence
 
 from .faults import IoFaults
 from .request import BlockRequest, Op, raise_deferred
 
-__all__ = ["Engine", "MAX_RETRIES", "error_number"]
+__all__ = ["Capability", "ENGINE_TABLE", "Engine", "EngineEntry", "MAX_RETRIES", "error_number",
+           "make_engine"]
 
 _log = logging.getLogger("uring.block")
 
@@ -60,8 +72,23 @@ def error_number(exc: BaseException) -> int:
     return errno.EIO
 
 
+class Capability(str, enum.Enum):
+    """What an engine may declare it can do (``Engine.capabilities``)."""
+
+    #: ``register_buffers``: READ_FIXED/WRITE_FIXED on registered memory
+    FIXED_BUFFERS = "fixed_buffers"
+    #: the file registered, requests by index (``IOSQE_FIXED_FILE``)
+    FIXED_FILES = "fixed_files"
+    #: a kernel thread polls the submission queue (``IORING_SETUP_SQPOLL``)
+    SQPOLL = "sqpoll"
+    #: completions polled from the device (``IORING_SETUP_IOPOLL``)
+    IOPOLL = "iopoll"
+
+
 class Engine:
     name = "?"
+    #: what this engine can do beyond the five block operations
+    capabilities: FrozenSet[Capability] = frozenset()
 
     def __init__(self, fd: int, queue_depth: int, faults: Optional[IoFaults] = None,
                  max_batch: Optional[int] = None) -> None:
@@ -91,10 +118,43 @@ class Engine:
         self.submit_calls = 0
         self.resubmitted = 0
 
+    # -- what it can do --------------------------------------------------------------
+
+    def supports(self, capability: "Capability | str") -> bool:
+        return Capability(capability) in self.capabilities
+
+    def register_buffers(self, buffers: Sequence[Any]) -> None:
+        """Register *buffers* with the kernel (``Capability.FIXED_BUFFERS``)."""
+        raise ValueError(f"aio={self.name} has no registered buffers (only io_uring does)")
+
+    def check_iopoll(self) -> None:
+        """Check at open that polled completions work (``Capability.IOPOLL``)."""
+        raise ValueError(f"aio={self.name} has no iopoll (only io_uring does)")
+
     # -- hooks -------------------------------------------------------------------
 
     def _issue(self, req: BlockRequest) -> bool:
         raise NotImplementedError
+
+    def _issue_many(self, reqs: List[BlockRequest]) -> "tuple[int, int]":
+        """Stage *reqs* in order: ``(taken, staged)``, *taken* of them off
+        the queue (staged, or failed alone: a request this engine cannot
+        stage fails with the op and errno named, delivered by ``poll``),
+        stopping at the first the kernel side has no room for.  Engines
+        that can stage a batch faster than one by one override this."""
+        issue = self._issue
+        taken = staged = 0
+        for req in reqs:
+            try:
+                if not issue(req):
+                    self.blocked = True  # no room: the completion path retries
+                    break
+            except Exception as exc:
+                self._synthetic.append((req, -error_number(exc), exc))
+            else:
+                staged += 1
+            taken += 1
+        return taken, staged
 
     def _commit(self) -> None:
         raise NotImplementedError
@@ -114,6 +174,16 @@ class Engine:
         if not self.plugged or len(self.pending) >= self.max_batch:
             self.kick()
 
+    def enqueue_many(self, reqs: List[BlockRequest]) -> None:
+        """Queue *reqs* and move them into the kernel together (unless
+        plugged): one submit for the batch, as far as the queue depth
+        allows."""
+        if self.closed:
+            raise ValueError(f"{self.name} engine is closed")
+        self.pending.extend(reqs)
+        if not self.plugged or len(self.pending) >= self.max_batch:
+            self.kick()
+
     def plug(self) -> None:
         self.plugged += 1
 
@@ -129,9 +199,27 @@ class Engine:
         submit them as one batch."""
         staged = 0
         pending = self.pending
+        faults = self.faults
+        if faults is None and not self.blocked:
+            # no fault plan: the whole batch to the engine at once
+            room = self.queue_depth - self.in_flight
+            if not pending or room <= 0:
+                return
+            if room >= len(pending):
+                batch = list(pending)
+                pending.clear()
+            else:
+                batch = [pending.popleft() for _ in range(room)]
+            taken, staged = self._issue_many(batch)
+            if taken < len(batch):
+                pending.extendleft(reversed(batch[taken:]))
+            self.in_flight += taken
+            if staged:
+                self._commit()
+            return
         while pending and self.in_flight < self.queue_depth and not self.blocked:
             req = pending[0]
-            err = self.faults.error_for_next() if self.faults is not None else 0
+            err = faults.error_for_next() if faults is not None else 0
             if err:  # fails as if refused by the kernel; delivered by poll()
                 pending.popleft()
                 self.in_flight += 1
@@ -296,3 +384,42 @@ class Engine:
         if self.faults is not None:
             views = self.faults.shorten(views, req.op is Op.WRITE)
         return req.offset + req.done, views
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """One row of ``ENGINE_TABLE``: where the engine's class lives (imported
+    only when opened) and which engine-specific open options it takes."""
+
+    module: str
+    cls: str
+    options: FrozenSet[str] = frozenset()
+
+
+#: ``aio=`` name -> engine.  QEMU's ``-drive aio=`` names.
+ENGINE_TABLE: Dict[str, EngineEntry] = {
+    "io_uring": EngineEntry("uring.block.engine_uring", "UringEngine",
+                            frozenset({"fixed_files", "sqpoll", "iopoll", "kernel"})),
+    "native": EngineEntry("uring.block.engine_aio", "AioEngine"),
+    "threads": EngineEntry("uring.block.engine_threads", "ThreadsEngine"),
+}
+
+
+def make_engine(aio: str, fd: int, queue_depth: int, faults: Optional[IoFaults] = None,
+                max_batch: Optional[int] = None, **options: Any) -> Engine:
+    """Open the engine *aio* names on *fd*.  An engine-specific option the
+    engine does not take is refused by name if it is set (a false or None
+    value is the same as leaving it out)."""
+    entry = ENGINE_TABLE.get(aio)
+    if entry is None:
+        raise ValueError(f"aio must be one of {tuple(ENGINE_TABLE)} or 'auto', got {aio!r}")
+    given = {k: v for k, v in options.items() if v}
+    for key in given:
+        if key not in entry.options:
+            owners = [n for n, e in ENGINE_TABLE.items() if key in e.options]
+            if not owners:
+                raise TypeError(f"unknown engine option {key!r}")
+            raise ValueError(f"{key} is an {'/'.join(owners)} option; aio={aio} has no such thing")
+    cls = getattr(importlib.import_module(entry.module), entry.cls)
+    engine: Engine = cls(fd, queue_depth, faults=faults, max_batch=max_batch, **given)
+    return engine

@@ -17,20 +17,25 @@ import errno
 from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import abi
-from ..buffers import address_of
+from ..buffers import address_of, export
 from ..errors import SubmissionQueueFull
 from ..ops import Ring
 from ..syscalls import Kernel
-from .engine import Engine
+from .engine import Capability, Engine
 from .faults import IoFaults
 from .request import BlockRequest, Op
 from .sysops import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE
 
 __all__ = ["UringEngine"]
 
+_READ, _WRITE = Op.READ, Op.WRITE
+_OP_READ, _OP_WRITE = int(abi.IORING_OP_READ), int(abi.IORING_OP_WRITE)
+
 
 class UringEngine(Engine):
     name = "io_uring"
+    capabilities = frozenset({Capability.FIXED_BUFFERS, Capability.FIXED_FILES,
+                              Capability.SQPOLL, Capability.IOPOLL})
 
     def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
                  max_batch: Optional[int] = None,
@@ -54,6 +59,9 @@ class UringEngine(Engine):
             self.target = 0
         self.iopoll = iopoll
         self._fixed: List[Tuple[int, int, int]] = []  # (address, end, index)
+        self._sqe_flags = int(abi.IOSQE_FIXED_FILE) if fixed_files else 0
+        # the plain path applies: no registered buffers to look up, no faults
+        self._plain = faults is None
 
     # -- registered buffers --------------------------------------------------------
 
@@ -63,6 +71,7 @@ class UringEngine(Engine):
         addresses = self.ring.register_buffers(buffers)
         self._fixed = [(a, a + memoryview(b).nbytes, i)
                        for i, (a, b) in enumerate(zip(addresses, buffers))]
+        self._plain = False
 
     def _fixed_index(self, view: memoryview) -> Optional[Tuple[int, int]]:
         if not self._fixed:
@@ -79,6 +88,52 @@ class UringEngine(Engine):
     def _issue(self, req: BlockRequest) -> bool:
         # The ring numbers the request (no user_data passed); the block
         # request becomes its record's owner, handed back by _reap.
+        op = req.op
+        if (op is _READ or op is _WRITE) and self._plain and not req.done \
+                and len(req.views) == 1:
+            # The plain path: one buffer, nothing done yet, no fixed
+            # buffers, no fault plan.  The SQE points at the request's own
+            # view, whose export holds the memory in place; the record's
+            # owner is the request, so the view lives until the final CQE.
+            address = req.address
+            if not address:
+                address = req.address = export(req.views[0], op is _READ)[1]
+            try:
+                self.ring.prep_rw(_OP_READ if op is _READ else _OP_WRITE, self.target, address,
+                                  req.length, req.offset, None, self._sqe_flags, 0, None, None,
+                                  0, 0, 0, 0, 0, None, req)
+            except SubmissionQueueFull:
+                return False
+            return True
+        return self._issue_other(req)
+
+    def _issue_many(self, reqs: List[BlockRequest]) -> Tuple[int, int]:
+        """A batch of plain reads (or of plain writes: requests issued once
+        already, one buffer, nothing done) is filled by ``prep_batch`` in
+        one call, each request its record's owner; anything else goes one
+        by one."""
+        if self._plain and len(reqs) > 1:
+            addrs = [r.address for r in reqs]
+            if 0 not in addrs and not any([r.done for r in reqs]):
+                ops = [r.op for r in reqs]
+                n = len(reqs)
+                opcode = _OP_READ if ops.count(_READ) == n else \
+                    _OP_WRITE if ops.count(_WRITE) == n else 0
+                if opcode:
+                    try:
+                        self.ring.prep_batch(opcode, self.target, addrs, [r.length for r in reqs],
+                                             [r.offset for r in reqs], None, None,
+                                             self._sqe_flags, 0, None, reqs)
+                    except SubmissionQueueFull:
+                        pass  # one by one, as far as there is room
+                    else:
+                        return n, n
+        return super()._issue_many(reqs)
+
+    def _issue_other(self, req: BlockRequest) -> bool:
+        """Every request but a plain one-buffer read or write: vectors,
+        registered buffers, the rest of a short transfer, a fault plan's
+        shortened one, flush, discard, write-zeroes."""
         ring, target, fixed = self.ring, self.target, self.fixed_files
         try:
             if req.op is Op.READ or req.op is Op.WRITE:
@@ -135,10 +190,21 @@ class UringEngine(Engine):
         # CQE releases it); the record's owner is the block request.
         records = ring.reap_records(wait=1) if wait else ring.reap_records()
         completed = self._completed
+        iopoll = self.iopoll
         for cqe, record in records:
             req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
             res = cqe[1]
-            if res == -errno.EOPNOTSUPP and self.iopoll:
+            if res == req.length and not req.done and res:
+                # all of a read or write at once (the common case): finished
+                # here, one call less than _completed
+                self.in_flight -= 1
+                req.done = res
+                try:
+                    req.complete(res)
+                except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+                    self._raised.append(exc)
+                continue
+            if iopoll and res == -errno.EOPNOTSUPP:
                 self._failed(req, errno.EOPNOTSUPP, None)  # not retried as a short one
                 continue
             completed(req, res)

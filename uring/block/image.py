@@ -32,7 +32,7 @@ from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple
 
 from ..buffers import address_of
 from ..ring import ThreadOwner
-from .engine import Engine
+from .engine import ENGINE_TABLE, Capability, Engine, make_engine
 from .faults import IoFaults
 from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
 from .sysops import aligned_buffer, probe_alignment
@@ -40,31 +40,11 @@ from .sysops import aligned_buffer, probe_alignment
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
 
 _MAX_OFFSET = (1 << 63) - 1
+_READ, _WRITE = Op.READ, Op.WRITE
 _get_ident = threading.get_ident
 
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
-ENGINES = ("io_uring", "native", "threads")
-
-
-def _make_engine(aio: str, fd: int, queue_depth: int, faults: Optional[IoFaults],
-                 opts: dict) -> Engine:
-    max_batch = opts.pop("max_batch", None)
-    if aio == "io_uring":
-        from .engine_uring import UringEngine
-
-        return UringEngine(fd, queue_depth, faults=faults, max_batch=max_batch, **opts)
-    for key in ("fixed_files", "sqpoll", "iopoll", "kernel"):
-        if opts.get(key):
-            raise ValueError(f"{key} is an io_uring option; aio={aio} has no such thing")
-    if aio == "native":
-        from .engine_aio import AioEngine
-
-        return AioEngine(fd, queue_depth, faults=faults, max_batch=max_batch)
-    if aio == "threads":
-        from .engine_threads import ThreadsEngine
-
-        return ThreadsEngine(fd, queue_depth, faults=faults, max_batch=max_batch)
-    raise ValueError(f"aio must be one of {ENGINES} or 'auto', got {aio!r}")
+ENGINES = tuple(ENGINE_TABLE)
 
 
 class Image:
@@ -124,18 +104,23 @@ class Image:
                 self.request_alignment, self.memory_alignment = probe_alignment(self.fd)
             else:
                 self.request_alignment = self.memory_alignment = 1
-            opts = dict(fixed_files=fixed_files, sqpoll=sqpoll, iopoll=iopoll, kernel=kernel,
-                        max_batch=max_batch)
+            opts = dict(fixed_files=fixed_files, sqpoll=sqpoll, iopoll=iopoll, kernel=kernel)
             self.auto_reason = ""
+            if iopoll and not self.direct:
+                raise ValueError("iopoll needs O_DIRECT: use cache=none or directsync")
             if aio == "auto":
-                self.engine = self._auto(queue_depth, faults, opts)
+                self.engine = self._auto(queue_depth, faults, max_batch, opts)
             else:
-                self.engine = _make_engine(aio, self.fd, queue_depth, faults,
-                                           {k: v for k, v in opts.items() if v})
-            if iopoll:
-                if not self.direct:
-                    raise ValueError("iopoll needs O_DIRECT: use cache=none or directsync")
-                self.engine.check_iopoll()  # type: ignore[attr-defined]
+                self.engine = make_engine(aio, self.fd, queue_depth, faults, max_batch, **opts)
+            try:
+                if fixed_buffers and not self.engine.supports(Capability.FIXED_BUFFERS):
+                    raise ValueError(f"fixed_buffers: aio={self.engine.name} has no registered "
+                                     f"buffers (only io_uring does)")
+                if iopoll:
+                    self.engine.check_iopoll()
+            except BaseException:
+                self.engine.close()
+                raise
         except BaseException:
             os.close(self.fd)
             raise
@@ -143,27 +128,28 @@ class Image:
         self.engine.granule = self.request_alignment
         self.aio = self.engine.name
         self._outstanding = 0  # outer requests not finished
+        self._collect_outstanding = 0  # of them, collected ones (batch, no callback)
+        self._collected: List[BlockRequest] = []  # finished, for reap()
         self._rmw_active = 0
         self._deferred: Deque[Tuple[BlockRequest, bool]] = deque()
         self._raised: List[BaseException] = []  # callbacks of requests finished at submit
         self.bounced = 0
         self.rmw = 0
 
-    def _auto(self, queue_depth: int, faults: Optional[IoFaults], opts: dict) -> Engine:
+    def _auto(self, queue_depth: int, faults: Optional[IoFaults], max_batch: Optional[int],
+              opts: dict) -> Engine:
         """``aio=auto``: io_uring if it can be set up, else Linux AIO for
         O_DIRECT, else threads; ``auto_reason`` says why."""
         reasons = []
         try:
-            engine = _make_engine("io_uring", self.fd, queue_depth, faults,
-                                  {k: v for k, v in opts.items() if v})
+            engine = make_engine("io_uring", self.fd, queue_depth, faults, max_batch, **opts)
             self.auto_reason = "io_uring: available"
             return engine
         except OSError as exc:
             reasons.append(f"io_uring unavailable ({exc})")
         if self.direct:
             try:
-                engine = _make_engine("native", self.fd, queue_depth, faults,
-                                      {"max_batch": opts.get("max_batch")})
+                engine = make_engine("native", self.fd, queue_depth, faults, max_batch)
                 self.auto_reason = "; ".join(reasons + ["native: Linux AIO with O_DIRECT"])
                 return engine
             except OSError as exc:
@@ -171,8 +157,7 @@ class Image:
         else:
             reasons.append("native skipped (without O_DIRECT Linux AIO blocks in io_submit)")
         self.auto_reason = "; ".join(reasons + ["threads"])
-        return _make_engine("threads", self.fd, queue_depth, faults,
-                            {"max_batch": opts.get("max_batch")})
+        return make_engine("threads", self.fd, queue_depth, faults, max_batch)
 
     # -- facts -------------------------------------------------------------------
 
@@ -189,9 +174,15 @@ class Image:
     def register_buffers(self, buffers: Sequence[Any]) -> None:
         """io_uring with ``fixed_buffers``: register *buffers*; requests whose
         buffer lies inside one go as READ_FIXED/WRITE_FIXED."""
-        if not self.fixed_buffers or self.aio != "io_uring":
-            raise ValueError("register_buffers needs aio=io_uring and fixed_buffers=True")
-        self.engine.register_buffers(buffers)  # type: ignore[attr-defined]
+        if not self.fixed_buffers:
+            raise ValueError("register_buffers needs fixed_buffers=True at open")
+        self.engine.register_buffers(buffers)
+
+    def supports(self, capability: "Capability | str") -> bool:
+        """Whether this image's engine can do *capability* (a ``Capability``
+        or its name: ``fixed_buffers``, ``fixed_files``, ``sqpoll``,
+        ``iopoll``)."""
+        return self.engine.supports(capability)
 
     # -- submission (non-blocking) --------------------------------------------------
 
@@ -264,22 +255,213 @@ class Image:
             req.offset = _as_int(req.offset, "offset")
         if req.length.__class__ is not int:
             req.length = _as_int(req.length, "length")
-        if not 0 <= req.offset <= _MAX_OFFSET - req.length or req.length < 0:
-            raise ValueError(f"bad offset or length: {req.offset}, {req.length} (both must be "
-                             f">= 0 and their sum at most 2**63-1)")
+        _check_range(req.offset, req.length)
         callbacks = req.callbacks
         if callbacks and not callable(callbacks[0]):
             raise TypeError(f"callback must be callable, not {type(callbacks[0]).__name__}")
-        if not req.length and req.op is not Op.FLUSH:
-            return self._finished_at_submit(req)  # nothing to do (fallocate would say EINVAL)
-        unaligned = self.direct and req.op in (Op.READ, Op.WRITE) and not self._aligned(req)
+        self._queue(req)
+        return req
+
+    def _queue(self, req: BlockRequest) -> None:
+        """Queue a checked request: finished at once if it has nothing to
+        do, bounced or widened if O_DIRECT would refuse it, else to the
+        engine (or behind a read-modify-write)."""
         req.image = self
         self._outstanding += 1
-        if unaligned:
+        if req.collect:
+            self._collect_outstanding += 1
+        if not req.length and req.op is not Op.FLUSH:
+            self._finished_at_submit(req)  # nothing to do (fallocate would say EINVAL)
+            return
+        if self.direct and (req.op is Op.READ or req.op is Op.WRITE) and not self._aligned(req):
             self._submit_unaligned(req)
         else:
             self._enqueue_or_defer(req, False)
-        return req
+
+    # -- batches -------------------------------------------------------------------------
+
+    # A batch is many reads or writes checked and queued by one call and
+    # submitted together (the engine plugged around them: one submit system
+    # call, up to max_batch at a time).  Its requests that have no callback
+    # are *collected*: once finished they wait in a list that ``reap``
+    # returns.  ``resubmit`` sends finished requests again at new offsets,
+    # as fio reuses its io_u's: no new objects, the buffers already held.
+
+    def submit_reads(self, buffers: Sequence[Any], offsets: Sequence[int],
+                     callback: Optional[Callback] = None,
+                     tags: Optional[Sequence[Any]] = None) -> List[BlockRequest]:
+        """One read per (buffer, offset) pair, submitted as one batch.
+
+        Everything is checked before anything is queued (all or nothing:
+        a bad buffer, offset or tag raises and leaves the image as it
+        was).  ``tags[i]`` becomes request *i*'s ``tag``.  Without a
+        *callback* the requests are collected for ``reap``."""
+        return self._submit_batch(Op.READ, buffers, offsets, callback, tags)
+
+    def submit_writes(self, buffers: Sequence[Any], offsets: Sequence[int],
+                      callback: Optional[Callback] = None,
+                      tags: Optional[Sequence[Any]] = None) -> List[BlockRequest]:
+        """One write per (buffer, offset) pair; see ``submit_reads``."""
+        if self.read_only:
+            raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
+        return self._submit_batch(Op.WRITE, buffers, offsets, callback, tags)
+
+    def _submit_batch(self, op: Op, buffers: Sequence[Any], offsets: Sequence[int],
+                      callback: Optional[Callback],
+                      tags: Optional[Sequence[Any]]) -> List[BlockRequest]:
+        self._check_open()
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if isinstance(buffers, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"expected a sequence of buffers, got one {type(buffers).__name__}")
+        bufs, offs = list(buffers), list(offsets)
+        tag_list = [None] * len(bufs) if tags is None else list(tags)
+        if not len(bufs) == len(offs) == len(tag_list):
+            raise ValueError(f"{len(bufs)} buffers, {len(offs)} offsets"
+                             + ("" if tags is None else f", {len(tag_list)} tags")
+                             + ": one of each per request")
+        writable = op is Op.READ
+        reqs = []
+        for b, off, tag in zip(bufs, offs, tag_list):
+            v = as_view(b, writable)
+            if off.__class__ is not int:
+                off = _as_int(off, "offset")
+            _check_range(off, v.nbytes)
+            req = BlockRequest(op, off, v.nbytes, [v], callback, tag)
+            req.collect = callback is None
+            reqs.append(req)
+        self._queue_batch(reqs)
+        return reqs
+
+    def resubmit(self, requests: Sequence[BlockRequest], offsets: Sequence[int],
+                 ops: Optional[Sequence[Op]] = None) -> None:
+        """Send finished requests of this image again, each at its new
+        offset (and, with *ops*, as a read or a write), with the same
+        buffers, tags and callbacks, as one batch.
+
+        All or nothing, checked first: every request must be a read or a
+        write this image finished (``ValueError`` for one still in flight,
+        or one of another image), offsets ints in range, a read's buffer
+        writable, no write on a read-only image."""
+        self._check_open()
+        reqs = requests if requests.__class__ is list else list(requests)
+        offs = offsets if offsets.__class__ is list else list(offsets)
+        if len(offs) != len(reqs):
+            raise ValueError(f"{len(reqs)} requests, {len(offs)} offsets: one offset per request")
+        if ops is not None:
+            self._check_ops(reqs, ops)
+        if len({id(r) for r in reqs}) != len(reqs):
+            raise ValueError("a request is given twice")
+        # the checks, for every request before any is touched: one test
+        # each in the common case, the reasons only when one fails
+        limit = _MAX_OFFSET
+        plain = True  # every request nonempty: none finishes at submit
+        for i, (req, off) in enumerate(zip(reqs, offs)):
+            if req.__class__ is not BlockRequest or req.image is not self or not req.finished \
+                    or off.__class__ is not int or not 0 < req.length <= limit - off \
+                    or off < 0 or (ops is None and req.op is not _READ and req.op is not _WRITE):
+                if self._check_resubmit(i, req, off, ops is None):
+                    plain = False
+                if off.__class__ is not int:
+                    if offs is offsets:
+                        offs = list(offs)
+                    offs[i] = _as_int(off, "offset")
+                    _check_range(offs[i], req.length)
+        if ops is None:
+            for req, off in zip(reqs, offs):
+                req.rearm(off)
+        else:
+            for req, off, op in zip(reqs, offs, ops):
+                req.rearm(off, op)
+        if plain and not (self.direct or self._deferred or self._rmw_active):
+            # checked above: straight to the engine
+            self._outstanding += len(reqs)
+            self._collect_outstanding += [r.collect for r in reqs].count(True)
+            self.engine.enqueue_many(reqs)
+        else:
+            self._queue_batch(reqs)
+
+    def _check_resubmit(self, i: int, req: Any, off: Any, same_op: bool) -> bool:
+        """Why ``requests[i]`` cannot be resubmitted at *off*, raised; or
+        True if it can but has nothing to do (zero length)."""
+        if req.__class__ is not BlockRequest or req.image is not self:
+            raise ValueError(f"requests[{i}]: {req!r} is not a request of this image")
+        if not req.finished:
+            raise ValueError(f"requests[{i}]: {req!r} is still in flight")
+        if same_op and req.op is not _READ and req.op is not _WRITE:
+            raise ValueError(f"requests[{i}]: only reads and writes are resubmitted, "
+                             f"not {req.op.value}")
+        if off.__class__ is int:
+            _check_range(off, req.length)
+        return not req.length
+
+    def _check_ops(self, reqs: List[BlockRequest], ops: Sequence[Op]) -> None:
+        """``resubmit(ops=)``: one read or write per request; a read's
+        buffers writable; no write on a read-only image."""
+        if len(ops) != len(reqs):
+            raise ValueError(f"{len(reqs)} requests, {len(ops)} ops: one op per request")
+        for i, (req, op) in enumerate(zip(reqs, ops)):
+            if op is _WRITE:
+                if self.read_only:
+                    raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
+            elif op is _READ:
+                if any(v.readonly for v in getattr(req, "views", ())):
+                    raise TypeError(f"requests[{i}]: cannot read into a read-only buffer")
+            else:
+                raise ValueError(f"ops[{i}]: {op!r}: only reads and writes are resubmitted")
+
+    def _queue_batch(self, reqs: List[BlockRequest]) -> None:
+        """Queue checked requests and submit them together: straight to the
+        engine in one call when nothing is waiting behind a
+        read-modify-write (the common case), else one by one."""
+        if self._deferred or self._rmw_active:
+            engine = self.engine
+            engine.plug()
+            try:
+                for req in reqs:
+                    self._queue(req)
+            finally:
+                engine.unplug()
+            return
+        direct = self.direct
+        ready = []
+        collect = 0
+        for req in reqs:
+            if not req.length or (direct and not self._aligned(req)):
+                self._queue(req)  # finished at once, or bounced / widened
+                continue
+            req.image = self
+            if req.collect:
+                collect += 1
+            ready.append(req)
+        self._outstanding += len(ready)
+        self._collect_outstanding += collect
+        self.engine.enqueue_many(ready)
+
+    def reap(self, wait: bool = False, min_complete: int = 1) -> List[BlockRequest]:
+        """The collected requests (batch requests without a callback) that
+        have finished, in the order they finished, handed over once.
+
+        Completions that are ready are handled first (callbacks of other
+        requests run as in ``poll``); with *wait*, this blocks until at
+        least *min_complete* collected requests are finished, or none is
+        outstanding.  A callback that raises: as in ``poll``, the
+        completions of its batch are still handled (and collected), then
+        the exception is raised; the collected ones come with the next
+        ``reap``."""
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
+        if self._raised:
+            self._raise_early()
+        engine = self.engine
+        if wait:
+            while len(self._collected) < min_complete and self._collect_outstanding:
+                self._progress(engine)
+        else:
+            engine.poll(wait=False)
+        done = self._collected
+        self._collected = []
+        return done
 
     def _finished_at_submit(self, req: BlockRequest) -> BlockRequest:
         """Finish a request with nothing to do (zero length; flush with
@@ -322,6 +504,9 @@ class Image:
         """A request submitted through this image has finished: its own
         bookkeeping (``BlockRequest`` calls this before its callbacks)."""
         self._outstanding -= 1
+        if req.collect:
+            self._collect_outstanding -= 1
+            self._collected.append(req)
         if self._deferred:
             self._pump()
 
@@ -331,7 +516,10 @@ class Image:
         ra, ma = self.request_alignment, self.memory_alignment
         if req.offset % ra or req.length % ra:
             return False
-        for v in req.views:
+        views = req.views
+        if len(views) == 1 and req.address:  # a resubmitted request: its address is known
+            return not (views[0].nbytes % ra or req.address % ma)
+        for v in views:
             if v.nbytes % ra:
                 return False
             if address_of(v) % ma:
@@ -586,6 +774,12 @@ def _as_int(value: Any, name: str) -> int:
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def _check_range(offset: int, length: int) -> None:
+    if not 0 <= offset <= _MAX_OFFSET - length or length < 0:
+        raise ValueError(f"bad offset or length: {offset}, {length} (both must be "
+                         f">= 0 and their sum at most 2**63-1)")
 
 
 def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:

@@ -32,15 +32,20 @@ def as_view(b: Any, writable: bool) -> memoryview:
     strided view (``memoryview(buf)[::2]``) is refused here, at submit,
     with ``ValueError``, never copied behind the caller's back (a read
     into a copy would have to be scattered back, and a write's copy taken
-    now would not see later changes the caller may expect)."""
-    if b.__class__ is memoryview:
-        v = b
-    else:
-        try:
-            v = memoryview(b)
-        except TypeError:
-            raise TypeError(f"a buffer must be a bytes-like object, not {type(b).__name__}") \
-                from None
+    now would not see later changes the caller may expect).
+
+    The view is always the request's own, even when *b* is a memoryview:
+    it holds the buffer export that keeps the memory where the kernel will
+    write it (a ``bytearray`` cannot be resized, an ``mmap`` cannot be
+    closed) until the request is finished and dropped, whatever the caller
+    does to its own view (``release()`` included)."""
+    try:
+        v = memoryview(b)
+    except TypeError:
+        raise TypeError(f"a buffer must be a bytes-like object, not {type(b).__name__}") \
+            from None
+    except ValueError:  # a released memoryview
+        raise ValueError("a released memoryview cannot be a request's buffer") from None
     if writable and v.readonly:
         raise TypeError(f"cannot read into a read-only {type(b).__name__}")
     if not v.c_contiguous:
@@ -114,10 +119,11 @@ class BlockRequest:
     """
 
     __slots__ = ("op", "offset", "length", "views", "done", "result", "error",
-                 "callbacks", "finished", "retries", "image", "__weakref__")
+                 "callbacks", "finished", "retries", "image", "tag", "collect", "address",
+                 "__weakref__")
 
     def __init__(self, op: Op, offset: int, length: int, views: List[memoryview],
-                 callback: Optional[Callback] = None) -> None:
+                 callback: Optional[Callback] = None, tag: Any = None) -> None:
         self.op = op
         self.offset = offset
         self.length = length
@@ -129,6 +135,13 @@ class BlockRequest:
         self.finished = False
         self.retries = 0
         self.image: Any = None
+        #: the caller's, handed back untouched (``Image.submit_reads(tags=)``)
+        self.tag = tag
+        #: finished, it goes to the image's list for ``Image.reap``
+        self.collect = False
+        #: the single buffer's address, once an engine has taken it (0: not
+        #: yet); the request's own view keeps it valid while it lives
+        self.address = 0
 
     # -- what the engine asks -------------------------------------------------
 
@@ -142,7 +155,20 @@ class BlockRequest:
     # -- completion --------------------------------------------------------------
 
     def complete(self, result: int) -> None:
-        self._finish(result, None)
+        if self.finished:  # pragma: no cover - an engine bug, never silent
+            raise RuntimeError(f"request completed twice: {self!r}")
+        # _finish, inlined: this runs once per request
+        self.finished = True
+        self.result = result
+        image = self.image
+        if image is not None:
+            image.request_finished(self)  # the image's own bookkeeping first
+        callbacks = self.callbacks
+        if callbacks:
+            if len(callbacks) == 1:
+                callbacks[0](self)  # raises to the engine, which delivers the rest of the batch
+            else:
+                self._run_callbacks()
 
     def fail(self, err: int, cause: Optional[BaseException] = None) -> None:
         """Finish with ``OSError(err)`` naming the operation and the range;
@@ -170,16 +196,32 @@ class BlockRequest:
         if len(callbacks) == 1:
             callbacks[0](self)  # raises to the engine, which delivers the rest of the batch
             return
-        # Every callback runs even if one raises; the first exception is
-        # raised after them (the others go with it: see raise_deferred).
+        self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        """Every callback runs even if one raises; the first exception is
+        raised after them (the others go with it: see raise_deferred)."""
         errors: List[BaseException] = []
-        for cb in callbacks:
+        for cb in self.callbacks:
             try:
                 cb(self)
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 errors.append(exc)
         if errors:
             raise_deferred(errors)
+
+    def rearm(self, offset: int, op: "Op | None" = None) -> None:
+        """Make a finished request new again at *offset* (and *op*), with
+        the same buffers and callbacks: fio's reuse of an ``io_u``.  Only
+        ``Image.resubmit`` calls this, after checking everything."""
+        self.offset = offset
+        if op is not None:
+            self.op = op
+        self.done = 0
+        self.result = None
+        self.error = None
+        self.finished = False
+        self.retries = 0
 
     def add_done_callback(self, cb: Callback) -> None:
         if self.finished:
