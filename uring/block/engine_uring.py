@@ -32,6 +32,17 @@ _READ, _WRITE = Op.READ, Op.WRITE
 _OP_READ, _OP_WRITE = int(abi.IORING_OP_READ), int(abi.IORING_OP_WRITE)
 
 
+def _address(req: BlockRequest) -> int:
+    """The address of a one-buffer read's or write's buffer, kept on the
+    request (its own view holds the memory in place); 0 for any other."""
+    op = req.op
+    if len(req.views) != 1 or (op is not _READ and op is not _WRITE):
+        return 0
+    address: int = export(req.views[0], op is _READ)[1]
+    req.address = address
+    return address
+
+
 class UringEngine(Engine):
     name = "io_uring"
     capabilities = frozenset({Capability.FIXED_BUFFERS, Capability.FIXED_FILES,
@@ -95,9 +106,7 @@ class UringEngine(Engine):
             # buffers, no fault plan.  The SQE points at the request's own
             # view, whose export holds the memory in place; the record's
             # owner is the request, so the view lives until the final CQE.
-            address = req.address
-            if not address:
-                address = req.address = export(req.views[0], op is _READ)[1]
+            address = req.address or _address(req)
             try:
                 self.ring.prep_rw(_OP_READ if op is _READ else _OP_WRITE, self.target, address,
                                   req.length, req.offset, None, self._sqe_flags, 0, None, None,
@@ -114,6 +123,11 @@ class UringEngine(Engine):
         by one."""
         if self._plain and len(reqs) > 1:
             addrs = [r.address for r in reqs]
+            if 0 in addrs:  # new requests: their buffers' addresses, once
+                try:
+                    addrs = [r.address or _address(r) for r in reqs]
+                except Exception:  # noqa: BLE001 - one by one: the one that fails, fails alone
+                    addrs = [0]
             if 0 not in addrs and not any([r.done for r in reqs]):
                 ops = [r.op for r in reqs]
                 n = len(reqs)

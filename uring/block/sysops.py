@@ -20,6 +20,7 @@ __all__ = [
     "FALLOC_FL_ZERO_RANGE",
     "aligned_buffer",
     "fallocate",
+    "logical_block_size",
     "probe_alignment",
 ]
 
@@ -79,6 +80,16 @@ def device_alignment(fd: int) -> Tuple[int, int]:
     return lbs, (dma + 1 if lbs else 0)
 
 
+def logical_block_size(fd: int) -> int:
+    """The logical sector size of the block device open as *fd*
+    (``BLKSSZGET``); 0 for anything else.  O_DIRECT offsets and lengths
+    must be multiples of it, and so must any ``fallocate`` range on the
+    device, whatever the cache mode (``blkdev_fallocate``: ``EINVAL``)."""
+    if not stat.S_ISBLK(os.fstat(fd).st_mode):
+        return 0
+    return int(struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))[0])
+
+
 def probe_alignment(fd: int) -> Tuple[int, int]:
     """(request alignment, memory alignment) for O_DIRECT on *fd*.
 
@@ -94,10 +105,7 @@ def probe_alignment(fd: int) -> Tuple[int, int]:
     dev_request, dev_memory = device_alignment(fd)
     page = mmap.PAGESIZE
     st = os.fstat(fd)
-    request = 0
-    if stat.S_ISBLK(st.st_mode):
-        request = struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))[0]
-    request = max(request, dev_request)
+    request = max(logical_block_size(fd), dev_request)
     buf = aligned_buffer(2 * 65536)
     try:
         view = memoryview(buf)
