@@ -16,9 +16,10 @@ are the same for all three, as in QEMU's ``block/io_uring.c`` and
   completion path (``poll``), never spun on.
 - **short transfers**: a read or write that moved fewer bytes than asked is
   resubmitted for the remainder, the offset advanced by what was done,
-  accumulated across retries.  A read that hits end of file (0 bytes) is
-  zero-filled to its length, as QEMU does for raw images; a write that makes
-  no progress fails with ``ENOSPC``.
+  accumulated across retries.  A read that hits end of file, or the end of
+  a block device (0 bytes), is zero-filled to its length, as QEMU does for
+  raw images; a write that makes no progress fails with ``ENOSPC`` (as one
+  at or past the end of a block device does: a device never grows).
 - **retries**: a request completing with ``-EAGAIN`` or ``-EINTR`` is
   resubmitted (a bounded number of times).
 - **failures stay with their request**: a request the engine cannot stage
@@ -109,6 +110,8 @@ class Engine:
         # O_DIRECT's request alignment (the image sets it): a short read
         # that ends off it stopped at end of file
         self.granule = 1
+        # set by the image: a discard the device refuses is zeroed instead
+        self.block_device = False
         # completions made here, not by the kernel (injected errno faults,
         # requests the engine could not stage): (request, -errno, cause)
         self._synthetic: Deque["tuple[BlockRequest, int, Optional[BaseException]]"] = deque()
@@ -331,6 +334,16 @@ class Engine:
             if res < 0:
                 if -res in (errno.EAGAIN, errno.EINTR) and req.retries < MAX_RETRIES:
                     req.retries += 1
+                    self.resubmitted += 1
+                    self.pending.appendleft(req)
+                    return
+                if -res == errno.EOPNOTSUPP and req.op is Op.DISCARD and self.block_device:
+                    # PUNCH_HOLE on a block device is a zero-out that may
+                    # not fall back to writing (blkdev_issue_zeroout,
+                    # NOFALLBACK): a device without write-zeroes refuses
+                    # it.  ZERO_RANGE falls back: the range still reads
+                    # back zeros (the request's op now says write_zeroes).
+                    req.op = Op.WRITE_ZEROES
                     self.resubmitted += 1
                     self.pending.appendleft(req)
                     return

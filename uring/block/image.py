@@ -35,7 +35,7 @@ from ..ring import ThreadOwner
 from .engine import ENGINE_TABLE, Capability, Engine, make_engine
 from .faults import IoFaults
 from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
-from .sysops import aligned_buffer, probe_alignment
+from .sysops import aligned_buffer, logical_block_size, probe_alignment
 
 __all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
 
@@ -100,6 +100,9 @@ class Image:
         try:
             st = os.fstat(self.fd)
             self.is_block_device = stat.S_ISBLK(st.st_mode)
+            # a block device's fallocate ranges must be whole logical
+            # sectors, whatever the cache mode (0: not a block device)
+            self.logical_block_size = logical_block_size(self.fd)
             if self.direct:
                 self.request_alignment, self.memory_alignment = probe_alignment(self.fd)
             else:
@@ -126,6 +129,7 @@ class Image:
             raise
         self.fixed_buffers = fixed_buffers
         self.engine.granule = self.request_alignment
+        self.engine.block_device = self.is_block_device
         self.aio = self.engine.name
         self._outstanding = 0  # outer requests not finished
         self._collect_outstanding = 0  # of them, collected ones (batch, no callback)
@@ -275,8 +279,43 @@ class Image:
             return
         if self.direct and (req.op is Op.READ or req.op is Op.WRITE) and not self._aligned(req):
             self._submit_unaligned(req)
+        elif ((req.op is Op.DISCARD or req.op is Op.WRITE_ZEROES) and self.logical_block_size
+              and (req.offset | req.length) % self.logical_block_size):
+            self._split_fallocate(req)
         else:
             self._enqueue_or_defer(req, False)
+
+    def _split_fallocate(self, outer: BlockRequest) -> None:
+        """A discard or write-zeroes on a block device whose range is not
+        whole logical sectors (``blkdev_fallocate`` says EINVAL to that,
+        in every cache mode): the whole sectors go to fallocate, the
+        partial ones at either end are written with zeros (through
+        ``_queue``: bounced or read-modify-written under O_DIRECT), so the
+        range reads back zeros, neighbours intact, as on a file."""
+        lbs = self.logical_block_size
+        start, end = outer.offset, outer.offset + outer.length
+        mid_start = min(-(-start // lbs) * lbs, end)
+        mid_end = max(end // lbs * lbs, mid_start)
+        parts = []
+        if mid_end > mid_start:
+            parts.append((outer.op, mid_start, mid_end))
+        parts += [(Op.WRITE, a, b) for a, b in ((start, mid_start), (mid_end, end)) if b > a]
+        left = [len(parts)]
+        errors: List[int] = []
+
+        def part_done(r: BlockRequest) -> None:
+            if r.error is not None and not errors:
+                errors.append(r.error.errno or errno.EIO)
+            left[0] -= 1
+            if not left[0]:
+                if errors:
+                    outer.fail(errors[0])
+                else:
+                    outer.complete(0)
+
+        for op, a, b in parts:
+            views = [memoryview(bytes(b - a))] if op is Op.WRITE else []
+            self._queue(BlockRequest(op, a, b - a, views, part_done))
 
     # -- batches -------------------------------------------------------------------------
 
