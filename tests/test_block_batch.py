@@ -5,9 +5,11 @@ under the real kernel."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import random
+from array import array
 from typing import Any, Iterator, List
 
 import pytest
@@ -347,3 +349,127 @@ def test_eof_short_reads_in_a_resubmitted_batch_are_zero_filled(tmp_path: Any) -
         assert bytes(views[0]) == b"a" * 100 + bytes(BS - 100)
         assert bytes(views[1]) == b"a" * BS
         assert all(r.result == BS for r in reqs)
+
+
+# --- arenas: fixed slots, results as arrays -------------------------------------------
+
+
+def drain_arena(ar: block.BlockArena, n: int) -> dict:
+    got: dict = {}
+    while len(got) < n:
+        slots, res = ar.reap(wait=True)
+        assert len(slots) == len(res) and (slots or ar.in_flight == 0)
+        assert not set(slots) & set(got), "a slot finished twice"
+        got.update(zip(slots, res))
+        assert slots or len(got) == n, "reap(wait=True) returned nothing with slots in flight"
+    return got
+
+
+def test_arena_reads_on_every_engine(opened: block.Image, image_path: str) -> None:
+    data = contents(image_path)
+    ar = opened.arena(8, BS)
+    assert (ar._queue is not None) == opened.supports(Capability.ARENA)
+    rnd = random.Random(5)
+    for _ in range(4):
+        offs = [rnd.randrange(len(data) // BS) * BS for _ in range(8)]
+        ar.submit(list(range(8)), offs)
+        assert ar.in_flight == 8
+        got = drain_arena(ar, 8)
+        assert got == {s: BS for s in range(8)}
+        for s in range(8):
+            assert bytes(ar.buffer(s)) == data[offs[s]:offs[s] + BS]
+    assert ar.in_flight == 0 and opened.engine.in_flight == 0
+
+
+def test_arena_writes_land(opened: block.Image, image_path: str) -> None:
+    ar = opened.arena(4, BS, write=True)
+    for s in range(4):
+        ar.buffer(s)[:] = bytes([s + 7]) * BS
+    ar.submit([3, 1, 0, 2], [0, 4 * BS, 8 * BS, 12 * BS])
+    assert drain_arena(ar, 4) == {s: BS for s in range(4)}
+    opened.flush()
+    data = contents(image_path)
+    assert data[0:BS] == bytes([10]) * BS and data[8 * BS:9 * BS] == bytes([7]) * BS
+
+
+def test_arena_beside_ordinary_requests(opened: block.Image, image_path: str) -> None:
+    """The engine reaps both kinds from one ring: neither loses the other's."""
+    data = contents(image_path)
+    ar = opened.arena(4, BS)
+    seen: List[BlockRequest] = []
+    ar.submit([0, 1], [0, BS])
+    opened.submit_reads(slots(3), [2 * BS, 3 * BS, 4 * BS], seen.append)
+    ar.submit([2, 3], [5 * BS, 6 * BS])
+    assert drain_arena(ar, 4) == {s: BS for s in range(4)}
+    opened.wait()
+    assert len(seen) == 3 and all(r.result == BS for r in seen)
+    assert bytes(ar.buffer(3)) == data[6 * BS:7 * BS]
+
+
+def test_arena_short_reads_at_eof_are_finished(tmp_path: Any) -> None:
+    require_uring()
+    path = os.path.join(tmp_path, "short.img")
+    with open(path, "wb") as f:
+        f.write(b"q" * (BS + 300))
+    for aio in ENGINES:
+        with block.open_image(path, aio=aio) as img:
+            ar = img.arena(3, BS)
+            ar.buffer(1)[:] = b"x" * BS
+            ar.submit([0, 1, 2], [0, BS, 5 * BS])
+            assert drain_arena(ar, 3) == {0: BS, 1: BS, 2: BS}
+            assert bytes(ar.buffer(1)) == b"q" * 300 + bytes(BS - 300)
+            assert bytes(ar.buffer(2)) == bytes(BS)
+
+
+def test_arena_errors_are_named(opened: block.Image) -> None:
+    """A write past RLIMIT_FSIZE fails in the kernel with EFBIG: that slot
+    alone, as -EFBIG, named by ``failures``; the others land."""
+    import resource
+    import signal
+
+    ar = opened.arena(2, BS, write=True)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * MiB, limits[1]))
+    try:
+        ar.submit([0, 1], [0, 64 * MiB])
+        got = drain_arena(ar, 2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, old)
+    assert got == {0: BS, 1: -errno.EFBIG}
+    (slot, err), = ar.failures(array("I", [0, 1]), array("i", [BS, -errno.EFBIG]))
+    assert slot == 1 and err.errno == errno.EFBIG
+    assert "arena slot 1 at offset 67108864" in str(err) and "write" in str(err)
+
+
+def test_arena_submit_is_all_or_nothing(opened: block.Image) -> None:
+    ar = opened.arena(4, BS)
+    for slots_, offs, exc in (([0, 0], [0, BS], ValueError), ([0, 4], [0, BS], ValueError),
+                              ([0, 1], [0, -BS], ValueError), ([0, 1], [0, 1.5], TypeError),
+                              ([0, 1], [0], ValueError), ([-1], [0], ValueError)):
+        with pytest.raises(exc):
+            ar.submit(slots_, offs)
+        assert ar.in_flight == 0 and opened.engine.in_flight == 0
+    ar.submit([0], [0])
+    with pytest.raises(ValueError, match="in flight"):
+        ar.submit([0], [BS])
+    drain_arena(ar, 1)
+    with pytest.raises(ValueError, match="queue depth"):
+        opened.arena(9, BS)  # the queue depth is 8
+    if opened.direct:
+        with pytest.raises(ValueError, match="O_DIRECT"):
+            opened.arena(2, 1000)
+        with pytest.raises(ValueError, match="O_DIRECT"):
+            ar.submit([1], [100])
+
+
+def test_close_waits_for_arena_io(image_path: str) -> None:
+    require_uring()
+    data = contents(image_path)
+    img = block.open_image(image_path, aio="io_uring")
+    ar = img.arena(8, BS)
+    ar.submit(list(range(8)), [i * BS for i in range(8)])
+    img.close()  # drains the arena's reads before the ring goes
+    assert ar.in_flight == 0
+    assert bytes(ar.buffer(7)) == data[7 * BS:8 * BS]

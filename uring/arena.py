@@ -144,7 +144,19 @@ class ArenaQueue:
         halves = memoryview(words).cast("B").cast("I")  # u32 halves, little-endian
         if array("I", halves[1::4].tobytes()).count(self.tag) != len(words) // 2:
             words = self._split_others(words)
-            halves = memoryview(words).cast("B").cast("I")
+        return self.take(words)
+
+    def owns(self, words: "array[int]") -> bool:
+        """Whether every CQE in *words* (two words each: ``user_data``,
+        ``res | flags << 32``) is one of this queue's."""
+        halves = memoryview(words).cast("B").cast("I")  # u32 halves, little-endian
+        return array("I", halves[1::4].tobytes()).count(self.tag) == len(words) // 2
+
+    def take(self, words: "array[int]") -> Tuple["array[int]", "array[int]"]:
+        """This queue's CQEs, reaped by whoever reaps the ring (two words
+        each, all of them this queue's: see ``owns``), as ``reap`` returns
+        them: the slots and their results; the slots are idle again."""
+        halves = memoryview(words).cast("B").cast("I")
         slots = array("I", halves[0::4].tobytes())
         res = array("i", memoryview(words).cast("B").cast("i")[2::4].tobytes())
         self._busy.difference_update(slots)

@@ -1693,30 +1693,36 @@ class RingCore:
                     pop(cqe[0], None)
         return out
 
-    def reap_words(self, max_cqes: Optional[int] = None) -> "_array[int]":
+    def reap_words(self, max_cqes: Optional[int] = None,
+                   records: Optional[List[Optional[Request]]] = None) -> "_array[int]":
         """Every completion available now (at most *max_cqes*) as the CQ's
         own 64-bit words, copied out in one or two slices: per CQE its
         ``user_data``, then ``res | flags << 32`` (then ``big_cqe[2]`` on a
         ``CQE32`` ring); no Python object per CQE (liburing:
         ``io_uring_peek_batch_cqe`` + ``io_uring_cq_advance``).  Final
-        CQEs release their records as ``reap`` does.  Not for
-        ``IORING_SETUP_CQE_MIXED`` rings, whose CQEs differ in size."""
+        CQEs release their records as ``reap`` does; with *records* (a
+        list) each CQE's record is appended to it, in CQE order (None for
+        a CQE without one, and for a non-final CQE, whose record stays).
+        Not for ``IORING_SETUP_CQE_MIXED`` rings, whose CQEs differ in
+        size."""
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         if self._cqe_mixed:
             raise ValueError("reap_words: a CQE_MIXED ring's CQEs are not all one size")
         limit = _NO_LIMIT if max_cqes is None else max_cqes
-        out = self._reap_words(limit)
+        out = self._reap_words(limit, records)
         if self._iopoll or self._sq_u32[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
             while builtins_len(out) < limit * (self._cqe_size >> 3):
                 self._enter(0, 0, _ENTER_GETEVENTS)
-                more = self._reap_words(limit - builtins_len(out) // (self._cqe_size >> 3))
+                more = self._reap_words(limit - builtins_len(out) // (self._cqe_size >> 3),
+                                        records)
                 out += more
                 if not more or not self._sq_u32[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
                     break
         return out
 
-    def _reap_words(self, limit: int) -> "_array[int]":
+    def _reap_words(self, limit: int,
+                    records: Optional[List[Optional[Request]]] = None) -> "_array[int]":
         """``_reap_ring`` for ``reap_words``: the same acquire, copy and
         release of the head, the CQEs kept as words."""
         head = self._cq_head
@@ -1742,8 +1748,15 @@ class RingCore:
             barriers.release_fence()  # our copy completes before the slots are free
         self._cq_u32[self._i_cq_head] = head
         requests = self._requests
-        if requests:
-            unit = size >> 3
+        unit = size >> 3
+        if records is not None:
+            more = _CQE_F_MORE << 32
+            if any(map(_and, words[1::unit], _repeat(more))):
+                records.extend(None if words[i + 1] & more else requests.pop(words[i], None)
+                               for i in range(0, builtins_len(words), unit))
+            else:
+                records.extend(map(requests.pop, words[0::unit], _repeat(None)))
+        elif requests:
             pop = requests.pop
             more = _CQE_F_MORE << 32
             n = builtins_len(words)

@@ -11,8 +11,10 @@ Three engines behind one interface (``uring/block/engine.py``):
 system calls) and ``threads`` (a worker pool doing ``preadv``/``pwritev``).
 """
 
+from .engine import Capability
 from .faults import IoFaults
-from .image import CACHE_MODES, ENGINES, Image, open_image
+from .image import CACHE_MODES, ENGINES, BlockArena, Image, open_image
 from .request import BlockRequest, Op
 
-__all__ = ["CACHE_MODES", "ENGINES", "Image", "IoFaults", "Op", "BlockRequest", "open_image"]
+__all__ = ["CACHE_MODES", "ENGINES", "BlockArena", "BlockRequest", "Capability", "Image", "IoFaults",
+           "Op", "open_image"]

@@ -48,7 +48,7 @@ import importlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, FrozenSet, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequence
 
 from .faults import IoFaults
 from .request import BlockRequest, Op, raise_deferred
@@ -84,6 +84,9 @@ class Capability(str, enum.Enum):
     SQPOLL = "sqpoll"
     #: completions polled from the device (``IORING_SETUP_IOPOLL``)
     IOPOLL = "iopoll"
+    #: fixed-slot queues (``Image.arena``) with their SQEs formatted once
+    #: and their completions taken as the CQ's words (``open_arena``)
+    ARENA = "arena"
 
 
 class Engine:
@@ -133,6 +136,16 @@ class Engine:
     def check_iopoll(self) -> None:
         """Check at open that polled completions work (``Capability.IOPOLL``)."""
         raise ValueError(f"aio={self.name} has no iopoll (only io_uring does)")
+
+    def open_arena(self, slots: int, slot_size: int, write: bool,
+                   sink: Callable[[Any, Any], None]) -> Any:
+        """A fixed-slot queue on this engine (``Capability.ARENA``); its
+        completions go to ``sink(slots, results)`` as arrays."""
+        raise ValueError(f"aio={self.name} has no arena queues (only io_uring does)")
+
+    def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
+        """Submit *slots* of an ``open_arena`` queue at *offsets*."""
+        raise ValueError(f"aio={self.name} has no arena queues (only io_uring does)")
 
     # -- hooks -------------------------------------------------------------------
 

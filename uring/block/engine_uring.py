@@ -14,9 +14,11 @@ the CQ without a system call when they are already there.
 from __future__ import annotations
 
 import errno
-from typing import Any, List, Optional, Sequence, Tuple
+from array import array
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import abi
+from ..arena import ArenaQueue
 from ..buffers import address_of, export
 from ..errors import SubmissionQueueFull
 from ..ops import Ring
@@ -46,7 +48,7 @@ def _address(req: BlockRequest) -> int:
 class UringEngine(Engine):
     name = "io_uring"
     capabilities = frozenset({Capability.FIXED_BUFFERS, Capability.FIXED_FILES,
-                              Capability.SQPOLL, Capability.IOPOLL})
+                              Capability.SQPOLL, Capability.IOPOLL, Capability.ARENA})
 
     def __init__(self, fd: int, queue_depth: int, *, faults: Optional[IoFaults] = None,
                  max_batch: Optional[int] = None,
@@ -73,6 +75,10 @@ class UringEngine(Engine):
         self._sqe_flags = int(abi.IOSQE_FIXED_FILE) if fixed_files else 0
         # the plain path applies: no registered buffers to look up, no faults
         self._plain = faults is None
+        if faults is not None:  # a fault plan acts on requests: no arena queues beside it
+            self.capabilities = self.capabilities - {Capability.ARENA}
+        # open_arena's queues: tag -> (queue, sink)
+        self._arenas: Dict[int, Tuple[ArenaQueue, Callable[[Any, Any], None]]] = {}
 
     # -- registered buffers --------------------------------------------------------
 
@@ -183,6 +189,89 @@ class UringEngine(Engine):
         ring.set_owner(ud, req)
         return True
 
+    # -- arena queues ---------------------------------------------------------------------
+
+    def open_arena(self, slots: int, slot_size: int, write: bool,
+                   sink: Callable[[Any, Any], None]) -> ArenaQueue:
+        """An ``ArenaQueue`` on this engine's ring: *slots* SQEs formatted
+        once over one page-aligned arena.  Its CQEs are taken here, among
+        the block requests' (``_reap``), and handed to ``sink(slots,
+        results)`` as two arrays, no Python object per CQE."""
+        if not self.supports(Capability.ARENA):
+            raise ValueError("arena queues and a fault plan do not go together")
+        queue = ArenaQueue(self.ring, self.target, slots, slot_size, write=write,
+                           fixed_file=self.fixed_files)
+        self._arenas[queue.tag] = (queue, sink)
+        return queue
+
+    def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
+        """Queue *slots* of *queue* at *offsets* (all or nothing, checked by
+        the queue) and submit them, unless plugged; they count in
+        ``in_flight`` until their CQEs are taken."""
+        if self.closed:
+            raise ValueError(f"{self.name} engine is closed")
+        n = queue.submit(slots, offsets)
+        self.in_flight += n
+        if not self.plugged:
+            self._commit()
+
+    def _reap_arenas(self, wait: bool) -> int:
+        """``_reap`` with arena queues open: the CQ is taken as words (and
+        the records of the block requests' CQEs, in order).  All of one
+        queue's, as in a loop that only reads through it: one call to its
+        sink; mixed: split CQE by CQE."""
+        ring = self.ring
+        if wait:
+            try:
+                ring.submit_and_wait(1)
+            except (BlockingIOError, InterruptedError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINTR):
+                    raise
+                self.blocked = exc.errno != errno.EINTR  # the completion path submits again
+        records: List[Any] = []
+        words = ring.reap_words(records=records)
+        unit = ring.cqe_size // 8
+        if unit != 2:
+            words = array("Q", [w for i, w in enumerate(words) if i % unit < 2])
+        n = len(words) // 2
+        if not n:
+            return 0
+        arenas = self._arenas
+        if len(arenas) == 1:
+            for queue, sink in arenas.values():
+                if queue.owns(words):
+                    self.in_flight -= n
+                    self._deliver(sink, queue.take(words))
+                    return n
+        mine: Dict[int, "array[int]"] = {}
+        for i in range(n):
+            ud, word = words[2 * i], words[2 * i + 1]
+            if ud >> 32 in arenas:
+                got = mine.setdefault(ud >> 32, array("Q"))
+                got.append(ud)
+                got.append(word)
+                continue
+            record = records[i]
+            if record is None or record.owner is None:
+                continue  # not a request of this engine's (nothing here makes one)
+            res = word & 0xFFFFFFFF
+            res = res - (1 << 32) if res >> 31 else res
+            if self.iopoll and res == -errno.EOPNOTSUPP:
+                self._failed(record.owner, errno.EOPNOTSUPP, None)
+            else:
+                self._completed(record.owner, res)
+        for tag, got in mine.items():
+            queue, sink = arenas[tag]
+            self.in_flight -= len(got) // 2
+            self._deliver(sink, queue.take(got))
+        return n
+
+    def _deliver(self, sink: Callable[[Any, Any], None], taken: Tuple[Any, Any]) -> None:
+        try:
+            sink(*taken)
+        except BaseException as exc:  # noqa: BLE001 - raised by poll(), after the rest
+            self._raised.append(exc)
+
     def _commit(self) -> None:
         self.submit_calls += 1
         try:
@@ -200,6 +289,8 @@ class UringEngine(Engine):
             # SQEs left by a short or refused submit (a wait submits them
             # itself, in the same io_uring_enter)
             self._commit()
+        if self._arenas:
+            return self._reap_arenas(wait)
         # Each CQE comes with the ring's record of its request (the final
         # CQE releases it); the record's owner is the block request.
         records = ring.reap_records(wait=1) if wait else ring.reap_records()

@@ -27,17 +27,20 @@ import operator
 import os
 import stat
 import threading
+from array import array
 from collections import deque
+from functools import partial
 from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple
 
 from ..buffers import address_of
+from ..errors import kernel_error
 from ..ring import ThreadOwner
-from .engine import ENGINE_TABLE, Capability, Engine, make_engine
+from .engine import ENGINE_TABLE, MAX_RETRIES, Capability, Engine, make_engine
 from .faults import IoFaults
 from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
 from .sysops import aligned_buffer, logical_block_size, probe_alignment
 
-__all__ = ["CACHE_MODES", "ENGINES", "Image", "open_image"]
+__all__ = ["BlockArena", "CACHE_MODES", "ENGINES", "Image", "open_image"]
 
 _MAX_OFFSET = (1 << 63) - 1
 _READ, _WRITE = Op.READ, Op.WRITE
@@ -247,6 +250,25 @@ class Image:
         self._owner.release()
         self.engine.release_thread()
 
+    def check_open(self) -> None:
+        """Raise unless the image is open and this thread may use it (the
+        first user owns it: see the class docstring)."""
+        self._check_open()
+
+    def step(self, wait: bool = False) -> None:
+        """Handle completions once: those ready, or (with *wait*) at least
+        one if anything is in flight.  A callback's exception is raised
+        after its batch (see ``poll``)."""
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
+        if self._raised:
+            self._raise_early()
+        engine = self.engine
+        if wait and (engine.in_flight or engine.pending or self._deferred):
+            self._progress(engine)
+        else:
+            engine.poll(wait=False)
+
     def _check_open(self) -> None:
         if self._owner.ident != _get_ident():
             self._owner.claim()
@@ -316,6 +338,14 @@ class Image:
         for op, a, b in parts:
             views = [memoryview(bytes(b - a))] if op is Op.WRITE else []
             self._queue(BlockRequest(op, a, b - a, views, part_done))
+
+    # -- arenas ---------------------------------------------------------------------------
+
+    def arena(self, slots: int, slot_size: int, *, write: bool = False) -> "BlockArena":
+        """A fixed-slot queue of reads (or, with *write*, writes) of
+        *slot_size* bytes over one page-aligned arena: fio's pool of
+        ``io_u``s.  See ``BlockArena``."""
+        return BlockArena(self, slots, slot_size, write)
 
     # -- batches -------------------------------------------------------------------------
 
@@ -779,6 +809,206 @@ class Image:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class BlockArena:
+    """*slots* buffers of *slot_size* bytes cut from one page-aligned arena,
+    each read (or written) again and again at new offsets; completions come
+    back as two arrays, the slots and their results, with no Python object
+    per request.  Made by ``Image.arena``.
+
+    On an engine with ``Capability.ARENA`` (io_uring without a fault plan)
+    the slots are an ``ArenaQueue`` on the engine's ring: each slot's SQE is
+    formatted once, a submit copies the chosen slots' SQEs into the SQ and
+    writes their offsets, and the engine takes their CQEs as the CQ's own
+    words.  On the others each slot is a ``BlockRequest``, resubmitted.
+    Either way the engine's rules hold: a result is the whole *slot_size*
+    (a short transfer is finished through the image for the rest, end of
+    file zero-filled; ``EAGAIN``/``EINTR`` retried) or ``-errno``
+    (``failures`` names the op, slot and offset of each).
+
+    ``submit`` is all or nothing: slots valid, idle and given once,
+    offsets ints >= 0 (aligned under O_DIRECT), room in the queue depth.
+    Arena I/O counts in the engine's ``in_flight``; ``Image.close`` waits
+    for it.  One thread, the image's.
+    """
+
+    def __init__(self, image: Image, slots: int, slot_size: int, write: bool) -> None:
+        engine = image.engine
+        for name, value, high in (("slots", slots, engine.queue_depth),
+                                  ("slot_size", slot_size, 1 << 30)):
+            if value.__class__ is not int:
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if not 1 <= value <= high:
+                raise ValueError(f"{name} must be 1..{high}"
+                                 + (" (the queue depth)" if name == "slots" else "")
+                                 + f", got {value}")
+        if write and image.read_only:
+            raise PermissionError(errno.EBADF, f"{image.path} is open read-only")
+        if image.direct and slot_size % max(image.request_alignment, image.memory_alignment):
+            raise ValueError(f"O_DIRECT: slot_size {slot_size} is not a multiple of the "
+                             f"device's alignment ({image.request_alignment} bytes)")
+        image.check_open()
+        self.image = image
+        self.slots = slots
+        self.slot_size = slot_size
+        self.write = write
+        self.op = Op.WRITE if write else Op.READ
+        self.in_flight = 0
+        self._offsets = array("q", bytes(8 * slots))
+        self._busy: set = set()
+        self._done_slots = array("I")
+        self._done_res = array("i")
+        self._retries: dict = {}
+        self._queue: Any = None
+        self._reqs: List[Optional[BlockRequest]] = [None] * slots
+        if engine.supports(Capability.ARENA):
+            self._queue = engine.open_arena(slots, slot_size, write, self._landed)
+            self.arena: Any = self._queue.arena
+        else:
+            self.arena = aligned_buffer(slots * slot_size)
+        whole = memoryview(self.arena)
+        self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
+
+    def buffer(self, slot: int) -> memoryview:
+        """Slot *slot*'s bytes: what a read filled, what a write sends."""
+        if not 0 <= slot < self.slots:
+            raise IndexError(f"slot {slot} of {self.slots}")
+        return self._views[slot]
+
+    def submit(self, slots: Sequence[int], offsets: Sequence[int]) -> None:
+        """Read (write) ``slots[i]`` at ``offsets[i]``, as one batch."""
+        image = self.image
+        image.check_open()
+        n = len(slots)
+        if len(offsets) != n:
+            raise ValueError(f"{n} slots and {len(offsets)} offsets")
+        if not n:
+            return
+        try:
+            offs = array("q", offsets)
+            wanted = set(slots)
+        except (OverflowError, TypeError) as exc:
+            raise TypeError(f"slots and offsets must be ints ({exc})") from None
+        if len(wanted) != n:
+            raise ValueError("slots must be given once each")
+        if min(slots) < 0 or max(slots) >= self.slots:
+            raise ValueError(f"slots are 0..{self.slots - 1}")
+        if min(offs) < 0 or max(offs) > _MAX_OFFSET - self.slot_size:
+            raise ValueError(f"an offset is out of range: {min(offs)}..{max(offs)}")
+        if image.direct and image.request_alignment > 1 and \
+                any([o % image.request_alignment for o in offs]):
+            raise ValueError(f"O_DIRECT: offsets must be multiples of "
+                             f"{image.request_alignment} in an arena")
+        if not self._busy.isdisjoint(wanted):
+            raise ValueError(f"slots {sorted(self._busy & wanted)[:4]} are in flight")
+        engine = image.engine
+        if engine.in_flight + n > engine.queue_depth:
+            raise ValueError(f"{n} more would pass the queue depth ({engine.in_flight} of "
+                             f"{engine.queue_depth} in flight): reap first")
+        offsets_of = self._offsets
+        for slot, off in zip(slots, offs):
+            offsets_of[slot] = off
+        if self._queue is not None:
+            engine.arena_submit(self._queue, slots, offs)
+        else:
+            self._submit_requests(slots, offs)
+        self._busy |= wanted
+        self.in_flight += n
+
+    def _submit_requests(self, slots: Sequence[int], offs: Sequence[int]) -> None:
+        """Engines without arena queues: one request per slot, made once."""
+        reqs = self._reqs
+        new = [(s, o) for s, o in zip(slots, offs) if reqs[s] is None]
+        old = [(s, o) for s, o in zip(slots, offs) if reqs[s] is not None]
+        image = self.image
+        if old:
+            image.resubmit([reqs[s] for s, _ in old], [o for _, o in old])  # type: ignore[misc]
+        if new:
+            submit = image.submit_writes if self.write else image.submit_reads
+            made = submit([self._views[s] for s, _ in new], [o for _, o in new],
+                          self._request_done, [s for s, _ in new])
+            for req in made:
+                reqs[req.tag] = req
+
+    def _request_done(self, req: BlockRequest) -> None:
+        self._finish(req.tag, req)
+
+    def _finish(self, slot: int, req: BlockRequest) -> None:
+        self._busy.discard(slot)
+        self.in_flight -= 1
+        self._done_slots.append(slot)
+        if req.error is None:
+            self._done_res.append(self.slot_size)
+        else:
+            self._done_res.append(-(req.error.errno or errno.EIO))
+
+    def _landed(self, slots: "array[int]", res: "array[int]") -> None:
+        """The engine's sink: this arena's CQEs, as arrays."""
+        size = self.slot_size
+        if res.count(size) == len(res):  # all whole: the common case
+            self._done_slots.extend(slots)
+            self._done_res.extend(res)
+            self._busy.difference_update(slots)
+            self.in_flight -= len(slots)
+            return
+        for slot, r in zip(slots, res):
+            if r == size:
+                self._done_slots.append(slot)
+                self._done_res.append(r)
+                self._busy.discard(slot)
+                self.in_flight -= 1
+            elif r in (-errno.EAGAIN, -errno.EINTR) and \
+                    self._retries.get(slot, 0) < MAX_RETRIES:
+                self._retries[slot] = self._retries.get(slot, 0) + 1
+                self.image.engine.arena_submit(self._queue, [slot], [self._offsets[slot]])
+            elif r < 0:
+                self._retries.pop(slot, None)
+                self._done_slots.append(slot)
+                self._done_res.append(r)
+                self._busy.discard(slot)
+                self.in_flight -= 1
+            else:
+                # a short transfer: the rest through the image, with the
+                # engine's rules (end of file zero-filled, ENOSPC for a
+                # write that cannot go on); the slot finishes with it
+                self._retries.pop(slot, None)
+                rest = self._views[slot][r:]
+                offset = self._offsets[slot] + r
+                image = self.image
+                submit = image.submit_write if self.write else image.submit_read
+                submit(rest, offset, partial(self._finish, slot))
+
+    def reap(self, wait: bool = False) -> Tuple["array[int]", "array[int]"]:
+        """The slots finished since the last ``reap`` and their results
+        (``slot_size``, or ``-errno``), as two arrays; with *wait*, blocks
+        until at least one, if any is in flight.  Completions of the
+        image's other requests are handled on the way (their callbacks
+        run, as in ``Image.poll``)."""
+        image = self.image
+        if wait and not self._done_slots and self.in_flight:
+            while not self._done_slots and self.in_flight:
+                image.step(True)
+        else:
+            image.step(False)
+        slots, res = self._done_slots, self._done_res
+        self._done_slots, self._done_res = array("I"), array("i")
+        return slots, res
+
+    def failures(self, slots: "array[int]", res: "array[int]") -> List[Tuple[int, OSError]]:
+        """``(slot, OSError)`` for each failed slot of a ``reap``: the op,
+        the slot and its offset named."""
+        if not res or min(res) >= 0:
+            return []
+        what = f"{self.op.value} of {self.slot_size} bytes"
+        return [(s, kernel_error(-r, what, f"{self.image.path} arena slot {s} at offset "
+                                              f"{self._offsets[s]}"))
+                for s, r in zip(slots, res) if r < 0]
+
+    def __repr__(self) -> str:
+        kind = "ring" if self._queue is not None else "requests"
+        return (f"<BlockArena {self.op.value} {self.slots}x{self.slot_size} ({kind}) "
+                f"in_flight={self.in_flight}>")
 
 
 def _gather(views: Sequence[memoryview], buf: Any, at: int) -> None:
