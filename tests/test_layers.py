@@ -23,7 +23,7 @@ RANKS = {
     "uring.request": 3, "uring.buffers": 3,
     "uring.ring": 4,
     "uring.register": 5, "uring.bufring": 5, "uring.probe": 5, "uring.ops": 5,
-    "uring.model": 5,
+    "uring.model": 5, "uring.arena": 5,
     "uring.block": 6,
     "uring.asyncio": 7,
     "uring.bench": 8, "uring.__main__": 9, "uring": 9,

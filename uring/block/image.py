@@ -868,13 +868,13 @@ class BlockArena:
         else:
             self.arena = aligned_buffer(slots * slot_size)
         whole = memoryview(self.arena)
-        self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
+        self._slot_views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
 
     def buffer(self, slot: int) -> memoryview:
         """Slot *slot*'s bytes: what a read filled, what a write sends."""
         if not 0 <= slot < self.slots:
             raise IndexError(f"slot {slot} of {self.slots}")
-        return self._views[slot]
+        return self._slot_views[slot]
 
     def submit(self, slots: Sequence[int], offsets: Sequence[int]) -> None:
         """Read (write) ``slots[i]`` at ``offsets[i]``, as one batch."""
@@ -926,7 +926,7 @@ class BlockArena:
             image.resubmit([reqs[s] for s, _ in old], [o for _, o in old])  # type: ignore[misc]
         if new:
             submit = image.submit_writes if self.write else image.submit_reads
-            made = submit([self._views[s] for s, _ in new], [o for _, o in new],
+            made = submit([self._slot_views[s] for s, _ in new], [o for _, o in new],
                           self._request_done, [s for s, _ in new])
             for req in made:
                 reqs[req.tag] = req
@@ -973,7 +973,7 @@ class BlockArena:
                 # engine's rules (end of file zero-filled, ENOSPC for a
                 # write that cannot go on); the slot finishes with it
                 self._retries.pop(slot, None)
-                rest = self._views[slot][r:]
+                rest = self._slot_views[slot][r:]
                 offset = self._offsets[slot] + r
                 image = self.image
                 submit = image.submit_write if self.write else image.submit_read
