@@ -16,6 +16,11 @@ over rounds is printed:
 * ``rr-*``: 4 KiB random reads, queue depth 32, refilled as completions
   arrive, from a hot file (read whole and checked with ``mincore`` just
   before every cell: idle pages are evicted here after about a minute).
+* ``blk-*``: the same through the block layer's public API on an io_uring
+  image (``blk-arena``: ``Image.arena``; ``blk-batch``: ``resubmit`` +
+  ``reap``; ``blk-cb``: ``submit_read`` with callbacks), beside
+  ``fio-io_uring`` (fio's io_uring engine, ``--invalidate=0``) and the
+  yardstick: the per-layer breakdown of a block read.
 
 The C programs are built from ``tools/c`` into ``tools/c/build`` when a C
 compiler and ``liburing.h`` are there (``apt-get install liburing-dev``); the
@@ -297,10 +302,91 @@ def cell_rr_user(path: str, seconds: float) -> float:
         os.close(fd)
 
 
+def cell_blk(path: str, seconds: float, api: str) -> float:
+    """QD32 refill through the block layer's public API on an io_uring
+    image: *api* ``arena`` (``Image.arena``: slots, results as arrays),
+    ``batch`` (``Image.resubmit`` + ``Image.reap``: one request object per
+    slot, reused) or ``cb`` (``Image.submit_read`` with a callback that
+    submits the next read, polled with the image plugged)."""
+    import mmap
+
+    from uring import block
+
+    offs = random_offsets(os.path.getsize(path))
+    mask = N_OFFSETS - 1
+    img = block.open_image(path, aio="io_uring", queue_depth=QD, read_only=True)
+    n = 0
+    try:
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        if api == "arena":
+            ar = img.arena(QD, BS)
+            submit, reap = ar.submit, ar.reap
+            submit(list(range(QD)), offs[:QD])
+            k = QD
+            while True:
+                slots, res = reap(True)
+                m = len(slots)
+                if res.count(BS) != m:
+                    raise SystemExit(f"bad completions {res.tolist()}")
+                if k + m > N_OFFSETS:
+                    k = 0
+                submit(slots, offs[k:k + m])
+                k += m
+                n += m
+                if n & 0x3FF < m and time.perf_counter() >= end:
+                    break
+        elif api == "batch":
+            arena = mmap.mmap(-1, QD * BS)
+            views = [memoryview(arena)[i * BS:(i + 1) * BS] for i in range(QD)]
+            img.submit_reads(views, offs[:QD])
+            k = QD
+            while True:
+                done = img.reap(True)
+                m = len(done)
+                if k + m > N_OFFSETS:
+                    k = 0
+                img.resubmit(done, offs[k:k + m])
+                k += m
+                n += m
+                if n & 0x3FF < m and time.perf_counter() >= end:
+                    break
+        else:
+            arena = mmap.mmap(-1, QD * BS)
+            views = [memoryview(arena)[i * BS:(i + 1) * BS] for i in range(QD)]
+            state = {"k": QD, "n": 0, "stop": False}
+
+            def make(i: int) -> Callable[[block.BlockRequest], None]:
+                def done(req: block.BlockRequest) -> None:
+                    if req.error is not None:
+                        raise SystemExit(str(req.error))
+                    state["n"] += 1
+                    if not state["stop"]:
+                        img.submit_read(views[i], offs[state["k"] & mask], callbacks[i])
+                        state["k"] += 1
+                return done
+
+            callbacks = [make(i) for i in range(QD)]
+            with img.plugged():
+                for i, v in enumerate(views):
+                    img.submit_read(v, offs[i], callbacks[i])
+            while True:
+                with img.plugged():
+                    img.step(True)
+                if state["n"] & 0x3FF < QD and time.perf_counter() >= end:
+                    break
+            n = state["n"]
+            state["stop"] = True
+        rate = n / (time.perf_counter() - t0)
+    finally:
+        img.close()
+    return rate
+
+
 def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
     kind, _, rest = name.partition("-")
     out: Dict[str, float] = {}
-    if kind == "rr":
+    if kind in ("rr", "blk"):
         import pagecache
 
         out["residency"] = pagecache.ensure_hot(args.file)
@@ -318,6 +404,8 @@ def run_cell(name: str, args: argparse.Namespace) -> Dict[str, float]:
         out["rate"] = cell_rr_user(args.file, args.seconds)
     elif name == "rr-arena":
         out["rate"] = cell_rr_arena(args.file, args.seconds)
+    elif name.startswith("blk-"):
+        out["rate"] = cell_blk(args.file, args.seconds, rest)
     elif name.startswith("rr-uring"):
         out["rate"] = cell_rr_uring(args.file, args.seconds, "fixed" in name, "sqpoll" in name)
     else:
@@ -392,6 +480,15 @@ def measure(name: str, args: argparse.Namespace, build: Optional[str], lpy: Opti
             cmd += [args.file, "0"]
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         return float(res["ops_per_s"])
+    if name == "fio-io_uring":
+        import pagecache
+
+        pagecache.ensure_hot(args.file)
+        cmd = ["fio", "--name=rr", f"--filename={args.file}", "--ioengine=io_uring",
+               "--rw=randread", f"--bs={BS}", f"--iodepth={QD}", f"--runtime={args.seconds}",
+               "--time_based", "--invalidate=0", "--output-format=json"]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        return float(res["jobs"][0]["read"]["iops"])
     if name.startswith("nop-c-") or name == "rr-c" or name.startswith("rr-c-"):
         assert build is not None
         if name.startswith("rr-"):
@@ -416,6 +513,12 @@ RATIOS = [
     ("randread QD32: arena queue / yardstick", "rr-arena", "yard-rr-refill"),
     ("randread QD32: user style / os.pread loop", "rr-user", "rr-pread"),
     ("randread QD32: yardstick / C liburing", "yard-rr-refill", "rr-c"),
+    ("randread QD32: yardstick / fio io_uring", "yard-rr-refill", "fio-io_uring"),
+    ("randread QD32: Image.arena / fio io_uring", "blk-arena", "fio-io_uring"),
+    ("randread QD32: Image resubmit+reap / fio io_uring", "blk-batch", "fio-io_uring"),
+    ("randread QD32: Image callbacks / fio io_uring", "blk-cb", "fio-io_uring"),
+    ("randread QD32: Image.arena / arena queue", "blk-arena", "rr-arena"),
+    ("randread QD32: Image.arena / yardstick", "blk-arena", "yard-rr-refill"),
     ("nop b32: uring / PyPI liburing", "nop-uring-b32", "nop-liburing-b32"),
     ("nop b32: uring prep_nops / PyPI liburing", "nop-nops-b32", "nop-liburing-b32"),
     ("nop b1:  uring / PyPI liburing", "nop-uring-b1", "nop-liburing-b1"),
@@ -432,7 +535,7 @@ RATIOS = [
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(ap)
-    ap.add_argument("--only", choices=["nop", "rr"], help="run one group")
+    ap.add_argument("--only", choices=["nop", "rr", "blk"], help="run one group")
     ap.add_argument("--cells", help="comma-separated cells to run (default: all available)")
     ap.add_argument("--yardstick", help="path of the shared proto_ring.py "
                     "(default: ../shared/yardsticks/proto_ring.py beside this checkout)")
@@ -461,6 +564,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             cells += ["rr-c", "rr-c-fixed", "rr-c-sqpoll"]
         if yard:
             cells += ["yard-rr-refill"]
+    if args.only in (None, "rr", "blk"):
+        cells += ["blk-arena", "blk-batch", "blk-cb"]
+        if shutil.which("fio"):
+            cells += ["fio-io_uring"]
+        if yard and "yard-rr-refill" not in cells:
+            cells += ["yard-rr-refill"]
     if args.cells:
         wanted = args.cells.split(",")
         unknown = [c for c in wanted if c not in cells]
@@ -469,7 +578,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         cells = wanted
 
     samples: Dict[str, List[float]] = {c: [] for c in cells}
-    with scratch_file(args, needed=args.only in (None, "rr")):
+    with scratch_file(args, needed=args.only in (None, "rr", "blk")):
         for rnd in range(args.rounds):
             for cell in cells:
                 rate = measure(cell, args, build, lpy)
