@@ -152,7 +152,7 @@ def test_json_for_each_engine(engine: str, flags: List[str], direct: int) -> Non
     if engine == "io_uring":
         require_uring()
     doc = bench_json(f"--ioengine={engine}", *flags, f"--direct={direct}", "--rw=randread",
-                     "--iodepth=8", "--runtime", "1", "--size", "16M")
+                     "--iodepth=8", "--runtime", "1", "--size", "16M", "--invalidate=0")
     (job,) = check_document(doc)
     check_job(job, 4096, SIZE)
     assert job["read"]["total_ios"] == SIZE // 4096 and job["write"]["total_ios"] == 0
@@ -410,19 +410,19 @@ def test_job_file_with_global_and_two_sections_runs_both(tmp_path: Any) -> None:
 
 def test_unsupported_option_in_a_job_file_is_refused_by_name(tmp_path: Any) -> None:
     path = tmp_path / "bad.fio"
-    path.write_text("[global]\nioengine=psync\nsize=16M\n\n[job]\nrw=randread\nramp_time=2\n")
+    path.write_text("[global]\nioengine=psync\nsize=16M\n\n[job]\nrw=randread\nrate_iops=2\n")
     proc = bench(str(path))
     assert proc.returncode == 2
-    assert "'ramp_time'" in proc.stderr and "bad.fio:7" in proc.stderr
+    assert "'rate_iops'" in proc.stderr and "bad.fio:7" in proc.stderr
     assert proc.stdout == ""
-    path.write_text("[global]\ngroup_reporting\n\n[job]\nrw=randread\n")
+    path.write_text("[global]\nverify_backlog=16\n\n[job]\nrw=randread\n")
     proc = bench(str(path))
-    assert proc.returncode == 2 and "'group_reporting'" in proc.stderr
+    assert proc.returncode == 2 and "'verify_backlog'" in proc.stderr
 
 
 @pytest.mark.parametrize("args,named", [
     (["--rate_iops=100"], "--rate_iops"),
-    (["--ioengine=io_uring", "--ramp_time", "2"], "--ramp_time"),
+    (["--ioengine=io_uring", "--iodepth_low", "2"], "--iodepth_low"),
     (["--ioengine=posixaio"], "ioengine=posixaio"),
     (["--rw=trim"], "rw=trim"),
     (["--ioengine=libaio", "--fixedbufs"], "fixedbufs"),
@@ -589,7 +589,7 @@ def test_a_cache_too_small_for_the_file_is_reported(tmp_path: Any, monkeypatch: 
     from uring.bench.plan import plan_cells
 
     path = tmp_path / "f"
-    inv = parse_args(["--ioengine=psync", f"--filename={path}", "--size=64k"])
+    inv = parse_args(["--ioengine=psync", f"--filename={path}", "--size=64k", "--invalidate=0"])
     (cell,) = plan_cells(inv)
     runner.Workspace().prepare([cell])
     real = runner.ensure_hot(cell.path, cell.size)

@@ -31,8 +31,6 @@ which these tests pin down:
   there fails with ``ENOSPC``.
 - The page cache of a block device is dropped at its last close.
 
-The tests marked ``xfail(strict=True)`` are bugs found here and not fixed
-yet, each with the fix described where its reason is defined.
 
 The benchmark is run on the devices too (``--filename=/dev/loopN``), and
 must never create, extend or remove one.
@@ -896,15 +894,12 @@ def test_bench_on_a_device(device: LoopDevice, size: Optional[str]) -> None:
 
 # The kernel drops a block device's page cache at its last close (blkdev_put:
 # sync_blockdev, then kill_bdev).  The bench opens and closes the device in
-# warm(), again in residency() and again for the cell, so nothing it warmed is
-# still cached: it notes "only 0% ... stayed resident" and the buffered cell
-# measures the device.  (invalidate=0 asks for that warming: a job naming an
-# engine otherwise drops the cache, as fio does.)  Fix (uring/bench/runner.py,
-# Workspace): hold every block device open from prepare() to close().
-BUG_BENCH_BDEV_CACHE = "bug: bench lets a block device's page cache go between warm and the cell"
+# warm(), again in residency() and again for the cell, so it holds every block
+# device open from Workspace.prepare() to close(): what it warmed stays
+# cached.  (invalidate=0 asks for that warming: a job naming an engine
+# otherwise drops the cache, as fio does.)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_BENCH_BDEV_CACHE)
 def test_bench_buffered_on_a_device_is_cached(device: LoopDevice) -> None:
     require_uring()
     proc = bench(f"--filename={device.path}", "--ioengine=io_uring", "--rw=randread",

@@ -62,12 +62,25 @@ def version() -> str:
         return str(getattr(package, "__version__", None) or "unknown")
 
 
+def _quiet_stdout() -> None:
+    """stdout's reader is gone: what is still buffered goes to /dev/null
+    (else the interpreter's last flush fails again, on exit)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture)
+        pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:  # fio's own option syntax: not argparse's
         from .bench import main as bench_main
 
-        return bench_main(args_list[1:])
+        try:
+            return bench_main(args_list[1:])
+        except BrokenPipeError:  # `uring bench --help | head`
+            _quiet_stdout()
+            return 1
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").replace("``", ""))
     parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             return cmd_probe(args)
         except BrokenPipeError:  # `uring probe | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _quiet_stdout()
             return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -11,11 +11,22 @@ The temporary file is made of non-repeating data (not a sparse file: a hole
 is read without any I/O, which would flatter O_DIRECT) and synced, so the
 first O_DIRECT cell does not pay for writing back the dirty pages of its
 creation.
+
+fio's ``invalidate=1`` (its default) is the opposite: ``invalidate``
+writes the region's dirty pages back and drops them (``posix_fadvise``
+``POSIX_FADV_DONTNEED``; on a block device the ``BLKFLSBUF`` ioctl, as fio
+does), so the job starts on a cold cache.  (fio drops the cache each time
+it opens the file, which it does again for every pass of a time_based or
+``loops`` job; the timed loops do the same, ``workload.run_job``'s
+*invalidate*.)  Every function here takes the
+region as (*size*, *offset*): a job's ``offset`` keeps it off the bytes
+before.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import shutil
@@ -25,7 +36,8 @@ from typing import Optional
 
 from ..buffers import address_of
 
-__all__ = ["ScratchDir", "file_size", "make_file", "residency", "warm"]
+__all__ = ["ScratchDir", "ensure_hot", "file_size", "invalidate", "make_file", "residency",
+           "warm"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
@@ -66,14 +78,14 @@ def file_size(path: str) -> int:
     return st.st_size
 
 
-def warm(path: str, size: int) -> None:
-    """Read the first *size* bytes of *path* through the page cache."""
+def warm(path: str, size: int, offset: int = 0) -> None:
+    """Read *size* bytes of *path* from *offset* on through the page cache."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+        os.posix_fadvise(fd, offset, size, os.POSIX_FADV_WILLNEED)
         done = 0
         while done < size:
-            got = len(os.pread(fd, min(1 << 22, size - done), done))
+            got = len(os.pread(fd, min(1 << 22, size - done), offset + done))
             if not got:
                 break
             done += got
@@ -81,38 +93,69 @@ def warm(path: str, size: int) -> None:
         os.close(fd)
 
 
-def residency(path: str, size: int) -> float:
-    """Fraction of the pages of the first *size* bytes of *path* that are
-    in the page cache, from ``mincore(2)`` on a read-only shared mapping
-    (mapping a file touches none of its pages)."""
+def residency(path: str, size: int, offset: int = 0) -> float:
+    """Fraction of the pages of *size* bytes of *path* from *offset* on that
+    are in the page cache, from ``mincore(2)`` on a read-only shared
+    mapping (mapping a file touches none of its pages)."""
     if size <= 0:
         return 1.0
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY  # mmap's offset must be aligned
+    length = size + (offset - start)
+    pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    skip = (offset - start) // mmap.PAGESIZE
     vec = (ctypes.c_ubyte * pages)()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):  # pages past the end of the file are not resident
+            length = min(length, st.st_size - start)
+        if length <= 0:
+            return 0.0
+        m = mmap.mmap(fd, length, prot=mmap.PROT_READ, offset=start)
     finally:
         os.close(fd)
     try:
-        if _libc.mincore(ctypes.c_void_p(address_of(m)), size, vec) != 0:
+        if _libc.mincore(ctypes.c_void_p(address_of(m)), length, vec) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"mincore: {os.strerror(err)}")
     finally:
         m.close()
-    resident = bytes(vec).translate(_BIT0).count(1)  # bit 0: resident; the rest reserved
-    return resident / pages
+    resident = bytes(vec)[skip:].translate(_BIT0).count(1)  # bit 0: resident; the rest reserved
+    return resident / (pages - skip)
 
 
-def ensure_hot(path: str, size: int) -> float:
+def ensure_hot(path: str, size: int, offset: int = 0) -> float:
     """Warm the region and return its residency (a second pass if the first
     left pages out, e.g. evicted while reading)."""
-    warm(path, size)
-    frac = residency(path, size)
+    warm(path, size, offset)
+    frac = residency(path, size, offset)
     if frac < 0.99:
-        warm(path, size)
-        frac = residency(path, size)
+        warm(path, size, offset)
+        frac = residency(path, size, offset)
     return frac
+
+
+_BLKFLSBUF = 0x1261  # _IO(0x12, 97): flush a block device's buffers and drop its cache
+
+
+def invalidate(path: str, size: int, offset: int = 0) -> None:
+    """fio's ``invalidate``: write back and drop the region's pages from
+    the page cache.  A regular file: ``fdatasync`` (``DONTNEED`` leaves
+    dirty pages alone), then ``posix_fadvise(POSIX_FADV_DONTNEED)`` on the
+    region.  A block device: ``BLKFLSBUF`` (the whole device, as fio), or
+    the ``fadvise`` if that is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            try:
+                fcntl.ioctl(fd, _BLKFLSBUF, 0)
+                return
+            except OSError:
+                pass
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, offset, size, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 class ScratchDir:

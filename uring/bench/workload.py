@@ -1,32 +1,64 @@
 """The timed loops: one job on one engine, every completion timed.
 
 What is measured, per I/O, is *completion latency* as a program sees it:
-from the moment it asks for the I/O (the ``os.preadv`` call, or
-``Image.submit_read``) to the moment it learns the I/O is done (the call
-returns, or the request's callback runs).  For the asynchronous engines
-that includes staging the request in the software queue, the batched
-submit system call and reaping; fio splits the same span into ``slat``
-(submission) and ``clat`` (completion), this benchmark reports it whole as
-``clat`` and leaves ``slat`` empty, as fio does for its synchronous
-engines.
+from the moment it asks for the I/O (the ``os.preadv`` call, or the
+``Image.submit_reads``/``resubmit`` call) to the moment it learns the I/O
+is done (the call returns, or ``Image.reap`` hands the request back).  For
+the asynchronous engines that includes the batched submit system call and
+reaping; fio splits the same span into ``slat`` (submission) and ``clat``
+(completion), this benchmark reports it whole as ``clat`` and leaves
+``slat`` empty, as fio does for its synchronous engines.  Each I/O's
+completion time (``Direction.end``, ns since the job's start after
+``ramp_time``) is kept too: the logs and the per-interval rates come from
+it.
 
-The loops keep the queue full: ``iodepth`` requests are always in flight,
-each completion's callback issues the next one (refills made while one
-batch of completions is handled go to the kernel as one submit, the
-engine being plugged around ``poll``).  The synchronous loop is the
-baseline every asynchronous engine must beat to be worth its machinery:
-one ``os.preadv`` after another, no queue, no callbacks.
+The engine loop is fio's io_u loop on ``uring.block.Image``'s batch
+surface: ``iodepth`` requests, one per buffer slot, are kept in flight;
+``reap`` hands back the finished ones (at least
+``iodepth_batch_complete_min``, default 1, at most
+``iodepth_batch_complete_max`` handled at a time), and they go again at
+their next offsets with ``resubmit`` (fio's io_u reuse: no new objects),
+all of a reap at once, or in batches of ``iodepth_batch_submit``.  The
+batch sizes of both sides are counted (``submit_hist``, ``complete_hist``:
+fio's ``iodepth_submit``/``iodepth_complete``).  The synchronous loop is
+the baseline every asynchronous engine must beat to be worth its
+machinery: one ``os.preadv`` after another, no queue.
+
+What else a job may ask, and where it happens:
+
+- ``ramp_time``: the loop runs from the start, but what completes before
+  the ramp is over is not recorded; the runtime, the CPU time and a job's
+  ``size`` count from then on (fio resets its counters at that point).
+- ``fsync=N``/``fdatasync=N``: after every N writes issued the next slot
+  carries a flush instead (``Image.submit_flush`` in the engines, which is
+  a data sync; ``fsync``/``fdatasync`` in the synchronous loop); its
+  latency goes to ``Measurement.sync``.  ``end_fsync``: one ``fsync`` when
+  the job is done, outside the runtime.
+- ``bsrange``: each I/O its own size, so it is submitted anew from its
+  slot's buffer (``resubmit`` keeps a request's length).
+- ``verify``: each write is stamped with a header (``verify.Stamper``);
+  afterwards every block written is read back through the same engine
+  and checked (``verify.Checker``), those reads counted as reads, as fio
+  counts them, with the read direction's ``runtime`` including them.  A
+  read-only job checks each block as it completes.  A bad block: the job
+  fails with ``EILSEQ``, the first bad offset named.
+- ``refill_buffers``/``zero_buffers``: new data before every write / all
+  zeros (default: random data written once into the buffers).
+- ``invalidate=1`` (buffered): the region is dropped from the page cache
+  again as each new pass over it starts, as fio does when it reopens the
+  file for the next pass of a time_based or ``loops`` job.
+- ``exitall`` and interruption with clones as threads: a shared
+  ``StopFlag``, looked at every 50 ms, ends the run.
 
 CPU time is ``getrusage(RUSAGE_SELF)`` over the timed part: it counts
 every thread of the process, which includes the block layer's worker
 threads and the kernel's io_uring threads (io-wq workers and the SQPOLL
-thread belong to the submitting process's thread group).
+thread belong to the submitting process's thread group).  With clones as
+threads (``thread``) each clone's CPU time is the whole process's.
 
-Offsets: for random patterns a shuffled list of the region's blocks, so a
-pass that is not ``time_based`` reads each block once, as fio's random map
-does (regions above 2^18 blocks use 2^18 random blocks, repeating).  For
-``randrw``/``rw`` each I/O is a read with probability ``rwmixread``%.
-Every clone of a job (``numjobs``) gets its own seed.
+The offsets, sizes and directions come from ``schedule``; every clone of a
+job gets its own seed (from ``randseed``, or fixed with ``randrepeat=1``,
+the default, or the time with ``randrepeat=0``).
 """
 
 from __future__ import annotations
@@ -41,27 +73,41 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .options import JobSpec
+from .schedule import NEVER, Schedule, build, dry_run_writes
+from .verify import Checker, Stamper
 
-__all__ = ["Direction", "Measurement", "Progress", "run_job"]
+__all__ = ["Direction", "Measurement", "Progress", "StopFlag", "clone_seed", "run_job"]
 
 #: ``progress(completed_ios, elapsed_seconds)``, called a few times a second.
 Progress = Callable[[int, float], None]
 
 _TICK_NS = 250_000_000
-_NEVER = 1 << 62
-_MAX_OFFSETS = 1 << 18
-_PATTERN = 1 << 12  # op pattern length (power of two) for mixed jobs
+_STOP_TICK_NS = 50_000_000  # how often a clone looks at the stop flag (exitall)
+_NEVER = NEVER
+_POOL = 1 << 20  # random data refill_buffers copies from
 
 
 @dataclass
 class Direction:
-    """Reads or writes of one run: a latency (ns) per completed I/O."""
+    """Reads, writes or syncs of one run, one entry per completed I/O at the
+    same index in each array: ``lat``, its latency (ns); ``end``, its
+    completion time in ns since the job's start (after ``ramp_time``);
+    ``sizes``, its size in bytes, only when the job's sizes vary
+    (``bsrange``; empty when every I/O is ``Measurement.bs``); ``offsets``,
+    its file offset, only with ``log_offset`` (else empty).  ``bytes`` is
+    the total moved; ``runtime`` the seconds this direction was measured
+    (the job's runtime, plus the verify phase for reads)."""
 
     lat: "array[int]" = field(default_factory=lambda: array("q"))
+    end: "array[int]" = field(default_factory=lambda: array("q"))
+    sizes: "array[int]" = field(default_factory=lambda: array("q"))
+    offsets: "array[int]" = field(default_factory=lambda: array("q"))
     short: int = 0
+    bytes: int = 0
+    runtime: float = 0.0
 
     @property
     def ios(self) -> int:
@@ -74,9 +120,9 @@ class Measurement:
 
     read: Direction
     write: Direction
-    bs: int
+    bs: int  # the job's (smallest) block size
     iodepth: int
-    runtime: float = 0.0  # seconds, first submit to last completion
+    runtime: float = 0.0  # seconds, from the start (after ramp_time) to the last completion
     usr: float = 0.0  # CPU seconds
     sys: float = 0.0
     ctx: int = 0
@@ -84,59 +130,87 @@ class Measurement:
     minf: int = 0
     error: int = 0
     error_text: str = ""
+    #: submit batch size -> how many submits had it (fio's iodepth_submit)
+    submit_hist: Dict[int, int] = field(default_factory=dict)
+    #: completion batch size -> how many reaps returned that many (iodepth_complete)
+    complete_hist: Dict[int, int] = field(default_factory=dict)
+    #: fsync/fdatasync requests (fsync=N, fdatasync=N, end_fsync): fio's "sync" section
+    sync: Direction = field(default_factory=Direction)
+    #: the CPUs the job was allowed to run on (cpus_allowed), as it ran
+    cpus: Tuple[int, ...] = ()
+    #: verify: blocks checked and found bad
+    verified: int = 0
+    verify_bad: int = 0
 
     @property
     def ios(self) -> int:
         return self.read.ios + self.write.ios
 
 
-def _offsets(job: JobSpec, size: int, seed: int) -> Sequence[int]:
-    blocks = size // job.bs
-    if not job.random:
-        return range(0, blocks * job.bs, job.bs)
-    rnd = random.Random(seed)
-    if blocks <= _MAX_OFFSETS:
-        order = list(range(blocks))
-        rnd.shuffle(order)
-    else:
-        order = [rnd.randrange(blocks) for _ in range(_MAX_OFFSETS)]
-    bs = job.bs
-    return [b * bs for b in order]
+class StopFlag:
+    """One byte of shared memory the clones of a job look at a few times a
+    second: set, they stop issuing, finish what is in flight and report
+    (``exitall``, and Ctrl-C with clones as threads).  Anonymous shared
+    memory, so forked clones see it as threads do."""
 
+    def __init__(self) -> None:
+        self._m = mmap.mmap(-1, 1)
 
-def _pattern(job: JobSpec, seed: int) -> List[int]:
-    """1 for a write, 0 for a read; a power-of-two length."""
-    reads = job.reads
-    if reads >= 100:
-        return [0]
-    if reads <= 0:
-        return [1]
-    rnd = random.Random(seed ^ 0x5EED)
-    return [0 if rnd.random() * 100 < reads else 1 for _ in range(_PATTERN)]
+    def set(self) -> None:
+        self._m[0] = 1
+
+    def is_set(self) -> bool:
+        return self._m[0] != 0
 
 
 class _Clock:
-    """The deadline and the progress ticks of one run."""
+    """The deadline, the progress ticks and the stop flag of one run."""
 
-    def __init__(self, job: JobSpec, progress: Optional[Progress]) -> None:
+    def __init__(self, ramp_ns: int, runtime_ns: int, progress: Optional[Progress],
+                 stop: Optional[StopFlag]) -> None:
         self.progress = progress
+        self.stop = stop
         self.start = time.perf_counter_ns()
-        runtime_ns = int(job.runtime * 1e9)
-        self.deadline = self.start + runtime_ns if runtime_ns > 0 else _NEVER
-        self.next_check = min(self.deadline, self.start + _TICK_NS) if progress else self.deadline
+        self.deadline = self.start + ramp_ns + runtime_ns if runtime_ns > 0 else _NEVER
+        tick = _TICK_NS if progress is not None else _NEVER
+        if stop is not None:
+            tick = min(tick, _STOP_TICK_NS)
+        self.tick = tick
+        self.next_check = min(self.deadline, self.start + tick)
 
     def check(self, now_ns: int, done: int) -> bool:
-        """At or past ``next_check``: True once the runtime is over."""
+        """At or past ``next_check``: True once the run must end."""
         if now_ns >= self.deadline:
+            return True
+        if self.stop is not None and self.stop.is_set():
             return True
         if self.progress is not None:
             self.progress(done, (now_ns - self.start) / 1e9)
-        self.next_check = min(self.deadline, now_ns + _TICK_NS)
+        self.next_check = min(self.deadline, now_ns + self.tick)
         return False
 
 
-def _io_count_limit(job: JobSpec, size: int) -> int:
-    return _NEVER if job.time_based else size // job.bs
+@dataclass
+class _Hooks:
+    """What a phase does besides moving bytes (each None/0 when not asked)."""
+
+    stamper: Optional[Stamper] = None  # verify: stamp every write
+    checker: Optional[Checker] = None  # verify: check every read
+    written: Optional[Dict[int, int]] = None  # verify: offset -> length of each block written
+    pool: Optional[bytes] = None  # refill_buffers: random data to copy from
+    fsync: int = 0
+    fdatasync: int = 0
+    log_offset: bool = False
+    # invalidate=1, buffered: drop the region from the page cache again at the
+    # start of every pass after the first (fio reopens, and so invalidates,
+    # the file for each pass of a time_based or loops job)
+    repass: Optional[Callable[[], None]] = None
+
+    @property
+    def plain(self) -> bool:
+        return (self.stamper is None and self.checker is None and self.written is None
+                and self.pool is None and not self.fsync and not self.fdatasync
+                and not self.log_offset)
 
 
 def _fill(m: mmap.mmap) -> None:
@@ -152,74 +226,206 @@ def _finish(meas: Measurement, start_ns: int, ru0: Any) -> None:
     meas.ctx = (ru1.ru_nvcsw - ru0.ru_nvcsw) + (ru1.ru_nivcsw - ru0.ru_nivcsw)
     meas.majf = ru1.ru_majflt - ru0.ru_majflt
     meas.minf = ru1.ru_minflt - ru0.ru_minflt
+    for d in (meas.read, meas.write):
+        d.bytes = sum(d.sizes) if d.sizes else d.ios * meas.bs
+        d.runtime = meas.runtime if d.ios else 0.0
 
 
-def _sync_loop(job: JobSpec, path: str, size: int, offs: Sequence[int], pattern: List[int],
-               progress: Optional[Progress]) -> Measurement:
+def _refill(view: memoryview, pool: memoryview, at: int, length: int) -> int:
+    """refill_buffers: new data in the first *length* bytes of *view*, from
+    *pool* at *at*; returns where the next refill starts."""
+    view[:length] = pool[at:at + length]
+    return (at + 4093) % (len(pool) - length + 1)
+
+
+def _sync_phase(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Hooks,
+                progress: Optional[Progress], stop: Optional[StopFlag], ramp_ns: int,
+                runtime_ns: int) -> Measurement:
     """One ``os.preadv``/``os.pwritev`` after another on one page-aligned
     buffer (fio's psync/pvsync): the cost of the system call and of the
     interpreter around it, nothing else."""
-    bs = job.bs
-    writes = any(pattern)
+    bs = sched.bs
+    writes = sched.writes
     flags = (os.O_RDWR if writes else os.O_RDONLY) | os.O_CLOEXEC
     if job.direct:
         flags |= os.O_DIRECT
     meas = Measurement(Direction(), Direction(), bs, 1)
     fd = os.open(path, flags)
-    buf = mmap.mmap(-1, bs)  # page aligned, as O_DIRECT wants
+    var = sched.lens is not None
+    buf = mmap.mmap(-1, -(-job.max_bs // mmap.PAGESIZE) * mmap.PAGESIZE if var else bs)
     try:
-        if writes:
+        if writes and not job.zero_buffers:
             _fill(buf)
-        iov = [buf]
+        offs, period = sched.offs, sched.period
         now = time.perf_counter_ns
-        limit = _io_count_limit(job, size)
-        n_offs = len(offs)
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        clock = _Clock(job, progress)
+        clock = _Clock(ramp_ns, runtime_ns, progress, stop)
+        t0 = clock.start
         check = clock.next_check
         k = 0
-        if pattern == [0]:  # the common case, kept free of per-I/O choices
-            preadv = os.preadv
-            append = meas.read.lat.append
-            short = 0
-            while k < limit:
-                off = offs[k % n_offs]
-                t = now()
-                got = preadv(fd, iov, off)
-                t1 = now()
-                append(t1 - t)
-                k += 1
-                if got != bs:
-                    short += 1
-                if t1 >= check:
-                    if clock.check(t1, k):
-                        break
-                    check = clock.next_check
-            meas.read.short = short
+        j = 0  # k % period
+        repass = hooks.repass
+        if hooks.plain and not var and not ramp_ns:
+            iov = [buf]
+            if sched.ops is None and not sched.op:  # reads only, kept free of per-I/O choices
+                preadv = os.preadv
+                append = meas.read.lat.append
+                end_append = meas.read.end.append
+                short = 0
+                while k < limit:
+                    off = offs[j]
+                    t = now()
+                    got = preadv(fd, iov, off)
+                    t1 = now()
+                    append(t1 - t)
+                    end_append(t1 - t0)
+                    k += 1
+                    j += 1
+                    if got != bs:
+                        short += 1
+                    if j == period:
+                        j = 0
+                        if repass is not None:
+                            repass()
+                    if t1 >= check:
+                        if clock.check(t1, k):
+                            break
+                        check = clock.next_check
+                meas.read.short = short
+            else:
+                calls = (os.preadv, os.pwritev)
+                appends = (meas.read.lat.append, meas.write.lat.append)
+                ends = (meas.read.end.append, meas.write.end.append)
+                dirs = (meas.read, meas.write)
+                ops = sched.ops
+                w = sched.op
+                while k < limit:
+                    if ops is not None:
+                        w = ops[j]
+                    t = now()
+                    got = calls[w](fd, iov, offs[j])
+                    t1 = now()
+                    appends[w](t1 - t)
+                    ends[w](t1 - t0)
+                    k += 1
+                    j += 1
+                    if got != bs:
+                        dirs[w].short += 1
+                    if j == period:
+                        j = 0
+                        if repass is not None:
+                            repass()
+                    if t1 >= check:
+                        if clock.check(t1, k):
+                            break
+                        check = clock.next_check
         else:
-            calls = (os.preadv, os.pwritev)
-            appends = (meas.read.lat.append, meas.write.lat.append)
-            dirs = (meas.read, meas.write)
-            pmask = len(pattern) - 1
-            while k < limit:
-                w = pattern[k & pmask]
-                off = offs[k % n_offs]
-                t = now()
-                got = calls[w](fd, iov, off)
-                t1 = now()
-                appends[w](t1 - t)
-                k += 1
-                if got != bs:
-                    dirs[w].short += 1
-                if t1 >= check:
-                    if clock.check(t1, k):
-                        break
-                    check = clock.next_check
-        _finish(meas, clock.start, ru0)
+            t0, ru0 = _sync_general(job, fd, buf, sched, limit, hooks, clock, meas, ramp_ns)
+        _finish(meas, t0, ru0)
+        meas.submit_hist = {1: meas.ios} if meas.ios else {}
+        meas.complete_hist = dict(meas.submit_hist)
     finally:
         os.close(fd)
         buf.close()
     return meas
+
+
+def _sync_general(job: JobSpec, fd: int, buf: mmap.mmap, sched: Schedule, limit: int,
+                  hooks: _Hooks, clock: _Clock, meas: Measurement,
+                  ramp_ns: int) -> Tuple[int, Any]:
+    """The synchronous loop with everything a job may add: sizes that vary,
+    ramp_time, fsync/fdatasync every N writes, verify stamps and checks,
+    refill_buffers, log_offset.  Returns (start of the measured part, its
+    rusage then)."""
+    bs = sched.bs
+    offs, lens, ops, period = sched.offs, sched.lens, sched.ops, sched.period
+    whole = memoryview(buf)
+    calls = (os.preadv, os.pwritev)
+    dirs = (meas.read, meas.write)
+    stamper, checker, written = hooks.stamper, hooks.checker, hooks.written
+    pool = memoryview(hooks.pool) if hooks.pool is not None else None
+    fs_n, fds_n = hooks.fsync, hooks.fdatasync
+    log_off = hooks.log_offset
+    fatal = job.verify_fatal
+    sync = meas.sync
+    now = time.perf_counter_ns
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = clock.start
+    recording = not ramp_ns
+    t0 = start + ramp_ns
+    to_issue = limit if recording else _NEVER
+    check = clock.next_check
+    k = 0
+    done = 0
+    writes_issued = 0
+    sync_due = 0
+    refill_at = 0
+    dirty = False
+    w = sched.op
+    length = bs
+    iov = [whole[:bs]]
+    repass = hooks.repass
+    while to_issue > 0:
+        if sync_due:
+            t = now()
+            (os.fsync if sync_due == 1 else os.fdatasync)(fd)
+            t1 = now()
+            sync_due = 0
+            if recording:
+                sync.lat.append(t1 - t)
+                sync.end.append(t1 - t0)
+        j = k % period
+        if not j and k and repass is not None:
+            repass()
+        k += 1
+        to_issue -= 1
+        off = offs[j]
+        if ops is not None:
+            w = ops[j]
+        if lens is not None:
+            length = lens[j]
+            iov = [whole[:length]]
+        if w:
+            if pool is not None:
+                refill_at = _refill(whole, pool, refill_at, length)
+            if stamper is not None:
+                stamper.stamp(whole, 0, off, length, refill=pool is not None or dirty)
+                dirty = False
+            if written is not None:
+                written[off] = length
+            writes_issued += 1
+            if fs_n and writes_issued % fs_n == 0:
+                sync_due = 1
+            elif fds_n and writes_issued % fds_n == 0:
+                sync_due = 2
+        t = now()
+        got = calls[w](fd, iov, off)
+        t1 = now()
+        d = dirs[w]
+        if got != length:
+            d.short += 1
+        if not w:
+            dirty = True
+            if checker is not None and checker.check(whole, off, length) is not None and fatal:
+                to_issue = 0
+        if not recording and t1 >= t0:
+            recording = True
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            if limit < _NEVER:
+                to_issue = limit - 1  # this one completed after the ramp: it counts
+        if recording:
+            d.lat.append(t1 - t)
+            d.end.append(t1 - t0)
+            if lens is not None:
+                d.sizes.append(length)
+            if log_off:
+                d.offsets.append(off)
+            done += 1
+        if t1 >= check:
+            if clock.check(t1, done):
+                break
+            check = clock.next_check
+    return t0, ru0
 
 
 class _HeldSignals:
@@ -258,95 +464,308 @@ class _HeldSignals:
             self._saved[signum](signum, None)
 
 
-def _engine_loop(job: JobSpec, path: str, size: int, offs: Sequence[int], pattern: List[int],
-                 progress: Optional[Progress]) -> Measurement:
+def _engine_phase(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Hooks,
+                  progress: Optional[Progress], stop: Optional[StopFlag], ramp_ns: int,
+                  runtime_ns: int) -> Measurement:
     with _HeldSignals() as held:
-        return _engine_run(job, path, size, offs, pattern, progress, held)
+        return _engine_run(job, path, sched, limit, hooks, progress, stop, ramp_ns,
+                           runtime_ns, held)
 
 
-def _engine_run(job: JobSpec, path: str, size: int, offs: Sequence[int], pattern: List[int],
-                progress: Optional[Progress], held: _HeldSignals) -> Measurement:
-    """``iodepth`` requests kept in flight through ``uring.block``: each
-    completion's callback records its latency and issues the next request;
-    the loop polls with the engine plugged, so the refills of one batch of
-    completions are submitted together."""
-    from ..block import open_image
+def _engine_run(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Hooks,
+                progress: Optional[Progress], stop: Optional[StopFlag], ramp_ns: int,
+                runtime_ns: int, held: _HeldSignals) -> Measurement:
+    """fio's io_u loop on ``Image``'s batch surface: one request per buffer
+    slot (``tag`` = the slot), reaped in batches and sent again with
+    ``resubmit``; the plain case (fixed size, nothing but reads and writes
+    to time) keeps per-I/O work to a latency and a completion time."""
+    from ..block import Op, open_image
 
-    bs, qd = job.bs, job.iodepth
-    writes = any(pattern)
-    meas = Measurement(Direction(), Direction(), bs, qd)
-    arena = mmap.mmap(-1, qd * bs)  # one block per slot; page aligned at bs multiples of 4 KiB
-    if writes:
+    op_of = (Op.READ, Op.WRITE)
+    bs = sched.bs
+    var = sched.lens is not None
+    nslots = max(1, min(job.iodepth, limit))
+    slot = -(-job.max_bs // 4096) * 4096 if var else bs
+    writes = sched.writes
+    meas = Measurement(Direction(), Direction(), bs, job.iodepth)
+    arena = mmap.mmap(-1, nslots * slot)  # page aligned; slots at bs multiples
+    if writes and not job.zero_buffers:
         _fill(arena)
-    views = [memoryview(arena)[i * bs:(i + 1) * bs] for i in range(qd)]
+    whole = memoryview(arena)
+    views = [whole[i * slot:i * slot + slot] for i in range(nslots)]
     extra: Dict[str, bool] = {}
     if job.engine == "io_uring":
         extra = dict(fixed_files=job.registerfiles, fixed_buffers=job.fixedbufs,
                      sqpoll=job.sqthread_poll, iopoll=job.hipri)
+    bsub = job.iodepth_batch_submit if 0 < job.iodepth_batch_submit < nslots else 0
+    # max_batch: the engine submits a batch as one call, as the bench counts it
     img = open_image(path, aio=job.engine, cache="none" if job.direct else "writeback",
-                     queue_depth=qd, read_only=not writes, **extra)
-    now = time.perf_counter_ns
-    limit = _io_count_limit(job, size)
-    n_offs = len(offs)
-    pmask = len(pattern) - 1
-    lat_append = (meas.read.lat.append, meas.write.lat.append)
-    started = [0] * qd
-    kinds = [0] * qd
-    issued = 0
-    completed = 0
-    stopping = False
+                     queue_depth=nslots, read_only=not writes, max_batch=bsub or nslots, **extra)
+    offs, lens, opsb, const, period = sched.offs, sched.lens, sched.ops, sched.op, sched.period
+    stamper, checker, written = hooks.stamper, hooks.checker, hooks.written
+    pool = memoryview(hooks.pool) if hooks.pool is not None else None
+    fs_n, fds_n = hooks.fsync, hooks.fdatasync
+    log_off = hooks.log_offset
+    repass = hooks.repass
+    fatal = job.verify_fatal
+    cmin = job.iodepth_batch_complete_min
+    cmax = job.iodepth_batch_complete_max
+    if cmax and cmax < max(cmin, 1):
+        cmax = max(cmin, 1)  # fio: a max below the min is the min
+    general = var or not hooks.plain or bool(cmax) or cmin == 0
+    rd, wr = meas.read, meas.write
+    lat_app = (rd.lat.append, wr.lat.append)
+    end_app = (rd.end.append, wr.end.append)
+    lat_ext = (wr if const else rd).lat.extend
+    end_ext = (wr if const else rd).end.extend
+    size_app = (rd.sizes.append, wr.sizes.append)
+    off_app = (rd.offsets.append, wr.offsets.append)
+    sh, ch = meas.submit_hist, meas.complete_hist
+    sync = meas.sync
+    started = [0] * nslots
+    kinds = [const] * nslots
+    s_off = [0] * nslots
+    s_len = [bs] * nslots
+    dirty = [False] * nslots  # the slot holds read data: its stamp state is stale
+    reqs: List[Any] = [None] * nslots
+    unparked: List[int] = []  # slots whose flush finished
     failure: List[OSError] = []
+    now = time.perf_counter_ns
+    k = 0
+    to_issue = limit if not ramp_ns else _NEVER
+    inflight = 0
+    flushes = 0
+    writes_issued = 0
+    sync_due = 0
+    refill_at = 0
+    stopping = False
+    recording = not ramp_ns
+    t0 = 0
+
+    def prepare(free: Sequence[int]) -> Tuple[List[Tuple[int, int, int, int]], List[int]]:
+        """The next I/O of each free slot, its buffer made ready (refill,
+        stamp); a slot takes a flush instead when one is due."""
+        nonlocal k, to_issue, writes_issued, sync_due, refill_at
+        items: List[Tuple[int, int, int, int]] = []
+        flush_slots: List[int] = []
+        for s in free:
+            if stopping or to_issue <= 0:
+                break
+            if sync_due:
+                flush_slots.append(s)
+                sync_due = 0
+                continue
+            j = k % period
+            if not j and k and repass is not None:
+                repass()
+            k += 1
+            to_issue -= 1
+            off = offs[j]
+            w = const if opsb is None else opsb[j]
+            length = bs if lens is None else lens[j]
+            if w:
+                view = views[s]
+                if pool is not None:
+                    refill_at = _refill(view, pool, refill_at, length)
+                if stamper is not None:
+                    stamper.stamp(view, s, off, length, refill=pool is not None or dirty[s])
+                    dirty[s] = False
+                if written is not None:
+                    written[off] = length
+                writes_issued += 1
+                if fs_n and writes_issued % fs_n == 0:
+                    sync_due = 1
+                elif fds_n and writes_issued % fds_n == 0:
+                    sync_due = 2
+            else:
+                dirty[s] = True
+            kinds[s] = w
+            s_off[s] = off
+            s_len[s] = length
+            items.append((s, off, length, w))
+        return items, flush_slots
+
+    def submit(items: List[Tuple[int, int, int, int]]) -> None:
+        """Send *items*: new requests for slots without one (or when sizes
+        vary), ``resubmit`` for the rest; in batches of iodepth_batch_submit."""
+        if not items:
+            return
+        step = bsub or len(items)
+        for c in range(0, len(items), step):
+            chunk = items[c:c + step]
+            fresh = [it for it in chunk if var or reqs[it[0]] is None]
+            again = [it for it in chunk if not (var or reqs[it[0]] is None)] if fresh else chunk
+            ts = now()
+            with img.plugged():  # one submit for the chunk, reads and writes together
+                for w in (0, 1):
+                    batch = [it for it in fresh if it[3] == w]
+                    if batch:
+                        submit_new = img.submit_writes if w else img.submit_reads
+                        for r in submit_new([views[s][:n] for s, _, n, _ in batch],
+                                            [o for _, o, _, _ in batch],
+                                            tags=[s for s, _, _, _ in batch]):
+                            reqs[r.tag] = r
+                if again:
+                    img.resubmit([reqs[s] for s, _, _, _ in again], [o for _, o, _, _ in again],
+                                 None if opsb is None else [op_of[w] for _, _, _, w in again])
+            for it in chunk:
+                started[it[0]] = ts
+            sh[len(chunk)] = sh.get(len(chunk), 0) + 1
+
+    def flush(slots: List[int]) -> None:
+        nonlocal flushes
+        for s in slots:
+            def flushed(req: Any, s: int = s, ts: int = now()) -> None:
+                nonlocal flushes
+                t = now()
+                flushes -= 1
+                if req.error is not None:
+                    failure.append(req.error)
+                elif recording:
+                    sync.lat.append(t - ts)
+                    sync.end.append(t - t0)
+                unparked.append(s)
+
+            img.submit_flush(flushed)
+            flushes += 1
+
     try:
         if job.fixedbufs:
             img.register_buffers([arena])
-        submit = (img.submit_read, img.submit_write)
-
-        def issue(i: int) -> None:
-            nonlocal issued
-            k = issued
-            issued = k + 1
-            w = pattern[k & pmask]
-            kinds[i] = w
-            started[i] = now()
-            submit[w](views[i], offs[k % n_offs], callbacks[i])
-
-        def make_callback(i: int) -> Callable[[Any], None]:
-            def done(req: Any) -> None:
-                nonlocal completed, stopping
-                t = now()
-                completed += 1
-                if req.error is not None:
-                    failure.append(req.error)
-                    stopping = True
-                    return
-                lat_append[kinds[i]](t - started[i])
-                if not stopping and issued < limit:
-                    issue(i)
-            return done
-
-        callbacks = [make_callback(i) for i in range(qd)]
-        engine = img.engine
-        poll, plug, unplug = engine.poll, engine.plug, engine.unplug
+        reap, resubmit = img.reap, img.resubmit
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        clock = _Clock(job, progress)
+        clock = _Clock(ramp_ns, runtime_ns, progress, stop)
+        start = clock.start
+        t0 = start + ramp_ns
         check = clock.next_check
-        plug()
-        for i in range(min(qd, limit)):
-            issue(i)
-        unplug()
         signals = held.pending
-        while completed < issued:
-            plug()
-            poll(True)
-            unplug()
+        completed = 0
+        backlog: List[Any] = []
+        items, flush_slots = prepare(range(nslots))
+        submit(items)
+        flush(flush_slots)
+        inflight = len(items)
+        while inflight or flushes or unparked:
+            if backlog:  # completions past iodepth_batch_complete_max: handled next
+                done = backlog[:cmax]
+                del backlog[:cmax]
+                ch[len(done)] = ch.get(len(done), 0) + 1
+            elif inflight:
+                done = reap(True, min(cmin, inflight)) if cmin else reap(False)
+                if cmax and len(done) > cmax:
+                    backlog = done[cmax:]
+                    done = done[:cmax]
+                ch[len(done)] = ch.get(len(done), 0) + 1
+            else:
+                img.wait()  # only flushes out: their callbacks free the slots
+                done = []
             t = now()
+            n = len(done)
+            inflight -= n
+            if not recording and t >= t0:
+                recording = True  # the ramp is over: counters start now
+                ru0 = resource.getrusage(resource.RUSAGE_SELF)
+                sh.clear()
+                ch.clear()
+                if limit < _NEVER:
+                    to_issue = max(0, limit - inflight - n)
+            if n:
+                e = t - t0
+                if general:
+                    for r in done:
+                        s = r.tag
+                        if r.error is not None:
+                            failure.append(r.error)
+                            continue
+                        w = kinds[s]
+                        if checker is not None and not w:
+                            if checker.check(views[s], s_off[s], s_len[s]) is not None and fatal:
+                                stopping = True
+                        if recording:
+                            lat_app[w](t - started[s])
+                            end_app[w](e)
+                            if var:
+                                size_app[w](s_len[s])
+                            if log_off:
+                                off_app[w](s_off[s])
+                elif opsb is None:
+                    if recording:
+                        lats = [t - started[r.tag] for r in done if r.error is None]
+                        lat_ext(lats)
+                        end_ext([e] * len(lats))
+                        if len(lats) != n:
+                            failure.extend(r.error for r in done if r.error is not None)
+                    elif any(r.error is not None for r in done):
+                        failure.extend(r.error for r in done if r.error is not None)
+                else:
+                    for r in done:
+                        if r.error is not None:
+                            failure.append(r.error)
+                        elif recording:
+                            s = r.tag
+                            w = kinds[s]
+                            lat_app[w](t - started[s])
+                            end_app[w](e)
+                if recording:
+                    completed += n
+                if failure:
+                    stopping = True
             if signals:
                 stopping = True
             if t >= check:
                 if clock.check(t, completed):
                     stopping = True
                 check = clock.next_check if not stopping else _NEVER
-        _finish(meas, clock.start, ru0)
+            if general:
+                free = [r.tag for r in done]
+                if unparked:
+                    free += unparked
+                    unparked.clear()
+                if free and not stopping:
+                    items, flush_slots = prepare(free)
+                    submit(items)
+                    flush(flush_slots)
+                    inflight += len(items)
+            elif n and not stopping and to_issue > 0:
+                m = n if n <= to_issue else to_issue
+                sub = done if m == n else done[:m]
+                j = k % period
+                if repass is not None and ((not j and k) or j + m > period):
+                    repass()  # a new pass starts in this batch
+                if j + m <= period:
+                    o: Sequence[int] = offs[j:j + m]
+                    ob = None if opsb is None else opsb[j:j + m]
+                else:
+                    idx = [(k + x) % period for x in range(m)]
+                    o = [offs[i] for i in idx]
+                    ob = None if opsb is None else bytes(opsb[i] for i in idx)
+                k += m
+                to_issue -= m
+                opl = None
+                if ob is not None:
+                    opl = [op_of[w] for w in ob]
+                    for r, w in zip(sub, ob):
+                        kinds[r.tag] = w
+                if bsub and m > bsub:
+                    ol = list(o)
+                    for c in range(0, m, bsub):
+                        part = sub[c:c + bsub]
+                        ts = now()
+                        for r in part:
+                            started[r.tag] = ts
+                        resubmit(part, ol[c:c + bsub], None if opl is None else opl[c:c + bsub])
+                        sh[len(part)] = sh.get(len(part), 0) + 1
+                else:
+                    ts = now()
+                    for r in sub:
+                        started[r.tag] = ts
+                    resubmit(sub, o, opl)
+                    sh[m] = sh.get(m, 0) + 1
+                inflight += m
+        if not recording:  # the ramp outlasted the run
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = now()
+        _finish(meas, t0, ru0)
     finally:
         stopping = True  # a Ctrl-C mid-run: the close below drains, nothing more is issued
         img.close()  # the arena is left to the collector: registered buffers pin it
@@ -356,25 +775,135 @@ def _engine_run(job: JobSpec, path: str, size: int, offs: Sequence[int], pattern
     return meas
 
 
-def run_job(job: JobSpec, path: str, size: int, *, seed: int = 1,
-            progress: Optional[Progress] = None) -> Measurement:
-    """Run *job* on the first *size* bytes of *path*.  An engine that cannot
-    be set up (``iopoll`` on a device without poll queues, O_DIRECT where
-    the filesystem refuses it) is a Measurement with ``error`` set to the
-    errno and ``error_text`` to the block layer's own explanation."""
-    offs = _offsets(job, size, seed)
-    pattern = _pattern(job, seed)
+def _end_fsync(path: str, meas: Measurement) -> None:
+    """end_fsync: one fsync(2) of the file once the job is done; its latency
+    goes to the sync direction, outside the runtime."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if job.engine == "sync":
-            return _sync_loop(job, path, size, offs, pattern, progress)
-        return _engine_loop(job, path, size, offs, pattern, progress)
+        t = time.perf_counter_ns()
+        os.fsync(fd)
+        t1 = time.perf_counter_ns()
+    finally:
+        os.close(fd)
+    meas.sync.lat.append(t1 - t)
+    meas.sync.end.append(int(meas.runtime * 1e9) + (t1 - t))
+
+
+def _verify_phase(job: JobSpec, path: str, written: Dict[int, int], checker: Checker,
+                  phase: Any) -> Measurement:
+    """Read back every block in *written* (in file order) through the job's
+    engine, checking each against its header."""
+    blocks = sorted(written.items())
+    lens = array("q", [n for _, n in blocks]) if job.variable_bs else None
+    sched = Schedule(array("q", [o for o, _ in blocks]), lens, None, 0, len(blocks),
+                     job.min_bs)
+    hooks = _Hooks(checker=checker, log_offset=job.log_offset)
+    meas: Measurement = phase(job, path, sched, len(blocks), hooks, None, None, 0, 0)
+    return meas
+
+
+def _merge_verify(meas: Measurement, v: Measurement) -> None:
+    """The verify phase's reads join the job's reads (fio counts them),
+    after the job's runtime on the time axis."""
+    shift = int(meas.runtime * 1e9)
+    r, vr = meas.read, v.read
+    r.lat.extend(vr.lat)
+    r.end.extend([x + shift for x in vr.end])
+    r.sizes.extend(vr.sizes)
+    r.offsets.extend(vr.offsets)
+    r.short += vr.short
+    r.bytes += vr.bytes
+    r.runtime += v.runtime
+    for mine, theirs in ((meas.submit_hist, v.submit_hist), (meas.complete_hist, v.complete_hist)):
+        for size, count in theirs.items():
+            mine[size] = mine.get(size, 0) + count
+    if v.error and not meas.error:
+        meas.error, meas.error_text = v.error, v.error_text
+
+
+def _run(job: JobSpec, path: str, size: int, offset: int, seed: int,
+         progress: Optional[Progress], stop: Optional[StopFlag],
+         repass: Optional[Callable[[], None]]) -> Measurement:
+    sched = build(job, size, offset, seed)
+    if not sched.period:
+        raise ValueError(f"the region ({size} bytes from offset {offset}) holds no block of "
+                         f"{job.min_bs} bytes")
+    phase: Any = _sync_phase if job.engine == "sync" else _engine_phase
+    ramp_ns, runtime_ns = int(job.ramp_time * 1e9), int(job.runtime * 1e9)
+    kind = job.verify
+    writes = sched.writes
+    checker = Checker(kind) if kind is not None else None
+    if checker is not None and writes and job.verify_only:
+        # what an earlier run of this job wrote: the same schedule, without writing
+        meas = _verify_phase(job, path, dry_run_writes(sched, sched.limit), checker, phase)
+    else:
+        hooks = _Hooks(
+            stamper=Stamper(kind) if kind is not None and writes else None,
+            checker=checker if not writes else None,  # a read-only job checks as it reads
+            written={} if checker is not None and writes and job.do_verify else None,
+            pool=os.urandom(max(_POOL, 2 * job.max_bs)) if job.refill_buffers and writes
+            else None,
+            fsync=job.fsync if writes else 0,
+            fdatasync=job.fdatasync if writes else 0,
+            log_offset=job.log_offset,
+            repass=repass)
+        meas = phase(job, path, sched, sched.limit, hooks, progress, stop, ramp_ns, runtime_ns)
+        if job.end_fsync and writes and not meas.error:
+            _end_fsync(path, meas)
+        if hooks.written and checker is not None and not meas.error:
+            _merge_verify(meas, _verify_phase(job, path, hooks.written, checker, phase))
+    if checker is not None:
+        meas.verified, meas.verify_bad = checker.checked, checker.bad
+        if checker.bad and not meas.error:
+            meas.error = errno.EILSEQ
+            meas.error_text = (f"{checker.first} ({checker.bad} of {checker.checked} blocks "
+                               "checked are bad)")
+    return meas
+
+
+def run_job(job: JobSpec, path: str, size: int, *, seed: int = 1,
+            progress: Optional[Progress] = None, offset: int = 0,
+            stop: Optional[StopFlag] = None, invalidate: bool = False) -> Measurement:
+    """Run *job* on *size* bytes of *path* from *offset* on (the region);
+    *seed* makes its random choices; *stop*, when set, ends it early;
+    *invalidate* (fio's ``invalidate=1``, the region already dropped from
+    the page cache before the job) drops it again at the start of each new
+    pass over it, as fio does reopening the file.  An engine that cannot be
+    set up (``iopoll`` on a device without poll queues, O_DIRECT where the
+    filesystem refuses it) is a Measurement with ``error`` set to the errno
+    and ``error_text`` to the block layer's own explanation."""
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    try:
+        if invalidate and not job.direct:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                def repass() -> None:
+                    os.posix_fadvise(fd, offset, size, os.POSIX_FADV_DONTNEED)
+
+                meas = _run(job, path, size, offset, seed, progress, stop, repass)
+            finally:
+                os.close(fd)
+        else:
+            meas = _run(job, path, size, offset, seed, progress, stop, None)
     except OSError as exc:
-        meas = Measurement(Direction(), Direction(), job.bs, job.iodepth)
+        meas = Measurement(Direction(), Direction(), job.min_bs, job.iodepth)
         meas.error = exc.errno or errno.EIO
         meas.error_text = str(exc)
-        return meas
     except ValueError as exc:  # a combination the block layer refuses (iopoll without O_DIRECT)
-        meas = Measurement(Direction(), Direction(), job.bs, job.iodepth)
+        meas = Measurement(Direction(), Direction(), job.min_bs, job.iodepth)
         meas.error = errno.EINVAL
         meas.error_text = str(exc)
-        return meas
+    meas.cpus = cpus
+    return meas
+
+
+def clone_seed(job: JobSpec, number: int) -> int:
+    """The seed of job number *number* (1-based, counting every clone of
+    every job, as fio's thread numbers): from ``randseed`` if given, else
+    fixed (``randrepeat=1``, the default: every run the same) or from the
+    clock (``randrepeat=0``); different for every clone, as fio's."""
+    if job.randseed is not None or job.randrepeat:
+        base = job.randseed if job.randseed is not None else 0xB1899BED  # fio's FIO_RANDSEED
+    else:
+        base = time.time_ns() ^ os.getpid() ^ random.getrandbits(64)
+    return (base * 0x9E370001 + number * 0x61C88647) & ((1 << 64) - 1)
