@@ -671,3 +671,58 @@ def test_verify_failure_through_the_command(realdir: str) -> None:
     (job,) = read_fio_json(proc.stdout)
     assert job["error"] == errno.EILSEQ
     assert "offset 12288" in proc.stderr
+
+
+# --- the plain loop on Image.arena -------------------------------------------------------
+
+
+def test_plain_io_uring_jobs_run_on_the_arena(realdir: str, monkeypatch: Any) -> None:
+    """A job with one block size and one direction runs on ``Image.arena``
+    (fixed slots, results as arrays); anything more on requests."""
+    require_uring()
+    from uring import block
+
+    made: List[Any] = []
+    real = block.Image.arena
+
+    def spy(self: Any, *a: Any, **kw: Any) -> Any:
+        made.append(kw.get("write", False))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(block.Image, "arena", spy)
+    path = os.path.join(realdir, "arena.img")
+    fill(path, 1 << 20, 7)
+    m = one("--ioengine=io_uring", f"--filename={path}", "--size=1m", "--iodepth=8",
+            "--rw=randwrite", "--zero_buffers")
+    assert made == [True] and m.write.ios == 256 and len(m.write.end) == 256
+    assert blocks_of(path, 4096) == [bytes(4096)] * 256  # every block written, with zeros
+    m = one("--ioengine=io_uring", f"--filename={path}", "--size=1m", "--iodepth=8",
+            "--rw=read", "--direct=1")
+    assert made == [True, False] and m.read.ios == 256
+    one("--ioengine=io_uring", f"--filename={path}", "--size=1m", "--iodepth=8",
+        "--rw=randrw")
+    one("--ioengine=libaio", f"--filename={path}", "--size=1m", "--iodepth=8")
+    assert len(made) == 2  # a mixed job, and another engine: requests
+
+
+def test_an_arena_failure_stops_the_job_and_is_named(realdir: str) -> None:
+    """A write past RLIMIT_FSIZE fails in the kernel (EFBIG): the job ends
+    with that error, the slot and offset named."""
+    require_uring()
+    import resource
+    import signal
+
+    path = os.path.join(realdir, "big.img")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        fill(path, 1 << 20, 1)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, limits[1]))
+        (result,) = run_cells("--ioengine=io_uring", f"--filename={path}", "--size=1m",
+                              "--iodepth=8", "--rw=write")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, old)
+    (m,) = result.clones
+    assert m.error == errno.EFBIG and "arena slot" in m.error_text
+    assert 0 < m.write.ios <= 128

@@ -479,7 +479,7 @@ def _engine_run(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Ho
     slot (``tag`` = the slot), reaped in batches and sent again with
     ``resubmit``; the plain case (fixed size, nothing but reads and writes
     to time) keeps per-I/O work to a latency and a completion time."""
-    from ..block import Op, open_image
+    from ..block import Capability, Op, open_image
 
     op_of = (Op.READ, Op.WRITE)
     bs = sched.bs
@@ -629,6 +629,13 @@ def _engine_run(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Ho
             img.submit_flush(flushed)
             flushes += 1
 
+    if not general and opsb is None and not bsub and cmin <= 1 and not job.fixedbufs \
+            and img.supports(Capability.ARENA):
+        try:
+            return _arena_run(job, img, sched, limit, hooks, meas, nslots, progress, stop,
+                              ramp_ns, runtime_ns, held)
+        finally:
+            img.close()
     try:
         if job.fixedbufs:
             img.register_buffers([arena])
@@ -769,6 +776,95 @@ def _engine_run(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Ho
     finally:
         stopping = True  # a Ctrl-C mid-run: the close below drains, nothing more is issued
         img.close()  # the arena is left to the collector: registered buffers pin it
+    if failure:
+        meas.error = failure[0].errno or errno.EIO
+        meas.error_text = str(failure[0])
+    return meas
+
+
+def _arena_run(job: JobSpec, img: Any, sched: Schedule, limit: int, hooks: _Hooks,
+               meas: Measurement, nslots: int, progress: Optional[Progress],
+               stop: Optional[StopFlag], ramp_ns: int, runtime_ns: int,
+               held: _HeldSignals) -> Measurement:
+    """The plain loop (one block size, only reads or only writes, nothing
+    else to do per I/O) on ``Image.arena``: fio's io_u pool as fixed slots,
+    each reap's slots and results two arrays, sent straight back with their
+    next offsets; per I/O Python does a latency and a completion time."""
+    bs, offs, period, repass = sched.bs, sched.offs, sched.period, hooks.repass
+    ar = img.arena(nslots, bs, write=bool(sched.op))
+    if sched.op and not job.zero_buffers:
+        _fill(ar.arena)
+    direction = meas.write if sched.op else meas.read
+    lat_ext, end_ext = direction.lat.extend, direction.end.extend
+    sh, ch = meas.submit_hist, meas.complete_hist
+    started = array("q", bytes(8 * nslots))
+    now = time.perf_counter_ns
+    submit, reap = ar.submit, ar.reap
+    failure: List[OSError] = []
+    to_issue = limit if not ramp_ns else _NEVER
+    recording = not ramp_ns
+    stopping = False
+    completed = 0
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    clock = _Clock(ramp_ns, runtime_ns, progress, stop)
+    t0 = clock.start + ramp_ns
+    check = clock.next_check
+    signals = held.pending
+    first = min(nslots, to_issue)
+    ts = now()
+    submit(list(range(first)), offs[:first])
+    for s in range(first):
+        started[s] = ts
+    sh[first] = 1
+    k = first
+    to_issue -= first
+    inflight = first
+    while inflight:
+        slots, res = reap(True)
+        t = now()
+        n = len(slots)
+        inflight -= n
+        ch[n] = ch.get(n, 0) + 1
+        if not recording and t >= t0:
+            recording = True  # the ramp is over: counters start now
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            sh.clear()
+            ch.clear()
+            if limit < _NEVER:
+                to_issue = max(0, limit - inflight - n)
+        if res.count(bs) != n:
+            failure += [err for _, err in ar.failures(slots, res)]
+            stopping = True
+        if recording and n:
+            lats = [t - started[s] for s, r in zip(slots, res) if r == bs]
+            lat_ext(lats)
+            end_ext([t - t0] * len(lats))
+            completed += n
+        if signals:
+            stopping = True
+        if t >= check:
+            if clock.check(t, completed):
+                stopping = True
+            check = clock.next_check if not stopping else _NEVER
+        if n and not stopping and to_issue > 0:
+            m = n if n <= to_issue else to_issue
+            sub = slots if m == n else slots[:m]
+            j = k % period
+            if repass is not None and ((not j and k) or j + m > period):
+                repass()  # a new pass starts in this batch
+            o = offs[j:j + m] if j + m <= period else [offs[(k + x) % period] for x in range(m)]
+            k += m
+            to_issue -= m
+            ts = now()
+            for s in sub:
+                started[s] = ts
+            submit(sub, o)
+            sh[m] = sh.get(m, 0) + 1
+            inflight += m
+    if not recording:  # the ramp outlasted the run
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = now()
+    _finish(meas, t0, ru0)
     if failure:
         meas.error = failure[0].errno or errno.EIO
         meas.error_text = str(failure[0])
