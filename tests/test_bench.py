@@ -275,9 +275,9 @@ def test_matrix_json_lists_every_cell() -> None:
     jobs = check_document(doc)
     names = [j["jobname"] for j in jobs]
     assert names == [f"bench/{s}/direct" for s in
-                     ("sync", "threads", "native", "io_uring", "io_uring+registerfiles",
+                     ("sync", "threads", "tpe", "native", "io_uring", "io_uring+registerfiles",
                       "io_uring+fixedbufs", "io_uring+sqthread_poll", "io_uring+hipri")]
-    assert [j["groupid"] for j in jobs] == list(range(8))
+    assert [j["groupid"] for j in jobs] == list(range(9))
     for job in jobs:
         if "hipri" in job["jobname"] and job["error"]:
             continue
@@ -286,8 +286,8 @@ def test_matrix_json_lists_every_cell() -> None:
         assert job["job options"]["time_based"] == "1"
 
 
-def test_default_run_plans_sixteen_cells_on_a_1g_file_in_var_tmp(monkeypatch: Any) -> None:
-    """No options at all: 8 engines x (buffered, O_DIRECT), 2 s each (at
+def test_default_run_plans_eighteen_cells_on_a_1g_file_in_var_tmp(monkeypatch: Any) -> None:
+    """No options at all: 9 engines x (buffered, O_DIRECT), 2 s each (at
     most 40 s of measuring), on one temporary 1 GiB file in /var/tmp.  The
     file's creation is replaced by a record of what would be made."""
     from uring.bench import runner
@@ -295,12 +295,12 @@ def test_default_run_plans_sixteen_cells_on_a_1g_file_in_var_tmp(monkeypatch: An
 
     inv = parse_args([])
     cells = plan_cells(inv)
-    slugs = ["sync", "threads", "native", "io_uring", "io_uring+registerfiles",
+    slugs = ["sync", "threads", "tpe", "native", "io_uring", "io_uring+registerfiles",
              "io_uring+fixedbufs", "io_uring+sqthread_poll", "io_uring+hipri"]
-    assert len(cells) == 16
+    assert len(cells) == 18
     assert [(c.slug, c.job.direct) for c in cells] == \
         [(s, d) for d in (False, True) for s in slugs]
-    assert len({c.label for c in cells}) == 8
+    assert len({c.label for c in cells}) == 9
     assert sum(c.job.runtime for c in cells) <= 40
     assert all(c.job.time_based and c.job.iodepth == 32 for c in cells)
     assert all(c.job.rw == "randread" and c.job.bs == 4096 for c in cells)
@@ -352,7 +352,7 @@ def test_ratio_columns_are_each_rows_iops_over_sync_and_threads() -> None:
     cells = plan_cells(parse_args(["--size=16M"]))
     # (I/Os, seconds) per cell: different rates in each cache mode, so that a
     # ratio taken against the other mode's baseline would show
-    work = {"sync": (9000, 1.0), "threads": (1600, 0.8), "native": (1500, 1.0),
+    work = {"sync": (9000, 1.0), "threads": (1600, 0.8), "tpe": (400, 1.0), "native": (1500, 1.0),
             "io_uring": (2600, 1.25), "io_uring+registerfiles": (2700, 1.0),
             "io_uring+fixedbufs": (2900, 1.0), "io_uring+sqthread_poll": (3100, 1.0),
             "io_uring+hipri": (700, 0.5)}

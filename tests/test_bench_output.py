@@ -176,7 +176,7 @@ def test_svg_draws_a_bar_per_cell_with_its_label(tmp_path: Any) -> None:
                  f"--svg={out}", "--output-format=json")
     assert proc.returncode == 0, proc.stderr
     jobs = json.loads(proc.stdout)["jobs"]
-    assert len(jobs) == 8
+    assert len(jobs) == 9
     root = ET.parse(out).getroot()
     assert root.tag == SVG + "svg"
     cells = [g for g in root.iter(SVG + "g") if g.get("class") == "cell"]

@@ -473,3 +473,24 @@ def test_close_waits_for_arena_io(image_path: str) -> None:
     img.close()  # drains the arena's reads before the ring goes
     assert ar.in_flight == 0
     assert bytes(ar.buffer(7)) == data[7 * BS:8 * BS]
+
+
+def test_a_registered_arena_goes_as_read_fixed(image_path: str) -> None:
+    require_uring()
+    data = contents(image_path)
+    with block.open_image(image_path, aio="io_uring", fixed_buffers=True) as img:
+        ar = img.arena(4, BS, registered=True)
+        ar.submit([0, 1, 2, 3], [9 * BS, 2 * BS, 0, 5 * BS])
+        assert drain_arena(ar, 4) == {s: BS for s in range(4)}
+        assert bytes(ar.buffer(0)) == data[9 * BS:10 * BS]
+        assert ar._queue.opcode == 4  # IORING_OP_READ_FIXED
+        with pytest.raises(ValueError, match="registered-buffer table"):
+            img.register_buffers([bytearray(BS)])
+        with pytest.raises(ValueError, match="registered-buffer table"):
+            img.arena(2, BS, registered=True)
+    with block.open_image(image_path, aio="io_uring") as img:
+        with pytest.raises(ValueError, match="fixed_buffers=True"):
+            img.arena(2, BS, registered=True)
+    with block.open_image(image_path, aio="threads") as img:
+        with pytest.raises(ValueError, match="fixed_buffers=True"):
+            img.arena(2, BS, registered=True)

@@ -47,15 +47,17 @@ benchmark does not are refused by name (exit status 2).
 
 With no engine chosen (no --ioengine, --fixedbufs, --registerfiles,
 --sqthread_poll, --hipri) it runs the side-by-side matrix: a synchronous
-os.preadv loop, threads, native, io_uring (plain, fixed files, fixed
-buffers, sqpoll, iopoll), each buffered and O_DIRECT, 2 s each,
+os.preadv loop, a ThreadPoolExecutor (a future per read), threads, native,
+io_uring (plain, fixed files, fixed buffers, sqpoll, iopoll), each buffered
+and O_DIRECT, 2 s each,
 4 KiB random reads at iodepth 32 on a temporary 1 GiB file in /var/tmp.
 The page cache is warmed and checked (mincore) before every buffered cell.
 Each row of the table is printed as soon as its cell is done; Ctrl-C
 keeps the rows (and the JSON of the cells) already finished.
 Where this differs from fio: rw defaults to randread; runtime defaults to
-2 s; the page cache is never dropped (fio's invalidate=1); jobs run one
-after another (as with stonewall).
+2 s; the matrix keeps the page cache warm (a job naming an engine, or a job
+file, drops it first as fio's invalidate=1 does; --invalidate=0 warms and
+checks it instead); jobs run one after another (as with stonewall).
 
 examples:
   {PROG}

@@ -68,6 +68,7 @@ ENGINES: Dict[str, str] = {
     "psync": "sync",
     "pvsync": "sync",
     "threads": "threads",
+    "tpe": "tpe",
 }
 
 RW_MODES = ("read", "write", "randread", "randwrite", "rw", "readwrite", "randrw")
@@ -123,8 +124,9 @@ JOB_OPTIONS: Tuple[Option, ...] = (
     Option("refill_buffers", "bool", "new random data in the buffer before every write"),
     # -- the engine ------------------------------------------------------------------------
     Option("ioengine", "choice", "io_uring, libaio (the block layer's native engine), psync or "
-           "pvsync (a synchronous os.preadv loop), threads (the block layer's thread pool); "
-           "none given: the side-by-side matrix of every engine",
+           "pvsync (a synchronous os.preadv loop), threads (the block layer's thread pool), tpe "
+           "(not fio's: a concurrent.futures ThreadPoolExecutor, a future per I/O, the baseline "
+           "for threads); none given: the side-by-side matrix of every engine",
            choices=tuple(ENGINES)),
     Option("iodepth", "int", "requests in flight (default 1; 32 in the matrix)", low=1,
            high=65536),

@@ -40,6 +40,7 @@ __all__ = ["MATRIX", "Cell", "CellResult", "GroupState", "label_of", "plan_cells
 MATRIX: Tuple[Tuple[str, str, Dict[str, object]], ...] = (
     ("sync", "sync (os.preadv loop)", {"ioengine": "psync"}),
     ("threads", "threads", {"ioengine": "threads"}),
+    ("tpe", "ThreadPoolExecutor (a future per I/O)", {"ioengine": "tpe"}),
     ("native", "native (Linux AIO)", {"ioengine": "libaio"}),
     ("io_uring", "io_uring", {"ioengine": "io_uring"}),
     ("io_uring+registerfiles", "io_uring + fixed files",

@@ -330,6 +330,92 @@ def _sync_phase(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Ho
     return meas
 
 
+def _tpe_phase(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Hooks,
+               progress: Optional[Progress], stop: Optional[StopFlag], ramp_ns: int,
+               runtime_ns: int) -> Measurement:
+    """``ioengine=tpe``: what a Python program without this package writes
+    for ``iodepth`` reads in flight: a ``concurrent.futures``
+    ``ThreadPoolExecutor`` (``min(iodepth, 8)`` workers), one future per
+    ``os.preadv``/``os.pwritev``, refilled from the main thread as futures
+    finish.  The baseline the ``threads`` engine must beat.  Plain jobs
+    only: one block size, no verify, fsync or buffer refills."""
+    import concurrent.futures as cf
+
+    if not hooks.plain or sched.lens is not None or ramp_ns:
+        raise ValueError("ioengine=tpe runs plain jobs only: one block size, no verify, "
+                         "fsync, fdatasync, refill_buffers, log_offset or ramp_time")
+    bs, qd = sched.bs, max(1, min(job.iodepth, limit))
+    writes = sched.writes
+    flags = (os.O_RDWR if writes else os.O_RDONLY) | os.O_CLOEXEC
+    if job.direct:
+        flags |= os.O_DIRECT
+    meas = Measurement(Direction(), Direction(), bs, job.iodepth)
+    fd = os.open(path, flags)
+    bufs = [[mmap.mmap(-1, bs)] for _ in range(qd)]  # page aligned, as O_DIRECT wants
+    if writes and not job.zero_buffers:
+        for b in bufs:
+            _fill(b[0])
+    calls = (os.preadv, os.pwritev)
+    dirs = (meas.read, meas.write)
+    offs, period, ops, repass = sched.offs, sched.period, sched.ops, hooks.repass
+    now = time.perf_counter_ns
+    futs: Dict[Any, Tuple[int, int, int]] = {}  # future -> (slot, direction, started)
+    failure: List[BaseException] = []
+    try:
+        with cf.ThreadPoolExecutor(max_workers=min(qd, 8)) as pool:
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            clock = _Clock(0, runtime_ns, progress, stop)
+            t0 = clock.start
+            check = clock.next_check
+            k = 0
+            stopping = False
+
+            def issue(slot: int) -> None:
+                nonlocal k
+                j = k % period
+                if not j and k and repass is not None:
+                    repass()
+                w = sched.op if ops is None else ops[j]
+                k += 1
+                futs[pool.submit(calls[w], fd, bufs[slot], offs[j])] = (slot, w, now())
+
+            for slot in range(qd):
+                issue(slot)
+            while futs:
+                done, _ = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
+                t = now()
+                for f in done:
+                    slot, w, started = futs.pop(f)
+                    try:
+                        got = f.result()
+                    except OSError as exc:
+                        failure.append(exc)
+                        stopping = True
+                        continue
+                    d = dirs[w]
+                    d.lat.append(t - started)
+                    d.end.append(t - t0)
+                    if got != bs:
+                        d.short += 1
+                    if not stopping and k < limit:
+                        issue(slot)
+                n = len(done)
+                meas.complete_hist[n] = meas.complete_hist.get(n, 0) + 1
+                if t >= check:
+                    if clock.check(t, meas.ios):
+                        stopping = True
+                    check = clock.next_check if not stopping else _NEVER
+            _finish(meas, t0, ru0)
+        meas.submit_hist = {1: meas.ios} if meas.ios else {}
+    finally:
+        os.close(fd)
+    if failure:
+        first = failure[0]
+        meas.error = getattr(first, "errno", None) or errno.EIO
+        meas.error_text = str(first)
+    return meas
+
+
 def _sync_general(job: JobSpec, fd: int, buf: mmap.mmap, sched: Schedule, limit: int,
                   hooks: _Hooks, clock: _Clock, meas: Measurement,
                   ramp_ns: int) -> Tuple[int, Any]:
@@ -629,7 +715,7 @@ def _engine_run(job: JobSpec, path: str, sched: Schedule, limit: int, hooks: _Ho
             img.submit_flush(flushed)
             flushes += 1
 
-    if not general and opsb is None and not bsub and cmin <= 1 and not job.fixedbufs \
+    if not general and opsb is None and not bsub and cmin <= 1 \
             and img.supports(Capability.ARENA):
         try:
             return _arena_run(job, img, sched, limit, hooks, meas, nslots, progress, stop,
@@ -791,7 +877,7 @@ def _arena_run(job: JobSpec, img: Any, sched: Schedule, limit: int, hooks: _Hook
     each reap's slots and results two arrays, sent straight back with their
     next offsets; per I/O Python does a latency and a completion time."""
     bs, offs, period, repass = sched.bs, sched.offs, sched.period, hooks.repass
-    ar = img.arena(nslots, bs, write=bool(sched.op))
+    ar = img.arena(nslots, bs, write=bool(sched.op), registered=job.fixedbufs)
     if sched.op and not job.zero_buffers:
         _fill(ar.arena)
     direction = meas.write if sched.op else meas.read
@@ -924,7 +1010,7 @@ def _run(job: JobSpec, path: str, size: int, offset: int, seed: int,
     if not sched.period:
         raise ValueError(f"the region ({size} bytes from offset {offset}) holds no block of "
                          f"{job.min_bs} bytes")
-    phase: Any = _sync_phase if job.engine == "sync" else _engine_phase
+    phase: Any = {"sync": _sync_phase, "tpe": _tpe_phase}.get(job.engine, _engine_phase)
     ramp_ns, runtime_ns = int(job.ramp_time * 1e9), int(job.runtime * 1e9)
     kind = job.verify
     writes = sched.writes

@@ -138,9 +138,10 @@ class Engine:
         raise ValueError(f"aio={self.name} has no iopoll (only io_uring does)")
 
     def open_arena(self, slots: int, slot_size: int, write: bool,
-                   sink: Callable[[Any, Any], None]) -> Any:
+                   sink: Callable[[Any, Any], None], registered: bool = False) -> Any:
         """A fixed-slot queue on this engine (``Capability.ARENA``); its
-        completions go to ``sink(slots, results)`` as arrays."""
+        completions go to ``sink(slots, results)`` as arrays; *registered*:
+        its arena is the registered-buffer table."""
         raise ValueError(f"aio={self.name} has no arena queues (only io_uring does)")
 
     def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:

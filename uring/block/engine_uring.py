@@ -77,6 +77,7 @@ class UringEngine(Engine):
         self._plain = faults is None
         if faults is not None:  # a fault plan acts on requests: no arena queues beside it
             self.capabilities = self.capabilities - {Capability.ARENA}
+        self._registered_arena = False
         # open_arena's queues: tag -> (queue, sink)
         self._arenas: Dict[int, Tuple[ArenaQueue, Callable[[Any, Any], None]]] = {}
 
@@ -85,6 +86,8 @@ class UringEngine(Engine):
     def register_buffers(self, buffers: Sequence[Any]) -> None:
         """Register *buffers* (``IORING_REGISTER_BUFFERS``); a request whose
         single buffer lies inside one of them goes as READ_FIXED/WRITE_FIXED."""
+        if self._registered_arena:
+            raise ValueError("a registered arena is this ring's registered-buffer table")
         addresses = self.ring.register_buffers(buffers)
         self._fixed = [(a, a + memoryview(b).nbytes, i)
                        for i, (a, b) in enumerate(zip(addresses, buffers))]
@@ -192,15 +195,22 @@ class UringEngine(Engine):
     # -- arena queues ---------------------------------------------------------------------
 
     def open_arena(self, slots: int, slot_size: int, write: bool,
-                   sink: Callable[[Any, Any], None]) -> ArenaQueue:
+                   sink: Callable[[Any, Any], None], registered: bool = False) -> ArenaQueue:
         """An ``ArenaQueue`` on this engine's ring: *slots* SQEs formatted
-        once over one page-aligned arena.  Its CQEs are taken here, among
-        the block requests' (``_reap``), and handed to ``sink(slots,
-        results)`` as two arrays, no Python object per CQE."""
+        once over one page-aligned arena (with *registered*, the ring's
+        registered-buffer table: READ_FIXED/WRITE_FIXED, so it must have
+        none yet).  Its CQEs are taken here, among the block requests'
+        (``_reap``), and handed to ``sink(slots, results)`` as two arrays,
+        no Python object per CQE."""
         if not self.supports(Capability.ARENA):
             raise ValueError("arena queues and a fault plan do not go together")
+        if registered and (self._fixed or self._registered_arena):
+            raise ValueError("registered: this ring has a registered-buffer table already "
+                             "(register_buffers, or another registered arena)")
         queue = ArenaQueue(self.ring, self.target, slots, slot_size, write=write,
-                           fixed_file=self.fixed_files)
+                           registered=registered, fixed_file=self.fixed_files)
+        if registered:
+            self._registered_arena = True
         self._arenas[queue.tag] = (queue, sink)
         return queue
 

@@ -341,11 +341,14 @@ class Image:
 
     # -- arenas ---------------------------------------------------------------------------
 
-    def arena(self, slots: int, slot_size: int, *, write: bool = False) -> "BlockArena":
+    def arena(self, slots: int, slot_size: int, *, write: bool = False,
+              registered: bool = False) -> "BlockArena":
         """A fixed-slot queue of reads (or, with *write*, writes) of
         *slot_size* bytes over one page-aligned arena: fio's pool of
-        ``io_u``s.  See ``BlockArena``."""
-        return BlockArena(self, slots, slot_size, write)
+        ``io_u``s.  *registered* (``fixed_buffers=True`` at open, an engine
+        with ``FIXED_BUFFERS``): the arena is registered with the kernel
+        (fio's ``fixedbufs``).  See ``BlockArena``."""
+        return BlockArena(self, slots, slot_size, write, registered)
 
     # -- batches -------------------------------------------------------------------------
 
@@ -833,7 +836,8 @@ class BlockArena:
     for it.  One thread, the image's.
     """
 
-    def __init__(self, image: Image, slots: int, slot_size: int, write: bool) -> None:
+    def __init__(self, image: Image, slots: int, slot_size: int, write: bool,
+                 registered: bool = False) -> None:
         engine = image.engine
         for name, value, high in (("slots", slots, engine.queue_depth),
                                   ("slot_size", slot_size, 1 << 30)):
@@ -845,6 +849,8 @@ class BlockArena:
                                  + f", got {value}")
         if write and image.read_only:
             raise PermissionError(errno.EBADF, f"{image.path} is open read-only")
+        if registered and not image.fixed_buffers:
+            raise ValueError("a registered arena needs fixed_buffers=True at open")
         if image.direct and slot_size % max(image.request_alignment, image.memory_alignment):
             raise ValueError(f"O_DIRECT: slot_size {slot_size} is not a multiple of the "
                              f"device's alignment ({image.request_alignment} bytes)")
@@ -863,10 +869,12 @@ class BlockArena:
         self._queue: Any = None
         self._reqs: List[Optional[BlockRequest]] = [None] * slots
         if engine.supports(Capability.ARENA):
-            self._queue = engine.open_arena(slots, slot_size, write, self._landed)
+            self._queue = engine.open_arena(slots, slot_size, write, self._landed, registered)
             self.arena: Any = self._queue.arena
         else:
             self.arena = aligned_buffer(slots * slot_size)
+            if registered:
+                engine.register_buffers([self.arena])  # refused by name where there are none
         whole = memoryview(self.arena)
         self._slot_views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
 
