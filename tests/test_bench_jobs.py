@@ -726,3 +726,18 @@ def test_an_arena_failure_stops_the_job_and_is_named(realdir: str) -> None:
     (m,) = result.clones
     assert m.error == errno.EFBIG and "arena slot" in m.error_text
     assert 0 < m.write.ios <= 128
+
+
+def test_tpe_reads_and_writes_and_refuses_more(realdir: str) -> None:
+    path = os.path.join(realdir, "tpe.img")
+    fill(path, 1 << 20, 3)
+    m = one("--ioengine=tpe", f"--filename={path}", "--size=1m", "--iodepth=8", "--rw=randrw")
+    assert m.read.ios + m.write.ios == 256 and m.read.ios and m.write.ios
+    assert max(m.complete_hist) >= 1 and sum(n * c for n, c in m.complete_hist.items()) == 256
+    m = one("--ioengine=tpe", f"--filename={path}", "--size=1m", "--iodepth=4", "--rw=write",
+            "--zero_buffers")
+    assert m.write.ios == 256 and blocks_of(path, 4096) == [bytes(4096)] * 256
+    (result,) = run_cells("--ioengine=tpe", f"--filename={path}", "--size=1m",
+                          "--rw=write", "--verify=md5")
+    assert result.clones[0].error == errno.EINVAL
+    assert "tpe runs plain jobs only" in result.clones[0].error_text
