@@ -19,7 +19,7 @@ The cells therefore run in interleaved rounds (ours, fio, ours, fio, ...,
 the order flipped every round), and the ratio is taken *within* a round
 and then the median over rounds.  Before every buffered cell the file is
 read whole and checked with mincore to be resident (idle pages are evicted
-here after about a minute); fio gets ``--invalidate=0`` so it does not drop
+here after about a minute); both get ``--invalidate=0`` so neither drops
 them itself.  Without fio installed the rows show this project only.
 """
 
@@ -59,7 +59,7 @@ PAIRS: List[Tuple[str, str, List[str], str, List[str]]] = [
 def _job(args: argparse.Namespace, direct: bool, engine: List[str]) -> List[str]:
     opts = ["--name=compare", f"--filename={args.filename}", f"--size={args.size}",
             f"--rw={args.rw}", f"--bs={args.bs}", f"--runtime={round(args.runtime * 1000)}ms", "--time_based",
-            f"--direct={int(direct)}", *engine]
+            f"--direct={int(direct)}", "--invalidate=0", *engine]
     if "--ioengine=psync" not in engine:
         opts.append(f"--iodepth={args.iodepth}")
     return opts
@@ -89,7 +89,7 @@ def run_fio(args: argparse.Namespace, direct: bool, engine: List[str]) -> Dict[s
         frac = ensure_hot(args.filename, parse_size(args.size))
         if frac < 0.99:
             print(f"# warning: only {frac:.0%} of the file is in the page cache", file=sys.stderr)
-    cmd = ["fio", *_job(args, direct, engine), "--invalidate=0", "--output-format=json"]
+    cmd = ["fio", *_job(args, direct, engine), "--output-format=json"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
