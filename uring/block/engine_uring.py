@@ -216,14 +216,16 @@ class UringEngine(Engine):
 
     def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
         """Queue *slots* of *queue* at *offsets* (all or nothing, checked by
-        the queue) and submit them, unless plugged; they count in
-        ``in_flight`` until their CQEs are taken."""
+        the queue); they count in ``in_flight`` until their CQEs are taken.
+        The SQEs reach the kernel with the next ``poll``: a waiting one
+        submits them and waits in the same ``io_uring_enter`` (liburing's
+        ``io_uring_submit_and_wait``), one system call per batch, as
+        ``ArenaQueue`` does on its own; any other submission takes them
+        along too."""
         if self.closed:
             raise ValueError(f"{self.name} engine is closed")
         n = queue.submit(slots, offsets)
         self.in_flight += n
-        if not self.plugged:
-            self._commit()
 
     def _reap_arenas(self, wait: bool) -> int:
         """``_reap`` with arena queues open: the CQ is taken as words (and

@@ -832,6 +832,9 @@ class BlockArena:
 
     ``submit`` is all or nothing: slots valid, idle and given once,
     offsets ints >= 0 (aligned under O_DIRECT), room in the queue depth.
+    On the ring the SQEs reach the kernel with the next ``reap``, which
+    submits them and waits in one system call (``io_uring_submit_and_wait``);
+    on the other engines they go at once.
     Arena I/O counts in the engine's ``in_flight``; ``Image.close`` waits
     for it.  One thread, the image's.
     """
