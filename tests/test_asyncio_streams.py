@@ -416,3 +416,70 @@ def test_pause_inside_delivery_keeps_the_rest_in_order(run: Loop) -> None:
         srv.close()
         await srv.wait_closed()
     run(main())
+
+
+def test_abort_takes_back_a_staged_send(run: Loop) -> None:
+    """A send staged in this tick and aborted before the flush never reaches
+    the kernel: the peer gets nothing, the transport's send ends with the
+    ``-ECANCELED`` a cancelled request gets, ``connection_lost`` comes
+    once, and nothing stays counted on the ring."""
+
+    async def main() -> None:
+        lr = ua.get_ring()
+        got: List[bytes] = []
+        peer_done = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.read())
+            peer_done.set_result(None)
+            writer.close()
+
+        server = await ua.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        lost: List[Any] = []
+
+        class Client(asyncio.Protocol):
+            def connection_lost(self, exc: Any) -> None:
+                lost.append(exc)
+
+        transport, _ = await ua.create_connection(Client, "127.0.0.1", port)
+        base = lr.in_flight
+        transport.write(b"never sent")  # staged: the flush has not run yet
+        assert lr.in_flight == base + 1
+        transport.abort()
+        await asyncio.wait_for(peer_done, 5)
+        await asyncio.sleep(0.01)
+        assert got == [b""] and lost == [None]
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)
+        assert lr.in_flight == 0
+
+    run(main())
+
+
+def test_loop_closed_with_a_staged_send_warns(run: Loop) -> None:
+    """A send still staged when the loop closes is named in the
+    ``ResourceWarning``, as a request in flight is, and stops counting."""
+    import errno
+    import socket
+
+    from uring import abi
+    from uring.buffers import export
+
+    loop: Any = run.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        lr = ua.get_ring(loop)
+        seen: List[Any] = []
+        keep, address, nbytes = export(b"staged", False)
+        lr.start_watched(int(abi.IORING_OP_SEND), a.fileno(), address, nbytes, 0, keep,
+                         seen.append)
+        assert lr.in_flight == 1
+        with pytest.warns(ResourceWarning, match="IORING_OP_SEND"):
+            loop.close()
+        assert lr.in_flight == 0
+        assert [cqe[1] for cqe in seen] == [-errno.ECANCELED]  # as the drain ends those in flight
+    finally:
+        a.close()
+        b.close()

@@ -68,6 +68,9 @@ _BYTES_OFFSET = _bytes_address_slow(_first) - id(_first)
 if _bytes_address_slow(_second) - id(_second) != _BYTES_OFFSET:  # pragma: no cover
     raise ImportError("bytes objects do not keep their data at a fixed offset here")
 del _first, _second
+#: ``id(b) + BYTES_OFFSET`` is where an immutable ``bytes`` object's data
+#: lies (valid while *b* lives): the address a write of it hands the kernel.
+BYTES_OFFSET = _BYTES_OFFSET
 
 
 class PinnedBuffer:

@@ -6,9 +6,13 @@ for the loop's thread:
 * **Batches submissions.**  An op coroutine fills its SQE and parks on a
   future; the first SQE of a loop iteration schedules one ``_flush`` with
   ``call_soon``, so every SQE queued during one tick goes to the kernel in
-  one ``io_uring_enter``.  Requests the kernel finishes inline during that
-  enter (a page-cache hit) are reaped right after it, without waiting for
-  the loop's poll.
+  one ``io_uring_enter``.  The files' reads and writes (``start_rw``) are
+  *staged*: each packs its SQE head into a buffer of the LoopRing's, and
+  the flush files all of the tick's with their records in one
+  ``Ring.prep_copies`` (``file_staged``), a fraction of a ``prep_rw`` each;
+  so are the transports' sends (``start_watched``).
+  Requests the kernel finishes inline during that enter (a page-cache hit)
+  are reaped right after it, without waiting for the loop's poll.
 * **Notices completions through the loop's own poll.**  On a stock loop
   the ring fd is registered with ``loop.add_reader``: the kernel's
   ``io_uring_poll`` reports it readable while the CQ holds entries (QEMU
@@ -50,11 +54,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import itertools
 import os
+import struct
 import time
 import warnings
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .. import abi
 from ..bufring import BufferRing
@@ -65,7 +71,17 @@ from ..request import Completion, Request
 __all__ = ["LoopRing", "get_ring"]
 
 _F_MORE = int(abi.IORING_CQE_F_MORE)
+#: The user_data of staged requests (``start_rw``): numbers the ring's own
+#: counter (from 1) never reaches, so the two never clash.
+_STAGED_BASE = 1 << 62
+#: The first 40 bytes of an ``io_uring_sqe`` (opcode, flags, ioprio, fd, off,
+#: addr, len, op_flags, user_data): a staged request's; the rest stays zero.
+_SQE_HEAD = struct.Struct("<BBHiqQIIQ")
+_SQE_SIZE = 64
+_OP_NOP = int(abi.IORING_OP_NOP)
+_repeat = itertools.repeat
 _CancelledError = asyncio.CancelledError
+_InvalidStateError = asyncio.InvalidStateError
 
 #: The buffer group of the transports' multishot receives, and its size.
 RECV_GROUP = 0x7A5
@@ -101,7 +117,8 @@ class LoopRing:
     """
 
     def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None, entries: int = 256, *,
-                 ring: Optional[Ring] = None, watch: bool = True) -> None:
+                 ring: Optional[Ring] = None, watch: bool = True,
+                 stage: Optional[bool] = None) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._owns_ring = ring is None
         self.ring: Ring = ring if ring is not None else Ring(entries, sq_full="submit")
@@ -114,6 +131,20 @@ class LoopRing:
         self._awaited = 0
         self._watched = 0
         self._set_owner = self.ring.set_owner
+        self._prep_rw = self.ring.prep_rw
+        # Reads and writes of the tick (``start_rw``): their SQEs packed into
+        # _stage_buf, slot i for _staged[i] = (user_data, opcode, target,
+        # keep, future), filed into the SQ with their records in one
+        # ``prep_copies`` by the flush.  Only where this LoopRing flushes
+        # (*watch*), or its owner calls ``file_staged`` before each submit
+        # (*stage*), and on a ring of 64-byte SQEs.
+        self._staged: List[Tuple[Any, ...]] = []
+        self._staged_ud = _STAGED_BASE
+        self._stage = bool(watch if stage is None else stage) \
+            and not self.ring.setup_flags & abi.IORING_SETUP_SQE128
+        self._stage_slots = self.ring.cq_entries  # = capacity: what may be awaited at once
+        self._stage_buf = bytearray(_SQE_SIZE * self._stage_slots if self._stage else 0)
+        self._pack_head = _SQE_HEAD.pack_into
         self._held = self.ring.held
         self.capacity = self.ring.cq_entries
         self._room_waiters: Deque[asyncio.Future] = collections.deque()
@@ -124,6 +155,9 @@ class LoopRing:
         # Buffers of recv_buffers() the transports emptied during this batch
         # of CQEs; dispatch gives them back with one tail store.
         self._recycle: List[int] = []
+        #: ``give_back`` as the bound ``append`` of that list: the per-receive
+        #: path of a transport, without a Python frame.
+        self.give_back_later: Callable[[int], None] = self._recycle.append
         # The CQE of a request whose future was cancelled before it came,
         # under that future (its owner), until after_cancel collects it.
         self._late: Dict[Any, RawCqe] = {}
@@ -172,6 +206,8 @@ class LoopRing:
         ring = self.ring
         if ring.closed:
             return
+        if self._staged:
+            self.file_staged()
         try:
             ring.submit()
         except OSError as exc:
@@ -197,29 +233,36 @@ class LoopRing:
         A request flagged ``IORING_CQE_F_MORE`` keeps its record and its
         callback; a CQE whose record has no owner is dropped."""
         future_class = self._future_class
-        for cqe, record in done:
-            if record is None:
-                continue
-            owner = record.owner
-            if owner.__class__ is future_class:
-                self._awaited -= 1
-                if not owner.done():
-                    owner.set_result(cqe)
-                else:  # its task was cancelled: after_cancel collects this
-                    self._late[owner] = cqe
-                if cqe[2] & _F_MORE:  # the future has its CQE: drop the rest
-                    record.owner = None
-                continue
-            if owner is None:
-                continue
-            if not cqe[2] & _F_MORE:
-                self._watched -= 1
-            try:
-                owner(cqe)
-            except Exception as exc:  # one failing callback must not cost the batch its CQEs
-                self._loop.call_exception_handler({
-                    "message": f"uring.asyncio: a completion callback failed ({owner!r})",
-                    "exception": exc})
+        # The two counters move once per batch (callbacks make no awaited
+        # requests, and a coroutine cannot run before this returns).
+        finished = ended = 0
+        try:
+            for cqe, record in done:
+                if record is None:
+                    continue
+                owner = record.owner
+                if owner.__class__ is future_class:
+                    finished += 1
+                    if cqe[2] & _F_MORE:  # the future has its CQE: drop the rest
+                        record.owner = None
+                    try:
+                        owner.set_result(cqe)
+                    except _InvalidStateError:  # its task was cancelled: after_cancel collects this
+                        self._late[owner] = cqe
+                    continue
+                if owner is None:
+                    continue
+                if not cqe[2] & _F_MORE:
+                    ended += 1
+                try:
+                    owner(cqe)
+                except Exception as exc:  # one failing callback must not cost the batch its CQEs
+                    self._loop.call_exception_handler({
+                        "message": f"uring.asyncio: a completion callback failed ({owner!r})",
+                        "exception": exc})
+        finally:
+            self._awaited -= finished
+            self._watched -= ended
         if self._recycle:
             # One tail store for every buffer the transports emptied.
             self._recv_pool.recycle(self._recycle)  # type: ignore[union-attr]
@@ -258,6 +301,147 @@ class LoopRing:
             self._flush_handle = self._loop.call_soon(self._flush)
         return fut
 
+    def start_rw(self, opcode: int, fd: int, address: int, length: int, offset: int,
+                 keep: Any) -> Tuple[int, "asyncio.Future[RawCqe]"]:
+        """Start a read or write (*length* bytes at *address*, held alive
+        by *keep*, a live pinned buffer or a ``bytes``; *offset* -1 for the
+        file position), its future the record's owner, counted as ``track``
+        counts: ``(user_data, future)``.  The per-read path of the files.
+
+        Staged: the request waits in a list until the tick's flush, which
+        fills the SQEs of all of them at once (``file_staged``: one
+        ``Ring.prep_copies``, a fraction of a ``prep_rw`` per request), so
+        its SQE reaches the kernel with the same ``io_uring_enter`` as if
+        it had been prepared now.  (Unstaged, where this LoopRing cannot
+        stage: ``Ring.prep_rw`` at once.)  The caller checked ``capacity``
+        first."""
+        if self._stage:
+            staged = self._staged
+            i = len(staged)
+            if i == self._stage_slots:  # a caller that did not wait for room
+                self.file_staged()
+                staged = self._staged
+                i = 0
+            ud = self._staged_ud
+            try:
+                self._pack_head(self._stage_buf, i * _SQE_SIZE, opcode, 0, 0, fd, offset, address,
+                                length, 0, ud)
+            except struct.error as exc:  # a field out of range: refused here, as prep_rw does
+                raise ValueError(f"{Request(ud, opcode).name}: a field of the request is out "
+                                 f"of range ({exc})") from None
+            self._staged_ud = ud + 1
+            fut = self._create_future()
+            staged.append((ud, opcode, fd, keep, fut))
+        else:
+            fut = self._create_future()
+            ud = self._prep_rw(opcode, fd, address, length, offset, None, 0, 0, keep, owner=fut)
+        self._awaited += 1
+        if self._flush_handle is None and self._watching:  # _kick, inlined
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return ud, fut
+
+    def file_staged(self) -> None:
+        """File the staged requests (``start_rw``) into the SQ: their SQEs,
+        packed when they were started, and their records, made here in one
+        pass (``Ring.prep_copies``, at most one SQ's worth a call; a full
+        SQ is submitted to make room, ``sq_full="submit"``).  The flush
+        calls this before it submits; a ring owner that stages
+        (``stage=True``) calls it before each ``io_uring_enter``.  Requests
+        the ring refuses (closed, used from another thread) fail: their
+        futures get the error."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        n = len(staged)
+        uds, opcodes, targets, keeps, owners = zip(*staged)
+        records = list(map(Request, uds, opcodes, targets, keeps, _repeat(None), owners))
+        ring, view = self.ring, memoryview(self._stage_buf)
+        step = ring.sq_entries
+        for start in range(0, n, step):
+            end = min(n, start + step)
+            try:
+                ring.prep_copies(view[start * _SQE_SIZE:end * _SQE_SIZE], uds[start:end],
+                                 records[start:end])
+            except BaseException as exc:
+                self._fail_staged(staged[start:], exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+
+    def _fail_staged(self, entries: Sequence[Tuple[Any, ...]], exc: BaseException) -> None:
+        """Staged requests that never reached the SQ stop counting: a
+        future gets *exc*; a callback gets, on the next loop step, the CQE
+        of a request that never ran (``-ECANCELED``); one taken back (no
+        owner) already stopped."""
+        for ud, _opcode, _target, _keep, owner in entries:
+            if owner is None:
+                continue
+            if owner.__class__ is self._future_class:
+                self._awaited -= 1
+                if not owner.done():
+                    owner.set_exception(exc)
+            else:
+                self._watched -= 1
+                self._loop.call_soon(owner, (ud, -errno.ECANCELED, 0))
+        if self._room_waiters:
+            self._wake_room()
+
+    def _unstage(self, user_data: int) -> bool:
+        """A staged request's task was cancelled before its SQE went into
+        the SQ: it becomes a NOP that owns nothing (its CQE is dropped), so
+        the kernel never touches its buffer.  Whether it was staged."""
+        if self._take_staged(user_data) is None:
+            return False
+        self._awaited -= 1
+        if self._room_waiters:
+            self._wake_room()
+        return True
+
+    def _take_staged(self, user_data: int) -> Optional[Tuple[Any, ...]]:
+        """Turn the staged request *user_data* into a NOP owning nothing
+        (the kernel never touches its memory; its CQE is dropped) and
+        return its entry; None if it is not staged."""
+        for i, entry in enumerate(self._staged):
+            if entry[0] == user_data:
+                self._pack_head(self._stage_buf, i * _SQE_SIZE, _OP_NOP, 0, 0, -1, 0, 0, 0, 0,
+                                user_data)
+                self._staged[i] = (user_data, _OP_NOP, None, None, None)
+                return entry
+        return None
+
+    def start_watched(self, opcode: int, fd: int, address: int, length: int, op_flags: int,
+                      keep: Any, callback: Callable[[RawCqe], None]) -> int:
+        """Start a read-shaped request (a plain ``IORING_OP_SEND``: *fd*,
+        *address*, *length*, *op_flags*, its memory held by *keep*) with
+        *callback* as the record's owner, counted as ``watch`` counts: its
+        ``user_data``.  A transport's per-send path, staged as ``start_rw``
+        (a ``cancel`` while it is still staged hands *callback*, on the next
+        loop step, the ``-ECANCELED`` CQE of a request that never ran).
+        The caller checked that the ring supports *opcode*."""
+        if self._stage:
+            staged = self._staged
+            i = len(staged)
+            if i == self._stage_slots:  # more than a CQ's worth this tick: file those first
+                self.file_staged()
+                staged = self._staged
+                i = 0
+            ud = self._staged_ud
+            try:
+                self._pack_head(self._stage_buf, i * _SQE_SIZE, opcode, 0, 0, fd, 0, address,
+                                length, op_flags, ud)
+            except struct.error as exc:  # a field out of range: refused here, as prep_rw does
+                raise ValueError(f"{Request(ud, opcode).name}: a field of the request is out "
+                                 f"of range ({exc})") from None
+            self._staged_ud = ud + 1
+            staged.append((ud, opcode, fd, keep, callback))
+        else:
+            ud = self._prep_rw(opcode, fd, address, length, 0, None, 0, op_flags, keep,
+                               owner=callback)
+        self._watched += 1
+        if self._flush_handle is None and self._watching:  # _kick, inlined
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return ud
+
     def watch(self, user_data: int, callback: Callable[[RawCqe], None]) -> None:
         """Call *callback* with every CQE of *user_data* (made the owner of
         its record: a multishot request keeps it until its CQE without
@@ -268,9 +452,14 @@ class LoopRing:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     async def room(self) -> None:
-        """Wait until fewer than ``capacity`` requests are in flight."""
+        """Wait until fewer than ``capacity`` requests are in flight.  What
+        is staged goes into the SQ first: an op prepared after this (its
+        caller's, at once) comes after the reads and writes started before
+        it, in the SQ as in the program (a close after a read)."""
         if self._closed:
             raise RingClosedError("the loop's ring is closed")
+        if self._staged:
+            self.file_staged()
         while self._awaited >= self.capacity:
             w = self._create_future()
             self._room_waiters.append(w)
@@ -312,6 +501,8 @@ class LoopRing:
         late = self._late.pop(fut, None)
         if late is not None:
             return late  # came after the task's cancel, before this ran
+        if user_data >= _STAGED_BASE and self._staged and self._unstage(user_data):
+            return None  # still staged: the kernel never saw it
         record = self._held(user_data)
         if record is None or record.owner is not fut:
             # The CQE came before the cancel: *fut* holds it.
@@ -379,6 +570,16 @@ class LoopRing:
         dropped; the target posts its CQE as usual)."""
         if self.ring.closed:
             return
+        if user_data >= _STAGED_BASE and self._staged:
+            entry = self._take_staged(user_data)
+            if entry is not None:
+                # Never reached the kernel: its owner gets, on the next loop
+                # step, the CQE of a request cancelled before it ran.
+                ud, opcode, target, keep, owner = entry
+                cancelled: List[Reaped] = [((ud, -errno.ECANCELED, 0),
+                                            Request(ud, opcode, target, keep, None, owner))]
+                self._loop.call_soon(self.dispatch, cancelled)
+                return
         self.ring.prep_cancel(user_data)  # no waiter: dispatch drops its CQE
         self._kick()
 
@@ -421,6 +622,24 @@ class LoopRing:
         ring = self.ring
         orphans = [repr(r) for r, w in self._owned() if w.__class__ is not self._future_class
                    or not w.done()]
+        staged, self._staged = self._staged, []
+        never_ran: List[Reaped] = []
+        for ud, opcode, target, keep, owner in staged:  # never reached the kernel
+            if owner is None:
+                continue
+            if owner.__class__ is not self._future_class:  # a transport's send
+                orphans.append(repr(Request(ud, opcode, target)))
+                # As the drain below hands the requests in flight theirs.
+                never_ran.append(((ud, -errno.ECANCELED, 0),
+                                  Request(ud, opcode, target, keep, None, owner)))
+                continue
+            self._awaited -= 1
+            if not owner.done():
+                orphans.append(repr(Request(ud, opcode, target)))
+                owner.set_exception(
+                    RingClosedError("the loop's ring was closed before this request completed"))
+        if never_ran:
+            self.dispatch(never_ran)
         if not ring.closed and (self._awaited or self._watched):
             ring.submit()
             ring.prep_cancel(any=True, all=True)

@@ -6,15 +6,23 @@
         async for line in f: ...
 
 The interface is ``aiofiles``' (a program ports by changing its import):
-``open(file, mode, buffering, encoding, errors, newline)`` as the builtin
-``open``, and awaitable ``read``, ``read1``, ``readinto``, ``readline``,
-``readlines``, ``write``, ``writelines``, ``seek``, ``tell``, ``flush``,
-``truncate``, ``stat``, ``close``, async iteration and ``async with``;
-plus ``pread``/``pwrite`` at explicit offsets, which leave the position
-alone and may run concurrently, ``fsync`` and ``statx``.  The open itself
-is ``IORING_OP_OPENAT``, reads and writes ``IORING_OP_READ``/``WRITE``,
-the close ``IORING_OP_CLOSE``, ``stat``/``statx`` ``IORING_OP_STATX``,
-``truncate`` ``IORING_OP_FTRUNCATE``.
+``open(file, mode, buffering, encoding, errors, newline, closefd, opener)``
+as the builtin ``open`` (its errors too: the same ``OSError`` subclass,
+strerror and filename, a directory refused at the open), and awaitable
+``read``, ``read1``, ``readinto``, ``readline``, ``readlines``, ``peek``,
+``readall``, ``write``, ``writelines``, ``seek`` (``SEEK_DATA``/``SEEK_HOLE``
+on a binary file), ``tell``, ``flush``, ``truncate``, ``stat``, ``close``,
+async iteration and ``async with``; ``fileno()`` and a binary file's
+``readable()`` answer at once, and ``seekable()``, ``writable()``,
+``isatty()`` and a text file's ``readable()`` answer at once *and* may be
+awaited, as aiofiles awaits them (``fileproto.Answer``).  Plus
+``pread``/``pwrite`` at explicit offsets, which leave the position alone
+and may run concurrently, ``fsync`` and ``statx``.  The open itself is
+``IORING_OP_OPENAT`` (an *opener* runs on a worker thread instead), reads
+and writes ``IORING_OP_READ``/``WRITE``, the close ``IORING_OP_CLOSE``,
+``stat``/``statx`` ``IORING_OP_STATX``, ``truncate``
+``IORING_OP_FTRUNCATE``.  ``tests/test_asyncio_aiofiles_program.py`` runs
+one aiofiles-style program against the builtins to keep all of this so.
 
 Binary files (``"rb"``, ``"r+b"``, ...) are ``AsyncBinaryFile``: the
 position is kept here, not in the kernel, so two awaited operations never
@@ -36,21 +44,29 @@ read-ahead.
 
 Every operation is all or nothing under cancellation: what a cancelled
 read had read ahead is not consumed, and the next read returns it.
+
+The per-read path is one coroutine frame and one call into the driver
+(``LoopRing.start_rw``, which stages the SQE for the tick's flush), a
+pinned buffer reused from the file's pool, and the copy into the ``bytes``
+returned; ``tools/bench_asyncio.py --breakdown`` says what each part costs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import errno
 import io
 import locale
 import operator
 import os
+import stat
 import sys
 from typing import (
     TYPE_CHECKING,
     Any,
     AnyStr,
+    Callable,
     Dict,
     Generator,
     Generic,
@@ -62,12 +78,14 @@ from typing import (
     overload,
 )
 
-from ..buffers import PinnedBuffer
+from .. import abi
+from ..buffers import BYTES_OFFSET, PinnedBuffer, export
 from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
 from .fallback import use_threads
-from .fileproto import AsyncFileProtocol
+from .fileproto import YES, Answer, AsyncFileProtocol, answer
+from .os import _os_error
 from .sockets import close_fd
 from .threadfile import open_thread_file
 
@@ -78,9 +96,27 @@ __all__ = ["AsyncBinaryFile", "AsyncFile", "AsyncTextFile", "open", "stat_result
 
 _READ = "IORING_OP_READ"
 _WRITE = "IORING_OP_WRITE"
+_OP_READ = int(abi.IORING_OP_READ)
+_OP_WRITE = int(abi.IORING_OP_WRITE)
 _CHUNK = 1 << 16  # read-ahead and read(-1) chunk
 _SPARE_BUFFERS = 64  # pinned pread buffers kept per size and file
 _AT_EMPTY_PATH = 0x1000
+_SEEK_DATA_HOLE = tuple(getattr(os, name) for name in ("SEEK_DATA", "SEEK_HOLE") if hasattr(os, name))
+
+
+def _einval() -> OSError:
+    """The builtin file's error for a negative position or size."""
+    return OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+
+def binary_mode(mode: str) -> str:
+    """The mode the builtin's binary file of *mode* reports (``FileIO``'s:
+    ``"w+b"`` -> ``"rb+"``, ``"ab"`` -> ``"ab"``, ``"x+"`` -> ``"xb+"``)."""
+    chars = set(mode)
+    plus = "+" in chars
+    kind = "x" if "x" in chars else "a" if "a" in chars else "w" if "w" in chars and not plus \
+        else "r"
+    return kind + "b" + ("+" if plus else "")
 
 
 def _mode_flags(mode: str) -> Tuple[int, bool, bool, bool, bool]:
@@ -178,22 +214,26 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         raw._check_open()  # noqa: SLF001 - this module's own binary file
         return raw._fd  # noqa: SLF001 - this module's own binary file
 
+    # aiofiles calls a binary file's ``readable`` directly and awaits the
+    # others (and a text file's ``readable``): each answers at once, and an
+    # ``Answer`` may be awaited too.
+
     def readable(self) -> bool:
         raw = self._raw()
         raw._check_open()  # noqa: SLF001 - this module's own binary file
         return raw._readable  # noqa: SLF001 - this module's own binary file
 
-    def writable(self) -> bool:
+    def writable(self) -> Answer:
         raw = self._raw()
         raw._check_open()  # noqa: SLF001 - this module's own binary file
-        return raw._writable  # noqa: SLF001 - this module's own binary file
+        return answer(raw._writable)  # noqa: SLF001 - this module's own binary file
 
-    def seekable(self) -> bool:
+    def seekable(self) -> Answer:
         self._raw()._check_open()  # noqa: SLF001 - this module's own binary file
-        return True
+        return YES
 
-    def isatty(self) -> bool:
-        return os.isatty(self.fileno())
+    def isatty(self) -> Answer:
+        return answer(os.isatty(self.fileno()))
 
     # -- the same in both kinds -------------------------------------------------------
 
@@ -275,9 +315,10 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     def __init__(self, ring: LoopRing, fd: int, name: Any, mode: str, readable: bool,
                  writable: bool, append: bool, position: int = 0,
-                 buffer_size: int = _CHUNK) -> None:
+                 buffer_size: int = _CHUNK, *, closefd: bool = True) -> None:
         self._ring = ring
         self._fd = fd
+        self._closefd = closefd
         self.name = name
         self.mode = mode
         self._readable = readable
@@ -289,6 +330,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._bufsize = buffer_size if buffer_size > 1 else _CHUNK
         self._keep_ahead = buffer_size != 0  # buffering=0: nothing kept between calls
         self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
+        self._last_pinned: Optional[PinnedBuffer] = None  # the last one pread gave back
 
     def _raw(self) -> "AsyncBinaryFile":
         return self
@@ -297,15 +339,19 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if self._fd < 0:
             raise ValueError("I/O operation on closed file.")
 
+    # As the builtin's: a buffered file asked to do what its mode does not
+    # allow says so even when closed; an unbuffered one (FileIO) says
+    # closed first.
+
     def _check_readable(self) -> None:
-        self._check_open()
-        if not self._readable:
+        if not self._readable and (self._fd >= 0 or self._keep_ahead):
             raise io.UnsupportedOperation("read")
+        self._check_open()
 
     def _check_writable(self) -> None:
-        self._check_open()
-        if not self._writable:
+        if not self._writable and (self._fd >= 0 or self._keep_ahead):
             raise io.UnsupportedOperation("write")
+        self._check_open()
 
     def _drop(self) -> None:
         """Forget what was read ahead (the position stays)."""
@@ -327,15 +373,37 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if size < 0 or offset < 0:
             raise ValueError("size and offset must be >= 0")
         # A buffer pinned on an earlier read of this size is reused: pinning
-        # a new one costs more than the 4 KiB copy out.
-        spare = self._spare.get(size)
-        pinned = spare.pop() if spare else PinnedBuffer(bytearray(size), writable=True)
-        n = await self._read_at(pinned, offset)
+        # a new one costs more than the 4 KiB copy out.  The last one given
+        # back is at hand (one read at a time: no list), the others pooled.
+        pinned = self._last_pinned
+        if pinned is not None and pinned.nbytes == size:
+            self._last_pinned = None
+        else:
+            spare = self._spare.get(size)
+            pinned = spare.pop() if spare else PinnedBuffer(bytearray(size), writable=True)
+        # The request path of every read, one frame (``_read_at`` written
+        # out): it runs once per read.
+        lr = self._ring
+        if lr._awaited >= lr.capacity:  # noqa: SLF001 - the counter behind ``awaited``
+            await lr.room()
+        ud, fut = lr.start_rw(_OP_READ, self._fd, pinned.address, size, offset, pinned)
+        try:
+            cqe = await fut
+        except asyncio.CancelledError:
+            await lr.after_cancel(ud, fut)  # the kernel is done with the buffer
+            raise
+        n: int = cqe[1]
+        if n < 0:
+            raise kernel_error(-n, _READ, self.name)
         data = bytes(pinned.obj) if n == size else bytes(memoryview(pinned.obj)[:n])
-        if spare is None:
-            spare = self._spare.setdefault(size, [])
-        if len(spare) < _SPARE_BUFFERS:
-            spare.append(pinned)
+        if self._last_pinned is None:
+            self._last_pinned = pinned
+        else:
+            spare = self._spare.get(size)
+            if spare is None:
+                spare = self._spare.setdefault(size, [])
+            if len(spare) < _SPARE_BUFFERS:
+                spare.append(pinned)
         return data
 
     async def preadinto(self, buf: Any, offset: int) -> int:
@@ -345,7 +413,22 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             self._check_readable()
         if offset < 0:
             raise ValueError("offset must be >= 0")
-        return await self._read_at(buf, offset)
+        lr = self._ring
+        if buf.__class__ is not PinnedBuffer or lr._awaited >= lr.capacity:  # noqa: SLF001
+            return await self._read_at(buf, offset)
+        # A buffer pinned once: the request path in this one frame.
+        if not buf.writable:  # released, or pinned read-only: prep_read says which
+            return await self._read_at(buf, offset)
+        ud, fut = lr.start_rw(_OP_READ, self._fd, buf.address, buf.nbytes, offset, buf)
+        try:
+            cqe = await fut
+        except asyncio.CancelledError:
+            await lr.after_cancel(ud, fut)  # the kernel is done with the buffer
+            raise
+        n: int = cqe[1]
+        if n < 0:
+            raise kernel_error(-n, _READ, self.name)
+        return n
 
     async def pwrite(self, data: Any, offset: int) -> int:
         self._check_writable()
@@ -360,8 +443,11 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         lr = self._ring
         if lr.awaited >= lr.capacity:
             await lr.room()
-        ud = lr.ring.prep_read(self._fd, buf, offset)
-        fut = lr.track(ud)
+        if buf.__class__ is PinnedBuffer and buf.writable and buf.live:  # pinned once: no pin now
+            ud, fut = lr.start_rw(_OP_READ, self._fd, buf.address, buf.nbytes, offset, buf)
+        else:
+            ud = lr.ring.prep_read(self._fd, buf, offset)
+            fut = lr.track(ud)
         try:
             cqe = await fut
         except asyncio.CancelledError:
@@ -380,12 +466,19 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         done, total = 0, view.nbytes
         if not total:
             return 0
+        whole_bytes = data.__class__ is bytes
         while True:
             if lr.awaited >= lr.capacity:
                 await lr.room()
-            part = view[done:] if done else view
-            ud = lr.ring.prep_write(self._fd, part, offset if offset < 0 else offset + done)
-            res = await lr.run_res(ud, _WRITE, self.name)
+            if whole_bytes and not done:  # bytes never move: holding them is the pin
+                keep, address, nbytes = data, id(data) + BYTES_OFFSET, total
+            else:
+                keep, address, nbytes = export(view[done:] if done else view, False)
+            ud, fut = lr.start_rw(_OP_WRITE, self._fd, address, nbytes,
+                                  offset if offset < 0 else offset + done, keep)
+            res: int = (await lr.wait(ud, fut))[1]
+            if res < 0:
+                raise kernel_error(-res, _WRITE, self.name)
             done += res
             if done >= total or res == 0:
                 return done
@@ -456,6 +549,25 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         got = await self.pread(n, pos)
         self._set(b"", 0, pos + len(got))
         return got
+
+    async def peek(self, size: int = 0) -> bytes:
+        """The bytes ahead of the position, not consumed (the builtin
+        ``BufferedReader.peek``): what was read ahead, else one chunk read
+        now (and kept, unless *buffering* was 0); at least one byte before
+        the end of the file, and maybe more than *size*."""
+        if self._fd < 0 or not self._readable:
+            self._check_readable()
+        buf, off, pos = self._buf, self._off, self._pos
+        if off < len(buf):
+            return buf[off:]
+        got = await self.pread(self._bufsize, pos)
+        if self._pos == pos and len(self._buf) == self._off:  # nothing moved meanwhile
+            self._set(got, 0, pos)
+        return got
+
+    async def readall(self) -> bytes:
+        """Everything from the position to the end (``FileIO.readall``)."""
+        return await self.read()
 
     async def readinto(self, buf: Any) -> int:
         """Fill *buf* (a writable buffer) from the position; the byte count
@@ -565,12 +677,14 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             pos = offset
         elif whence == os.SEEK_CUR:
             pos = self._pos + offset
-        elif whence == os.SEEK_END:
-            pos = os.lseek(self._fd, offset, os.SEEK_END)
+        elif whence == os.SEEK_END or whence in _SEEK_DATA_HOLE:
+            # SEEK_DATA/SEEK_HOLE as the builtin binary file takes them:
+            # the kernel's answer for this file (ENXIO past the end).
+            pos = os.lseek(self._fd, offset, whence)
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
-            raise OSError(22, f"Invalid argument: negative seek position {pos}")
+            raise _einval()
         # Inside what was read ahead: keep it.
         moved = pos - self._pos
         if 0 <= self._off + moved <= len(self._buf):
@@ -593,10 +707,12 @@ class AsyncBinaryFile(AsyncFile[bytes]):
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
         position does not move."""
-        self._check_writable()
+        self._check_open()
+        if not self._writable:
+            raise io.UnsupportedOperation("truncate")
         size = self._pos if size is None else operator.index(size)
         if size < 0:
-            raise OSError(22, f"Invalid argument: negative size {size}")
+            raise _einval()
         self._drop()
         lr = self._ring
         await lr.room()
@@ -608,6 +724,15 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             return
         fd, self._fd = self._fd, -1
         self._drop()
+        if not self._closefd:
+            # open(fd, closefd=False): the fd stays the caller's, its offset
+            # where this file's position is (as an unbuffered builtin file
+            # leaves it).
+            try:
+                os.lseek(fd, self._pos, os.SEEK_SET)
+            except OSError:
+                pass
+            return
         lr = self._ring
         if lr.closed:
             os.close(fd)
@@ -616,7 +741,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         await lr.run_res(lr.ring.prep_close(fd), "IORING_OP_CLOSE", self.name)
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
+        if getattr(self, "_fd", -1) >= 0 and getattr(self, "_closefd", True):
             try:
                 os.close(self._fd)
             except OSError:
@@ -670,6 +795,9 @@ class AsyncTextFile(AsyncFile[str]):
 
     def _raw(self) -> AsyncBinaryFile:
         return self.buffer
+
+    def readable(self) -> Answer:  # type: ignore[override]  # awaitable, as aiofiles' text file
+        return answer(super().readable())
 
     @property
     def newlines(self) -> Any:
@@ -897,6 +1025,7 @@ class AsyncTextFile(AsyncFile[str]):
     def _check_readable(self) -> AsyncBinaryFile:
         b = self.buffer
         if b._fd < 0 or not b._readable:  # noqa: SLF001 - this module's own binary file
+            b._check_open()  # noqa: SLF001 - closed first, as the builtin text file
             b._check_readable()  # noqa: SLF001 - this module's own binary file
         return b
 
@@ -928,7 +1057,7 @@ class AsyncTextFile(AsyncFile[str]):
     async def readline(self, size: Optional[int] = -1) -> str:
         """One line with its newline as *newline* defines lines (empty at
         the end of the file); at most *size* characters with *size* >= 0."""
-        if self._readtranslate and (size is None or size == -1):
+        if self._readtranslate and size == -1:
             # The common case without copying the rest of the chunk per line.
             chars, start = self._decoded_chars, self._decoded_chars_used
             i = chars.find("\n", start)
@@ -936,6 +1065,8 @@ class AsyncTextFile(AsyncFile[str]):
                 self._decoded_chars_used = i + 1
                 return chars[start:i + 1]
         self._check_readable()
+        if size is None:  # as the builtin text file's (a binary file's takes None)
+            raise TypeError("'NoneType' object cannot be interpreted as an integer")
         limit = _size(size)
         saved = self._save()
         try:
@@ -1023,6 +1154,7 @@ class AsyncTextFile(AsyncFile[str]):
         as *newline* says; the number of characters."""
         b = self.buffer
         if b._fd < 0 or not b._writable:  # noqa: SLF001 - this module's own binary file
+            b._check_open()  # noqa: SLF001 - closed first, as the builtin text file
             b._check_writable()  # noqa: SLF001 - this module's own binary file
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
@@ -1038,6 +1170,7 @@ class AsyncTextFile(AsyncFile[str]):
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
         position does not move."""
+        self.buffer._check_open()  # noqa: SLF001 - this module's own binary file
         self.buffer._check_writable()  # noqa: SLF001 - this module's own binary file
         await self._sync(clear=False)
         return await self.buffer.truncate(size)
@@ -1069,7 +1202,8 @@ class _Opening(Generic[_F]):
 
     def __init__(self, path: Any, mode: str, buffering: int, encoding: Optional[str],
                  errors: Optional[str], newline: Optional[str], perms: int,
-                 loop_ring: Optional[LoopRing]) -> None:
+                 loop_ring: Optional[LoopRing], closefd: bool = True,
+                 opener: Optional[Callable[[Any, int], int]] = None) -> None:
         # Bad arguments fail here, before anything is awaited, as open() would.
         if not isinstance(path, (str, bytes, int)) and not hasattr(path, "__fspath__"):
             raise TypeError(f"expected str, bytes or os.PathLike object, not "
@@ -1094,35 +1228,59 @@ class _Opening(Generic[_F]):
                 raise TypeError(f"open() argument 'errors' must be str or None, not "
                                 f"{type(errors).__name__}")
             codecs.lookup(_text_encoding(encoding))
-        self._args = (path, mode, buffering, encoding, errors, newline, perms, loop_ring)
+        if not closefd and not isinstance(path, int):
+            raise ValueError("Cannot use closefd=False with file name")
+        self._args = (path, mode, buffering, encoding, errors, newline, perms, loop_ring, closefd,
+                      opener)
         self._file: Optional[_F] = None
 
     def __await__(self) -> Generator[Any, None, _F]:
         return self._open().__await__()
 
     async def _open(self) -> _F:
-        path, mode, buffering, encoding, errors, newline, perms, lr = self._args
+        path, mode, buffering, encoding, errors, newline, perms, lr, closefd, opener = self._args
         if use_threads(lr):  # io_uring unavailable or refused: the builtin open() on a thread
             return await open_thread_file(path, mode, buffering, encoding,  # type: ignore[return-value]
-                                          errors, newline, perms)
+                                          errors, newline, perms, closefd, opener)
         lr = lr if lr is not None else get_ring()
         flags, readable, writable, append, binary = _mode_flags(mode)
-        await lr.room()
-        name = os.fspath(path) if not isinstance(path, int) else path
-        res = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT", name,
-                               salvage=close_fd)
-        # As open(): an append-mode file is positioned at its end.
+        given_fd = isinstance(path, int)
+        if given_fd:  # as open(fd): that file, no open of our own
+            res = name = path
+        elif opener is not None:  # as open(opener=...): its fd, the call on a worker thread
+            name = os.fspath(path)
+            res = await asyncio.get_running_loop().run_in_executor(None, opener, name, flags)
+            if not isinstance(res, int) or res < 0:
+                raise ValueError(f"opener returned {res!r}")
+        else:
+            name = os.fspath(path)
+            await lr.room()
+            try:
+                res = await lr.run_res(lr.ring.prep_openat(path, flags, perms), "IORING_OP_OPENAT",
+                                       name, salvage=close_fd)
+            except OSError as exc:
+                if exc.errno is None:
+                    raise
+                # The builtin's error: its message and filename (the op in a note).
+                raise _os_error(exc.errno, "IORING_OP_OPENAT", name) from None
         try:
-            position = os.lseek(res, 0, os.SEEK_END) if append else 0
-        except OSError:
-            position = 0
+            # As open(): a directory is refused (the kernel opens one for
+            # reading); an append-mode file is positioned at its end, a
+            # given fd where it is.
+            if stat.S_ISDIR(os.fstat(res).st_mode):
+                raise _os_error(errno.EISDIR, "fstat", name)
+            try:
+                position = os.lseek(res, 0, os.SEEK_END if append else os.SEEK_CUR) \
+                    if append or given_fd else 0
+            except OSError:
+                position = 0
+        except BaseException:
+            if closefd:
+                os.close(res)
+            raise
         size = buffering if buffering > 1 else (0 if buffering == 0 else _CHUNK)
-        # The binary file's mode as the builtin's reports it ("r+b" -> "rb+").
-        kind = "x" if "x" in mode else "a" if append else \
-            "w" if "w" in mode and not readable else "r"
-        bmode = kind + "b" + ("+" if "+" in mode else "")
-        raw = AsyncBinaryFile(lr, res, name, bmode if binary else mode, readable, writable,
-                              append, position, size)
+        raw = AsyncBinaryFile(lr, res, name, binary_mode(mode) if binary else mode, readable,
+                              writable, append, position, size, closefd=closefd)
         if binary:
             return raw  # type: ignore[return-value]
         try:
@@ -1141,28 +1299,33 @@ class _Opening(Generic[_F]):
             await self._file.close()
 
 
+_Opener = Optional[Callable[[Any, int], int]]
+
+
 @overload
 def open(file: "StrOrBytesPath | int", mode: "OpenTextMode" = "r", buffering: int = -1,
          encoding: Optional[str] = None, errors: Optional[str] = None,
-         newline: Optional[str] = None, *, perms: int = 0o666,
-         ring: Optional[LoopRing] = None) -> _Opening[AsyncTextFile]: ...
+         newline: Optional[str] = None, closefd: bool = True, opener: _Opener = None, *,
+         perms: int = 0o666, ring: Optional[LoopRing] = None) -> _Opening[AsyncTextFile]: ...
 
 
 @overload
 def open(file: "StrOrBytesPath | int", mode: "OpenBinaryMode", buffering: int = -1,
-         encoding: None = None, errors: None = None, newline: None = None, *,
+         encoding: None = None, errors: None = None, newline: None = None,
+         closefd: bool = True, opener: _Opener = None, *,
          perms: int = 0o666, ring: Optional[LoopRing] = None) -> _Opening[AsyncBinaryFile]: ...
 
 
 @overload
 def open(file: "StrOrBytesPath | int", mode: str, buffering: int = -1,
          encoding: Optional[str] = None, errors: Optional[str] = None,
-         newline: Optional[str] = None, *, perms: int = 0o666,
-         ring: Optional[LoopRing] = None) -> "_Opening[AsyncFile[Any]]": ...
+         newline: Optional[str] = None, closefd: bool = True, opener: _Opener = None, *,
+         perms: int = 0o666, ring: Optional[LoopRing] = None) -> "_Opening[AsyncFile[Any]]": ...
 
 
 def open(file: Any, mode: str = "r", buffering: int = -1, encoding: Optional[str] = None,
-         errors: Optional[str] = None, newline: Optional[str] = None, *, perms: int = 0o666,
+         errors: Optional[str] = None, newline: Optional[str] = None, closefd: bool = True,
+         opener: _Opener = None, *, perms: int = 0o666,
          ring: Optional[LoopRing] = None) -> "_Opening[Any]":
     """Open *file* with ``IORING_OP_OPENAT`` on the running loop's ring;
     the arguments are the builtin ``open``'s.
@@ -1174,7 +1337,12 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: Optional[str
     and ``"\\r"`` to ``"\\n"`` on read and ``"\\n"`` to ``os.linesep`` on
     write; ``""`` splits lines on all three and translates nothing;
     ``"\\n"``, ``"\\r"``, ``"\\r\\n"`` end lines there only and are what
-    ``"\\n"`` is written as.  *buffering*: the read-ahead size of a
+    ``"\\n"`` is written as.  *file* may be an open fd, as the builtin's
+    (closed at ``close()`` unless *closefd* is False, and then left at
+    the file's position; the position is kept here, so the fd's own offset
+    does not move before that); *opener* is called
+    on a worker thread as ``opener(path, flags)`` for the fd to use,
+    instead of ``IORING_OP_OPENAT``.  *buffering*: the read-ahead size of a
     binary file (0: none kept between calls; -1 or 1: 64 KiB).  *perms*
     are the new file's permission bits (before the umask).  Use as
     ``async with uring.asyncio.open(p, "rb") as f`` or ``f = await
@@ -1183,4 +1351,4 @@ def open(file: Any, mode: str = "r", buffering: int = -1, encoding: Optional[str
     Where io_uring is unavailable (``uring.asyncio.backend()`` is
     ``"threads"``), the builtin ``open()``'s file, each call on the loop's
     default executor, with the same methods (``threadfile.ThreadFile``)."""
-    return _Opening(file, mode, buffering, encoding, errors, newline, perms, ring)
+    return _Opening(file, mode, buffering, encoding, errors, newline, perms, ring, closefd, opener)

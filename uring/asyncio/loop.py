@@ -91,6 +91,10 @@ class UringSelector(selectors.BaseSelector):
                    each paired with its record (``Ring.reap_records``; the
                    ``LoopRing`` sharing the ring dispatches them to the
                    records' owners).
+    before_enter:  called before each ``io_uring_enter`` the selector makes
+                   (the ``LoopRing``'s ``file_staged``: the tick's staged
+                   reads and writes go into the SQ, to be submitted with
+                   the polls).
     """
 
     def __init__(self, ring: Optional[Ring] = None,
@@ -99,6 +103,7 @@ class UringSelector(selectors.BaseSelector):
         self._owns_ring = ring is None
         self.ring = ring if ring is not None else Ring(256, sq_full="submit")
         self.on_completion = on_completion
+        self.before_enter: Optional[Callable[[], None]] = None
         self._closed = False
         self._keys: Dict[int, selectors.SelectorKey] = {}
         self._map: Optional[_KeyMapping] = _KeyMapping(self._keys, self.fd_of)
@@ -208,6 +213,8 @@ class UringSelector(selectors.BaseSelector):
         while True:
             if self._to_arm:
                 self._arm()
+            if self.before_enter is not None:
+                self.before_enter()
             if poll_only:
                 ring.submit()
                 done = ring.reap_records()
@@ -327,12 +334,13 @@ class UringEventLoop(asyncio.SelectorEventLoop):
             raise
         try:
             # Made once the loop is: the LoopRing makes a future of it.
-            self.uring = LoopRing(self, ring=ring, watch=False)
+            self.uring = LoopRing(self, ring=ring, watch=False, stage=True)
         except BaseException:
             super().close()
             ring.close()
             raise
         selector.on_completion = self.uring.dispatch
+        selector.before_enter = self.uring.file_staged
 
     def close(self) -> None:
         if self.is_running():

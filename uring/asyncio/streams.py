@@ -18,7 +18,9 @@ written for asyncio's streams runs over them unchanged.  Underneath:
   waiter that data must wake), in order, ahead of anything received later;
 * ``write()`` appends to the connection's buffer; one ``IORING_OP_SEND``
   at a time sends all of it, and a short send is continued from where the
-  kernel stopped.
+  kernel stopped.  A send of ``bytes`` is staged for the tick's flush,
+  its completion callback the record's owner (``LoopRing.start_watched``);
+  ``abort()`` before the flush takes it back unsent.
 
 Flow control is asyncio's (``set_write_buffer_limits``, ``pause_writing``
 /``resume_writing`` to the protocol, with asyncio's defaults and checks,
@@ -36,6 +38,7 @@ import socket
 from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
 from .. import abi
+from ..buffers import BYTES_OFFSET
 from ..errors import kernel_error
 from .driver import RECV_BUFFER_SIZE as _RECV_BUFFER_SIZE
 from .driver import LoopRing, get_ring
@@ -47,6 +50,8 @@ __all__ = ["Server", "create_connection", "create_server", "open_connection", "s
 _F_MORE = int(abi.IORING_CQE_F_MORE)
 _F_BUFFER = int(abi.IORING_CQE_F_BUFFER)
 _BUFFER_SHIFT = int(abi.IORING_CQE_BUFFER_SHIFT)
+_OP_SEND = int(abi.IORING_OP_SEND)
+_INT_MAX = (1 << 31) - 1
 
 
 class RingSocketTransport(asyncio.Transport):
@@ -60,7 +65,7 @@ class RingSocketTransport(asyncio.Transport):
         self._high_water = self._low_water = 0
         self._set_write_buffer_limits()
         self._lr = lr
-        self._give_back = lr.give_back
+        self._give_back = lr.give_back_later
         self._ring = lr.ring
         self._sock = sock
         self._fd = sock.fileno()
@@ -82,6 +87,9 @@ class RingSocketTransport(asyncio.Transport):
         self._pool_view = self._pool.memory
         self._sent_cb = self._on_sent
         self._watch = lr.watch
+        self._start_watched = lr.start_watched
+        # A plain send fits one request (2**31-1 bytes) on a ring that has the op.
+        self._plain_send = self._ring.supports(_OP_SEND)
         self._recv_ud: Optional[int] = None
         # Received while paused (or behind data still held): delivered in
         # order by _deliver_held, a loop iteration after resume_reading.
@@ -96,6 +104,7 @@ class RingSocketTransport(asyncio.Transport):
         self._eof_pending = False
         self._eof_sent = False
         self._closing = False
+        self._write_shut = False  # _closing or _eof_pending or _eof_sent
         self._lost = False
         self._conn_lost = 0
         self._lost_exc: Optional[Exception] = None  # what a forced close reports
@@ -285,7 +294,7 @@ class RingSocketTransport(asyncio.Transport):
         cls = data.__class__
         if cls is not bytes and not isinstance(data, (bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {cls.__name__!r}")
-        if self._closing or self._eof_pending or self._eof_sent or self._lost:
+        if self._write_shut:  # closing, or write_eof() was called: one check per write
             if self._eof_pending or self._eof_sent:
                 raise RuntimeError("Cannot call write() after write_eof()")
             if data:
@@ -311,6 +320,13 @@ class RingSocketTransport(asyncio.Transport):
             sending = bytes(self._wbuf)
             self._wbuf.clear()
         self._sending = sending
+        if sending.__class__ is bytes and self._plain_send and len(sending) <= _INT_MAX:
+            # The per-write path: bytes never move (holding them is the pin),
+            # and the SQE is read-shaped (fd, addr, len); the callback owns
+            # the record from the start.
+            self._send_ud = self._start_watched(_OP_SEND, self._fd, id(sending) + BYTES_OFFSET,
+                                                len(sending), 0, sending, self._sent_cb)
+            return
         ud = self._ring.prep_send(self._fd, sending)
         self._send_ud = ud
         self._watch(ud, self._sent_cb)
@@ -321,7 +337,7 @@ class RingSocketTransport(asyncio.Transport):
         self._sending = None
         res = cqe[1]
         if res == len(sending) and not self._wbuf and not self._protocol_paused \
-                and not self._closing and not self._eof_pending:
+                and not self._write_shut:
             return  # all sent, nothing waiting: the common case
         if res < 0:
             if not (res == -errno.ECANCELED and self._closing):
@@ -348,6 +364,7 @@ class RingSocketTransport(asyncio.Transport):
     def write_eof(self) -> None:
         if self._closing or self._eof_pending or self._eof_sent:
             return
+        self._write_shut = True
         if self._send_ud is None and not self._wbuf:
             self._shutdown_write()
         else:
@@ -368,7 +385,7 @@ class RingSocketTransport(asyncio.Transport):
         comes once the kernel holds no request of this transport."""
         if self._closing:
             return
-        self._closing = True
+        self._closing = self._write_shut = True
         self._drop_held()
         if self._recv_ud is not None:
             self._lr.cancel(self._recv_ud)
@@ -380,7 +397,7 @@ class RingSocketTransport(asyncio.Transport):
     def _force_close(self, exc: Optional[Exception]) -> None:
         if self._lost:
             return
-        self._closing = True
+        self._closing = self._write_shut = True
         self._drop_held()
         self._wbuf.clear()
         for ud in (self._recv_ud, self._send_ud):

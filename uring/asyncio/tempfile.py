@@ -52,6 +52,7 @@ from typing import Any, Awaitable, Callable, Generic, Iterable, List, Optional, 
 from .driver import get_ring
 from .fallback import use_threads
 from .fileproto import AsyncFileProtocol
+from .files import binary_mode
 from .files import open as uring_open
 from .os import to_thread, unlink
 
@@ -81,6 +82,13 @@ def _check_mode(mode: str) -> None:
     if len(chars) != len(mode) or not chars <= set("rwaxb+t") or len(chars & set("rwax")) != 1 \
             or {"b", "t"} <= chars:
         raise ValueError(f"invalid mode: {mode!r}")
+
+
+def _reported_mode(mode: str) -> str:
+    """The ``mode`` the stdlib's temporary file of *mode* reports: a binary
+    file's is its ``FileIO``'s (``"w+b"`` -> ``"rb+"``), a text file's the
+    mode given."""
+    return binary_mode(mode) if "b" in mode else mode
 
 
 def _create_mode(mode: str) -> str:
@@ -228,7 +236,7 @@ async def _temporary_file(mode: str, buffering: int, encoding: Optional[str],
     except BaseException:
         await f.close()
         raise
-    return AsyncTemporaryFile(f, f.fileno(), mode)
+    return AsyncTemporaryFile(f, f.fileno(), _reported_mode(mode))
 
 
 async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[str],
@@ -237,8 +245,8 @@ async def _named_temporary_file(mode: str, buffering: int, encoding: Optional[st
                                 delete_on_close: bool) -> AsyncTemporaryFile:
     f, path = await _mkstemp(mode, _open_kwargs(buffering, encoding, errors, newline),
                              suffix, prefix, dir)
-    return AsyncTemporaryFile(f, path, mode, path=path, delete_on_close=delete and delete_on_close,
-                              delete_on_exit=delete)
+    return AsyncTemporaryFile(f, path, _reported_mode(mode), path=path,
+                              delete_on_close=delete and delete_on_close, delete_on_exit=delete)
 
 
 class AsyncSpooledTemporaryFile(AsyncFileProtocol):
@@ -301,7 +309,9 @@ class AsyncSpooledTemporaryFile(AsyncFileProtocol):
 
     @property
     def mode(self) -> str:
-        return self._mode
+        """The mode given while in memory; the file's (``"rb+"`` for
+        ``"w+b"``) once rolled over, as the stdlib's."""
+        return self._file.mode if self._rolled else self._mode  # type: ignore[no-any-return]
 
     @property
     def name(self) -> Any:
@@ -370,6 +380,9 @@ class AsyncSpooledTemporaryFile(AsyncFileProtocol):
     async def flush(self) -> None:
         if hasattr(self._file, "flush"):
             await self._call("flush")
+
+    async def isatty(self) -> bool:
+        return bool(await self._call("isatty"))
 
     async def close(self) -> None:
         await self._call("close")

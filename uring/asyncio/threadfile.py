@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import io
 import os
 from typing import Any, Callable, Iterable, List, Optional, TypeVar
 
-from .fileproto import AsyncFileProtocol
+from .fileproto import Answer, AsyncFileProtocol, answer
 
 __all__ = ["ThreadFile", "open_thread_file"]
 
@@ -56,40 +57,56 @@ class ThreadFile(AsyncFileProtocol):
         return getattr(self._file, "newlines", None)
 
     @property
+    def line_buffering(self) -> Any:
+        return getattr(self._file, "line_buffering", None)
+
+    @property
     def buffer(self) -> "ThreadFile":
         return ThreadFile(self._file.buffer)
 
     def fileno(self) -> int:
         return self._file.fileno()  # type: ignore[no-any-return]
 
-    def readable(self) -> bool:
-        return self._file.readable()  # type: ignore[no-any-return]
+    # As AsyncFile: a binary file's ``readable`` a bool, the others (and a
+    # text file's ``readable``) an ``Answer``, which aiofiles' callers await.
 
-    def writable(self) -> bool:
-        return self._file.writable()  # type: ignore[no-any-return]
+    def readable(self) -> Any:
+        flag = self._file.readable()
+        return answer(flag) if isinstance(self._file, io.TextIOBase) else flag
 
-    def seekable(self) -> bool:
-        return self._file.seekable()  # type: ignore[no-any-return]
+    def writable(self) -> Answer:
+        return answer(self._file.writable())
 
-    def isatty(self) -> bool:
-        return self._file.isatty()  # type: ignore[no-any-return]
+    def seekable(self) -> Answer:
+        return answer(self._file.seekable())
+
+    def isatty(self) -> Answer:
+        return answer(self._file.isatty())
 
     # -- the file's own methods, on a thread ---------------------------------------------
 
     async def read(self, size: Optional[int] = -1) -> Any:
         return await _call(self._file.read, size)
 
+    # The arguments go to the builtin file as given (it decides what None means).
+
     async def read1(self, size: Optional[int] = -1) -> Any:
-        return await _call(self._file.read1, -1 if size is None else size)
+        return await _call(self._file.read1, size)
+
+    async def peek(self, size: int = 0) -> Any:
+        return await _call(self._file.peek, size)
+
+    async def readall(self) -> Any:
+        return await _call(self._file.readall if hasattr(self._file, "readall") else self._file.read)
 
     async def readinto(self, buf: Any) -> int:
         return await _call(self._file.readinto, buf)
 
     async def readline(self, size: Optional[int] = -1) -> Any:
-        return await _call(self._file.readline, -1 if size is None else size)
+        return await _call(self._file.readline, size)
 
     async def readlines(self, hint: Optional[int] = -1) -> List[Any]:
-        return await _call(self._file.readlines, -1 if hint is None else hint)
+        return await _call(self._file.readlines, hint)
 
     async def write(self, data: Any) -> int:
         return await _call(self._file.write, data)
@@ -156,14 +173,18 @@ class ThreadFile(AsyncFileProtocol):
 
 
 async def open_thread_file(file: Any, mode: str, buffering: int, encoding: Optional[str],
-                           errors: Optional[str], newline: Optional[str], perms: int) -> ThreadFile:
+                           errors: Optional[str], newline: Optional[str], perms: int,
+                           closefd: bool = True,
+                           opener: Optional[Callable[[Any, int], int]] = None) -> ThreadFile:
     """The builtin ``open()`` on a worker thread; *perms* as the new file's
-    permission bits (an opener)."""
-    def opener(path: Any, flags: int) -> int:
+    permission bits (an opener, unless one is given)."""
+    def with_perms(path: Any, flags: int) -> int:
         return os.open(path, flags, perms)
 
+    if opener is None and not isinstance(file, int):
+        opener = with_perms
+
     def run() -> Any:
-        return builtins.open(file, mode, buffering, encoding, errors, newline,
-                             opener=None if isinstance(file, int) else opener)
+        return builtins.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
     return ThreadFile(await _call(run))

@@ -35,7 +35,7 @@ import sys
 from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .. import abi
-from ..buffers import _BYTES_OFFSET, IovecArray, PinnedBuffer
+from ..buffers import BYTES_OFFSET, IovecArray, PinnedBuffer
 from ..ring import op_name
 from .base import OpsBase
 
@@ -574,7 +574,7 @@ class NetOps(OpsBase):
             # msg_flags), filled by the same one-call path as a read.
             if data.__class__ is bytes:
                 # bytes never move: holding the object is the pin.
-                return self._plain(_OP_SEND, sock, data, id(data) + _BYTES_OFFSET, len(data),
+                return self._plain(_OP_SEND, sock, data, id(data) + BYTES_OFFSET, len(data),
                                    user_data, msg_flags, flags)
             buf = self._readable(data)
             return self._plain(_OP_SEND, sock, buf, buf.address, buf.nbytes, user_data,
