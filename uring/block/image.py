@@ -30,7 +30,7 @@ import threading
 from array import array
 from collections import deque
 from functools import partial
-from typing import Any, Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..buffers import address_of
 from ..errors import kernel_error
@@ -44,6 +44,7 @@ __all__ = ["BlockArena", "CACHE_MODES", "ENGINES", "Image", "open_image"]
 
 _MAX_OFFSET = (1 << 63) - 1
 _READ, _WRITE = Op.READ, Op.WRITE
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 _get_ident = threading.get_ident
 
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
@@ -865,6 +866,8 @@ class BlockArena:
         self.op = Op.WRITE if write else Op.READ
         self.in_flight = 0
         self._offsets = array("q", bytes(8 * slots))
+        # slots in flight as requests: all of them without an arena queue;
+        # with one, those whose short transfer is being finished
         self._busy: set = set()
         self._done_slots = array("I")
         self._done_res = array("i")
@@ -898,33 +901,39 @@ class BlockArena:
             return
         try:
             offs = array("q", offsets)
-            wanted = set(slots)
         except (OverflowError, TypeError) as exc:
-            raise TypeError(f"slots and offsets must be ints ({exc})") from None
-        if len(wanted) != n:
-            raise ValueError("slots must be given once each")
-        if min(slots) < 0 or max(slots) >= self.slots:
-            raise ValueError(f"slots are 0..{self.slots - 1}")
+            raise TypeError(f"offsets must be ints ({exc})") from None
         if min(offs) < 0 or max(offs) > _MAX_OFFSET - self.slot_size:
             raise ValueError(f"an offset is out of range: {min(offs)}..{max(offs)}")
         if image.direct and image.request_alignment > 1 and \
                 any([o % image.request_alignment for o in offs]):
             raise ValueError(f"O_DIRECT: offsets must be multiples of "
                              f"{image.request_alignment} in an arena")
-        if not self._busy.isdisjoint(wanted):
-            raise ValueError(f"slots {sorted(self._busy & wanted)[:4]} are in flight")
         engine = image.engine
         if engine.in_flight + n > engine.queue_depth:
             raise ValueError(f"{n} more would pass the queue depth ({engine.in_flight} of "
                              f"{engine.queue_depth} in flight): reap first")
-        offsets_of = self._offsets
-        for slot, off in zip(slots, offs):
-            offsets_of[slot] = off
+        held = self._busy
         if self._queue is not None:
+            # the queue checks the slots (valid, given once, idle) before it
+            # touches anything; slots still finishing here are checked first
+            if held and not held.isdisjoint(slots):
+                raise ValueError(f"slots {sorted(held.intersection(slots))[:4]} are in flight")
             engine.arena_submit(self._queue, slots, offs)
         else:
+            try:
+                wanted = set(slots)
+            except TypeError as exc:
+                raise TypeError(f"slots must be ints ({exc})") from None
+            if len(wanted) != n:
+                raise ValueError("slots must be given once each")
+            if min(slots) < 0 or max(slots) >= self.slots:
+                raise ValueError(f"slots are 0..{self.slots - 1}")
+            if not held.isdisjoint(wanted):
+                raise ValueError(f"slots {sorted(held & wanted)[:4]} are in flight")
             self._submit_requests(slots, offs)
-        self._busy |= wanted
+            held |= wanted
+        _consume(map(self._offsets.__setitem__, slots, offs))
         self.in_flight += n
 
     def _submit_requests(self, slots: Sequence[int], offs: Sequence[int]) -> None:
@@ -960,14 +969,12 @@ class BlockArena:
         if res.count(size) == len(res):  # all whole: the common case
             self._done_slots.extend(slots)
             self._done_res.extend(res)
-            self._busy.difference_update(slots)
             self.in_flight -= len(slots)
             return
         for slot, r in zip(slots, res):
             if r == size:
                 self._done_slots.append(slot)
                 self._done_res.append(r)
-                self._busy.discard(slot)
                 self.in_flight -= 1
             elif r in (-errno.EAGAIN, -errno.EINTR) and \
                     self._retries.get(slot, 0) < MAX_RETRIES:
@@ -977,13 +984,13 @@ class BlockArena:
                 self._retries.pop(slot, None)
                 self._done_slots.append(slot)
                 self._done_res.append(r)
-                self._busy.discard(slot)
                 self.in_flight -= 1
             else:
                 # a short transfer: the rest through the image, with the
                 # engine's rules (end of file zero-filled, ENOSPC for a
                 # write that cannot go on); the slot finishes with it
                 self._retries.pop(slot, None)
+                self._busy.add(slot)  # idle in the queue, not here: finishing below
                 rest = self._slot_views[slot][r:]
                 offset = self._offsets[slot] + r
                 image = self.image
