@@ -494,3 +494,25 @@ def test_a_registered_arena_goes_as_read_fixed(image_path: str) -> None:
     with block.open_image(image_path, aio="threads") as img:
         with pytest.raises(ValueError, match="fixed_buffers=True"):
             img.arena(2, BS, registered=True)
+
+
+@pytest.mark.parametrize("opts", [{"sqpoll": True}, {"fixed_files": True}, {}],
+                         ids=["sqpoll", "fixed_files", "plain"])
+def test_arena_refills_many_rounds(image_path: str, opts: Any) -> None:
+    """Round after round of full-depth refills: the SQ always has room (an
+    SQPOLL thread takes SQEs on its own time), every slot comes back once."""
+    require_uring()
+    data = contents(image_path)
+    with block.open_image(image_path, aio="io_uring", queue_depth=8, **opts) as img:
+        ar = img.arena(8, BS)
+        rnd = random.Random(9)
+        offs = {s: rnd.randrange(len(data) // BS) * BS for s in range(8)}
+        ar.submit(list(offs), list(offs.values()))
+        for _ in range(300):
+            slots_, res = ar.reap(wait=True)
+            assert list(res) == [BS] * len(slots_)
+            for s in slots_:
+                assert bytes(ar.buffer(s)) == data[offs[s]:offs[s] + BS]
+                offs[s] = rnd.randrange(len(data) // BS) * BS
+            ar.submit(list(slots_), [offs[s] for s in slots_])
+        drain_arena(ar, ar.in_flight)

@@ -104,9 +104,9 @@ def _header(cells: Sequence[Cell]) -> str:
 
 
 def _standard_notes(results: Sequence[CellResult]) -> List[str]:
-    notes = ["latency: completion latency per I/O, from the submit call to the completion "
-             "callback; CPU: % of one core, all threads of the process (io_uring's kernel "
-             "workers and the SQPOLL thread included)"]
+    notes = ["latency: completion latency per I/O, from the submit call to the reap (or "
+             "callback) that delivers it; CPU: % of one core, all threads of the process "
+             "(io_uring's kernel workers and the SQPOLL thread included)"]
     if any(r.cell.group is not None for r in results):
         notes.append("vs sync, vs threads: a row's IOPS over the sync loop's and the threads "
                      "engine's in the same cache mode ('-' where that row had not run yet: rows "

@@ -71,6 +71,7 @@ class UringEngine(Engine):
             self.ring.register_files([fd])
             self.target = 0
         self.iopoll = iopoll
+        self.sqpoll = sqpoll
         self._fixed: List[Tuple[int, int, int]] = []  # (address, end, index)
         self._sqe_flags = int(abi.IOSQE_FIXED_FILE) if fixed_files else 0
         # the plain path applies: no registered buffers to look up, no faults
@@ -224,7 +225,17 @@ class UringEngine(Engine):
         along too."""
         if self.closed:
             raise ValueError(f"{self.name} engine is closed")
-        n = queue.submit(slots, offsets)
+        try:
+            n = queue.submit(slots, offsets)
+        except SubmissionQueueFull:
+            # SQEs of earlier batches not yet taken by the kernel (an SQPOLL
+            # thread takes them on its own time): submit them, and with
+            # SQPOLL wait until the thread has made room
+            ring = self.ring
+            self._commit()
+            while self.sqpoll and ring.sq_space_left < len(slots):
+                ring.sq_wait()
+            n = queue.submit(slots, offsets)
         self.in_flight += n
 
     def _reap_arenas(self, wait: bool) -> int:
