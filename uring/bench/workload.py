@@ -72,7 +72,9 @@ import signal
 import threading
 import time
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .options import JobSpec
@@ -877,6 +879,7 @@ def _arena_run(job: JobSpec, img: Any, sched: Schedule, limit: int, hooks: _Hook
     each reap's slots and results two arrays, sent straight back with their
     next offsets; per I/O Python does a latency and a completion time."""
     bs, offs, period, repass = sched.bs, sched.offs, sched.period, hooks.repass
+    consume: Callable[[Any], None] = deque(maxlen=0).extend
     ar = img.arena(nslots, bs, write=bool(sched.op), registered=job.fixedbufs)
     if sched.op and not job.zero_buffers:
         _fill(ar.arena)
@@ -918,11 +921,15 @@ def _arena_run(job: JobSpec, img: Any, sched: Schedule, limit: int, hooks: _Hook
             ch.clear()
             if limit < _NEVER:
                 to_issue = max(0, limit - inflight - n)
-        if res.count(bs) != n:
+        whole = res.count(bs) == n
+        if not whole:
             failure += [err for _, err in ar.failures(slots, res)]
             stopping = True
         if recording and n:
-            lats = [t - started[s] for s, r in zip(slots, res) if r == bs]
+            if whole:
+                lats = [t - started[s] for s in slots]
+            else:
+                lats = [t - started[s] for s, r in zip(slots, res) if r == bs]
             lat_ext(lats)
             end_ext([t - t0] * len(lats))
             completed += n
@@ -941,9 +948,7 @@ def _arena_run(job: JobSpec, img: Any, sched: Schedule, limit: int, hooks: _Hook
             o = offs[j:j + m] if j + m <= period else [offs[(k + x) % period] for x in range(m)]
             k += m
             to_issue -= m
-            ts = now()
-            for s in sub:
-                started[s] = ts
+            consume(map(started.__setitem__, sub, repeat(now())))
             submit(sub, o)
             sh[m] = sh.get(m, 0) + 1
             inflight += m
