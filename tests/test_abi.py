@@ -408,7 +408,7 @@ def format_literals(path: pathlib.Path) -> list:
 
 def test_the_literal_scan_sees_abi_py() -> None:
     """The scan below would find a literal: abi.py, the one place allowed, has each."""
-    assert format_literals(ABI_PY) == ["BBHiQQIIQ", "<QiI"]
+    assert format_literals(ABI_PY) == ["BBHiQQIIQ", "BBHiqQIIQ", "<QiI"]
 
 
 def test_no_sqe_or_cqe_format_outside_abi() -> None:
@@ -423,3 +423,14 @@ def test_no_sqe_or_cqe_format_outside_abi() -> None:
             if found:
                 offenders[str(path.relative_to(ROOT))] = found
     assert offenders == {}, f"use abi.SQE_STRUCT / abi.CQE_STRUCT / abi.CQE32_STRUCT: {offenders}"
+
+
+def test_sqe_head_is_the_first_forty_bytes_of_the_sqe() -> None:
+    """``SQE_HEAD_STRUCT`` packs what ``SQE_STRUCT`` packs in its first 40
+    bytes (``off`` -1 as the u64 all-ones), the rest being zero."""
+    assert abi.SQE_HEAD_STRUCT.size == abi.SQE_FIELD_OFFSETS["buf_index"] == 40
+    fields = (22, 3, 7, 9, 4096, 0xDEAD0000, 4096, 5, 0x1234567890)
+    whole = abi.SQE_STRUCT.pack(*fields, 0, 0, 0, 0, 0)
+    assert abi.SQE_HEAD_STRUCT.pack(*fields) == whole[:40]
+    head = abi.SQE_HEAD_STRUCT.pack(22, 0, 0, 9, -1, 0, 0, 0, 1)
+    assert head[8:16] == b"\xff" * 8

@@ -172,6 +172,11 @@ class io_uring_sqe128(ctypes.Structure):
 #: followed by 64 bytes of command data.
 SQE_FORMAT = "<BBHiQQIIQHHiQQ"
 SQE_STRUCT = struct.Struct(SQE_FORMAT)
+#: The first nine fields of ``SQE_FORMAT`` alone (the first 40 bytes:
+#: ``opcode`` .. ``user_data``), for a request whose other fields are zero;
+#: ``off`` packed signed, so -1 ("the file position") is its u64 all-ones
+#: as C's cast makes it.
+SQE_HEAD_STRUCT = struct.Struct("<BBHiqQIIQ")
 #: The byte offset of each field of ``SQE_FORMAT`` in ``io_uring_sqe``.
 SQE_FIELD_OFFSETS = {
     "opcode": 0, "flags": 1, "ioprio": 2, "fd": 4, "off": 8, "addr": 16, "len": 24,

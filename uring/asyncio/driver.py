@@ -76,7 +76,7 @@ _F_MORE = int(abi.IORING_CQE_F_MORE)
 _STAGED_BASE = 1 << 62
 #: The first 40 bytes of an ``io_uring_sqe`` (opcode, flags, ioprio, fd, off,
 #: addr, len, op_flags, user_data): a staged request's; the rest stays zero.
-_SQE_HEAD = struct.Struct("<BBHiqQIIQ")
+_SQE_HEAD = abi.SQE_HEAD_STRUCT
 _SQE_SIZE = 64
 _OP_NOP = int(abi.IORING_OP_NOP)
 _repeat = itertools.repeat
