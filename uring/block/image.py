@@ -940,10 +940,10 @@ class BlockArena:
         """Engines without arena queues: one request per slot, made once."""
         reqs = self._reqs
         new = [(s, o) for s, o in zip(slots, offs) if reqs[s] is None]
-        old = [(s, o) for s, o in zip(slots, offs) if reqs[s] is not None]
+        again = [(r, o) for r, o in zip(map(reqs.__getitem__, slots), offs) if r is not None]
         image = self.image
-        if old:
-            image.resubmit([reqs[s] for s, _ in old], [o for _, o in old])  # type: ignore[misc]
+        if again:
+            image.resubmit([r for r, _ in again], [o for _, o in again])
         if new:
             submit = image.submit_writes if self.write else image.submit_reads
             made = submit([self._slot_views[s] for s, _ in new], [o for _, o in new],
