@@ -473,7 +473,9 @@ def test_batches_of_submit_and_completion(realdir: str) -> None:
     assert set(m.submit_hist) <= {1, 2} and sum(m.submit_hist.values()) >= 128
     m = one("--ioengine=io_uring", f"--filename={path}", "--size=1m", "--iodepth=8",
             "--iodepth_batch_complete_min=4", "--iodepth_batch_complete_max=4")
-    assert set(m.complete_hist) <= {1, 2, 3, 4} and m.complete_hist[4] >= 60
+    # never more than the max; mostly the min (a reap that finds more than
+    # four leaves the rest for the next, which may then hold fewer)
+    assert set(m.complete_hist) <= {1, 2, 3, 4} and m.complete_hist[4] >= 32
     assert sum(n * c for n, c in m.complete_hist.items()) == 256
     m = one("--ioengine=threads", f"--filename={path}", "--size=1m", "--iodepth=8",
             "--iodepth_batch_complete_max=1")
