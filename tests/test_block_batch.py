@@ -516,3 +516,19 @@ def test_arena_refills_many_rounds(image_path: str, opts: Any) -> None:
                 offs[s] = rnd.randrange(len(data) // BS) * BS
             ar.submit(list(slots_), [offs[s] for s in slots_])
         drain_arena(ar, ar.in_flight)
+
+
+def test_an_arena_write_waits_for_a_read_modify_write(image_path: str) -> None:
+    """O_DIRECT: a misaligned write is a read-modify-write of its block;
+    an arena write to the same block submitted meanwhile goes after it,
+    so neither undoes the other."""
+    require_uring()
+    with block.open_image(image_path, aio="io_uring", cache="none") as img:
+        ar = img.arena(1, BS, write=True)
+        ar.buffer(0)[:] = b"A" * BS
+        rmw = img.submit_write(b"zz", 10)  # widened to the block at 0
+        ar.submit([0], [0])                # the whole block, after the patch
+        drain_arena(ar, 1)
+        img.wait(rmw)
+        assert rmw.error is None
+        assert img.pread(BS, 0) == b"A" * BS  # the arena's write came last

@@ -256,6 +256,12 @@ class Image:
         first user owns it: see the class docstring)."""
         self._check_open()
 
+    def wait_for_rmw(self) -> None:
+        """Block until no O_DIRECT read-modify-write is running or waiting
+        (the requests queued behind one are then on their way)."""
+        while self._rmw_active or self._deferred:
+            self.step(True)
+
     def step(self, wait: bool = False) -> None:
         """Handle completions once: those ready, or (with *wait*) at least
         one if anything is in flight.  A callback's exception is raised
@@ -909,6 +915,10 @@ class BlockArena:
                 any([o % image.request_alignment for o in offs]):
             raise ValueError(f"O_DIRECT: offsets must be multiples of "
                              f"{image.request_alignment} in an arena")
+        if self.write:
+            # a read-modify-write runs alone (its block is read, patched and
+            # written back): a slot written meanwhile could be undone by it
+            image.wait_for_rmw()
         engine = image.engine
         if engine.in_flight + n > engine.queue_depth:
             raise ValueError(f"{n} more would pass the queue depth ({engine.in_flight} of "
