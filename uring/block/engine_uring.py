@@ -127,10 +127,10 @@ class UringEngine(Engine):
         return self._issue_other(req)
 
     def _issue_many(self, reqs: List[BlockRequest]) -> Tuple[int, int]:
-        """A batch of plain reads (or of plain writes: requests issued once
-        already, one buffer, nothing done) is filled by ``prep_batch`` in
-        one call, each request its record's owner; anything else goes one
-        by one."""
+        """A batch of plain reads (or of plain writes: one buffer each,
+        nothing done yet) is filled by ``prep_batch`` in one call, each
+        request its record's owner (a new request's buffer address is taken
+        here, once); anything else goes one by one."""
         if self._plain and len(reqs) > 1:
             addrs = [r.address for r in reqs]
             if 0 in addrs:  # new requests: their buffers' addresses, once
