@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -233,6 +233,28 @@ def cell_rr_reads(path: str, seconds: float) -> float:
         os.close(fd)
 
 
+def arena_refill(submit: Callable[[Any, Any], Any], reap: Callable[[], Any],
+                 offs: Sequence[int], end: float) -> int:
+    """The refill loop of an arena (``ArenaQueue`` or ``Image.arena``):
+    QD slots submitted, then each reap's slots straight back with new
+    offsets until *end*; how many reads completed."""
+    submit(list(range(QD)), offs[:QD])
+    k = QD
+    n = 0
+    while True:
+        slots, res = reap()
+        m = len(slots)
+        if res.count(BS) != m:
+            raise SystemExit(f"bad completions {res.tolist()}")
+        if k + m > N_OFFSETS:
+            k = 0
+        submit(slots, offs[k:k + m])
+        k += m
+        n += m
+        if n & 0x3FF < m and time.perf_counter() >= end:
+            return n
+
+
 def cell_rr_arena(path: str, seconds: float) -> float:
     """QD32 refill through ``ArenaQueue``: SQEs formatted once, results
     reaped as arrays; each reap's slots go straight back with new offsets."""
@@ -244,25 +266,9 @@ def cell_rr_arena(path: str, seconds: float) -> float:
     try:
         with uring.Ring(QD * 2) as ring:
             q = ArenaQueue(ring, fd, QD, BS)
-            submit, reap = q.submit, q.reap
-            k = QD
-            submit(list(range(QD)), offs[:QD])
-            n = 0
             t0 = time.perf_counter()
-            end = t0 + seconds
-            while True:
-                slots, res = reap(1)
-                m = len(slots)
-                if res.count(BS) != m:
-                    raise SystemExit(f"bad completions {res.tolist()}")
-                if k + m > N_OFFSETS:
-                    k = 0
-                submit(slots, offs[k:k + m])
-                k += m
-                n += m
-                if n & 0x3FF < m and time.perf_counter() >= end:
-                    break
-            rate = n / (time.perf_counter() - t0)
+            rate = arena_refill(q.submit, lambda: q.reap(1), offs, t0 + seconds) \
+                / (time.perf_counter() - t0)
             q.reap(q.in_flight)
             return rate
     finally:
@@ -321,21 +327,7 @@ def cell_blk(path: str, seconds: float, api: str) -> float:
         end = t0 + seconds
         if api == "arena":
             ar = img.arena(QD, BS)
-            submit, reap = ar.submit, ar.reap
-            submit(list(range(QD)), offs[:QD])
-            k = QD
-            while True:
-                slots, res = reap(True)
-                m = len(slots)
-                if res.count(BS) != m:
-                    raise SystemExit(f"bad completions {res.tolist()}")
-                if k + m > N_OFFSETS:
-                    k = 0
-                submit(slots, offs[k:k + m])
-                k += m
-                n += m
-                if n & 0x3FF < m and time.perf_counter() >= end:
-                    break
+            n = arena_refill(ar.submit, lambda: ar.reap(True), offs, end)
         elif api == "batch":
             arena = mmap.mmap(-1, QD * BS)
             views = [memoryview(arena)[i * BS:(i + 1) * BS] for i in range(QD)]

@@ -266,15 +266,15 @@ class Image:
         """Handle completions once: those ready, or (with *wait*) at least
         one if anything is in flight.  A callback's exception is raised
         after its batch (see ``poll``)."""
+        engine = self.engine
+        if not (wait and (engine.in_flight or engine.pending or self._deferred)):
+            self.poll()
+            return
         if self._owner.ident != _get_ident():
             self._owner.claim()
         if self._raised:
             self._raise_early()
-        engine = self.engine
-        if wait and (engine.in_flight or engine.pending or self._deferred):
-            self._progress(engine)
-        else:
-            engine.poll(wait=False)
+        self._progress(engine)
 
     def _check_open(self) -> None:
         if self._owner.ident != _get_ident():
@@ -453,10 +453,7 @@ class Image:
             for req, off, op in zip(reqs, offs, ops):
                 req.rearm(off, op)
         if plain and not (self.direct or self._deferred or self._rmw_active):
-            # checked above: straight to the engine
-            self._outstanding += len(reqs)
-            self._collect_outstanding += [r.collect for r in reqs].count(True)
-            self.engine.enqueue_many(reqs)
+            self._hand_over(reqs)  # checked above: straight to the engine
         else:
             self._queue_batch(reqs)
 
@@ -504,17 +501,19 @@ class Image:
             return
         direct = self.direct
         ready = []
-        collect = 0
         for req in reqs:
             if not req.length or (direct and not self._aligned(req)):
                 self._queue(req)  # finished at once, or bounced / widened
                 continue
             req.image = self
-            if req.collect:
-                collect += 1
             ready.append(req)
+        self._hand_over(ready)
+
+    def _hand_over(self, ready: List[BlockRequest]) -> None:
+        """Count checked requests of this image as outstanding and give
+        them to the engine in one call (one submit)."""
         self._outstanding += len(ready)
-        self._collect_outstanding += collect
+        self._collect_outstanding += [r.collect for r in ready].count(True)
         self.engine.enqueue_many(ready)
 
     def reap(self, wait: bool = False, min_complete: int = 1) -> List[BlockRequest]:
