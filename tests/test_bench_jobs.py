@@ -484,6 +484,26 @@ def test_batches_of_submit_and_completion(realdir: str) -> None:
     assert m.submit_hist == m.complete_hist == {1: 256}
 
 
+@pytest.mark.parametrize("engine", ["io_uring", "libaio"])
+def test_o_direct_submits_are_counted_as_the_calls_that_carry_them(engine: str,
+                                                                   realdir: str) -> None:
+    """Under O_DIRECT the image hands the kernel a few requests per submit
+    call (DIRECT_SUBMIT_BATCH): iodepth_submit counts those calls, as
+    fio's does; iodepth_batch_submit sets the size, buffered too."""
+    if engine == "io_uring":
+        require_uring()
+    from uring.block.image import DIRECT_SUBMIT_BATCH
+    path = os.path.join(realdir, "direct.img")
+    m = one(f"--ioengine={engine}", f"--filename={path}", "--size=1m", "--iodepth=32",
+            "--direct=1")
+    assert max(m.submit_hist) == DIRECT_SUBMIT_BATCH < 32
+    assert sum(n * c for n, c in m.submit_hist.items()) == 256
+    m = one(f"--ioengine={engine}", f"--filename={path}", "--size=1m", "--iodepth=32",
+            "--iodepth_batch_submit=8")
+    assert max(m.submit_hist) == 8
+    assert sum(n * c for n, c in m.submit_hist.items()) == 256
+
+
 @pytest.mark.parametrize("engine,kind", [("psync", "sha256"), ("io_uring", "crc32c"),
                                          ("libaio", "md5"), ("threads", "crc32")])
 def test_verify_writes_checks_and_catches_a_corrupted_block(engine: str, kind: str,
@@ -703,8 +723,11 @@ def test_plain_io_uring_jobs_run_on_the_arena(realdir: str, monkeypatch: Any) ->
     assert made == [True, False] and m.read.ios == 256
     one("--ioengine=io_uring", f"--filename={path}", "--size=1m", "--iodepth=8",
         "--rw=randrw")
-    one("--ioengine=libaio", f"--filename={path}", "--size=1m", "--iodepth=8")
-    assert len(made) == 2  # a mixed job, and another engine: requests
+    assert len(made) == 2  # a mixed job: requests
+    m = one("--ioengine=libaio", f"--filename={path}", "--size=1m", "--iodepth=8")
+    assert made[2:] == [False] and m.read.ios == 256  # native has an arena of its own
+    one("--ioengine=threads", f"--filename={path}", "--size=1m", "--iodepth=8")
+    assert len(made) == 3  # threads: requests
 
 
 def test_an_arena_failure_stops_the_job_and_is_named(realdir: str) -> None:

@@ -293,7 +293,9 @@ def test_engines_declare_what_they_can_do(image_path: str) -> None:
         assert img.supports(Capability.FIXED_BUFFERS) and img.supports("sqpoll")
     for aio in ("native", "threads"):
         with block.open_image(image_path, aio=aio, cache="none") as img:
-            assert not any(img.supports(c) for c in Capability)
+            # native has arena queues (AioArena); nothing else beyond the basics
+            assert img.supports(Capability.ARENA) == (aio == "native")
+            assert not any(img.supports(c) for c in Capability if c is not Capability.ARENA)
             with pytest.raises(ValueError, match="needs fixed_buffers"):
                 img.register_buffers([bytearray(BS)])
             with pytest.raises(ValueError, match="no registered buffers"):
@@ -532,3 +534,50 @@ def test_an_arena_write_waits_for_a_read_modify_write(image_path: str) -> None:
         img.wait(rmw)
         assert rmw.error is None
         assert img.pread(BS, 0) == b"A" * BS  # the arena's write came last
+
+
+# --- submit_batch: how many requests one submit call hands over ------------------------
+
+@pytest.mark.parametrize("aio", ["io_uring", "native"])
+def test_o_direct_submits_a_few_per_call(image_path: str, aio: str) -> None:
+    """Under O_DIRECT a batch goes to the kernel DIRECT_SUBMIT_BATCH at a
+    time (each its own io_uring_enter / io_submit), in order; buffered, all
+    in one call; submit_batch= overrides either."""
+    if aio == "io_uring":
+        require_uring()
+    data = contents(image_path)
+    step = block.image.DIRECT_SUBMIT_BATCH
+    for cache, batch, calls in (("none", None, -(-16 // step)), ("writeback", None, 1),
+                                ("none", 0, 1), ("writeback", 3, 6)):
+        with block.open_image(image_path, aio=aio, cache=cache, queue_depth=16,
+                              submit_batch=batch) as img:
+            bufs = slots(16)
+            before = img.engine.submit_calls
+            reqs = img.submit_reads(bufs, [i * BS for i in range(16)])
+            assert img.engine.submit_calls - before == calls, (cache, batch)
+            reap_all(img, 16)
+            assert all(r.error is None for r in reqs)
+            assert b"".join(bytes(b) for b in bufs) == data[:16 * BS]
+
+
+def test_an_o_direct_arena_goes_to_the_device_at_once(image_path: str) -> None:
+    """Buffered, an arena's SQEs wait in the SQ for the next reap (one
+    io_uring_enter submits and waits); under O_DIRECT they are submitted
+    at once, a few per enter, so the device starts on them."""
+    require_uring()
+    data = contents(image_path)
+    for cache, left in (("writeback", 8), ("none", 0)):
+        with block.open_image(image_path, aio="io_uring", cache=cache, queue_depth=8,
+                              read_only=True) as img:
+            ar = img.arena(8, BS)
+            ar.submit(list(range(8)), [(7 - i) * BS for i in range(8)])
+            assert img.engine.ring.sq_ready == left, cache
+            drain_arena(ar, 8)
+            for i in range(8):
+                assert bytes(ar.buffer(i)) == data[(7 - i) * BS:(8 - i) * BS]
+
+
+@pytest.mark.parametrize("bad", [-1, 2.0, "4", True])
+def test_submit_batch_is_checked_at_open(image_path: str, bad: Any) -> None:
+    with pytest.raises(ValueError, match="submit_batch"):
+        block.open_image(image_path, aio="threads", submit_batch=bad)

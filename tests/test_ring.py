@@ -378,6 +378,30 @@ def test_submit_stops_at_a_bad_sqe_unless_submit_all() -> None:
         assert got == {0: 0, 1: -errno.EINVAL, 2: 0}
 
 
+def test_submit_to_submit_takes_that_many_from_the_head() -> None:
+    """io_uring_enter's to_submit bounds one submit: the kernel takes the
+    first SQEs, the rest stay in the ring in order for the next one."""
+    require_uring()
+    with uring.Ring(8) as r:
+        for i in range(7):
+            r.prep_nop(i)
+        assert r.submit(3) == 3
+        assert r.sq_ready == 4
+        assert sorted(c.user_data for c in r.reap()) == [0, 1, 2]  # NOPs finish inline
+        assert r.submit(2) == 2 and r.sq_ready == 2
+        assert sorted(c.user_data for c in r.reap()) == [3, 4]
+        assert r.submit() == 2 and r.sq_ready == 0
+        assert sorted(c.user_data for c in r.wait(2)) == [5, 6]
+        r.prep_nop(9)
+        for bad in (-1, 1.5, "2"):
+            with pytest.raises(ValueError, match="to_submit"):
+                r.submit(bad)  # type: ignore[arg-type]
+        assert r.sq_ready == 1  # the refused call took nothing
+        assert r.submit(0) == 0 and r.sq_ready == 1
+        assert r.submit() == 1
+        assert r.wait(1)[0].user_data == 9
+
+
 def test_registered_ring_fd(ring: uring.Ring) -> None:
     index = ring.register_ring_fd()
     assert index >= 0 and ring._enter_fd == index

@@ -61,6 +61,7 @@ import sys
 import sysconfig
 import threading
 import time
+from array import array
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
@@ -276,6 +277,12 @@ class AioContext:
             raise kernel_error(ctypes.get_errno(), "io_setup")
         self._ctx = ctx.value
         self.nr_events = nr_events
+        # the ring's layout, checked once (peek_words): (nr, head word,
+        # tail word, address of the events), or False when it is not the
+        # one known here
+        self._layout: Any = None
+        self._events_out: Any = None  # wait_words' io_event buffer
+        self._submit_args: Any = None  # submit_pointers': the call number and the context
 
     # -- lifetime --------------------------------------------------------
 
@@ -346,6 +353,23 @@ class AioContext:
                 ctypes.c_long(n),
                 ctypes.c_void_p(ctypes.addressof(pointers)),
             )
+            if ret >= 0:
+                return int(ret)
+            err = ctypes.get_errno()
+            if err != _errno.EINTR:
+                raise kernel_error(err, "io_submit")
+
+    def submit_pointers(self, address: int, n: int) -> int:
+        """``io_submit`` of a table of *n* ``iocb`` pointers at *address*
+        (memory the caller keeps, as ``AioArena`` does): the number
+        accepted, as ``submit``; raises when none is."""
+        args = self._submit_args
+        if args is None or args[1].value != self._ctx:
+            args = self._submit_args = (ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._check()))
+        if n <= 0:
+            return 0
+        while True:
+            ret = _syscall(args[0], args[1], ctypes.c_long(n), ctypes.c_void_p(address))
             if ret >= 0:
                 return int(ret)
             err = ctypes.get_errno()
@@ -435,6 +459,73 @@ class AioContext:
             return self.getevents(0, max_nr, 0)
         return result
 
+    def _ring_layout(self, ctx: int) -> Any:
+        layout = self._layout
+        if layout is None:
+            header = aio_ring.from_address(ctx)
+            nr = header.nr
+            if header.magic == AIO_RING_MAGIC and header.incompat_features == 0 and nr != 0:
+                layout = (nr, ctypes.c_uint32.from_address(ctx + _HEAD_OFFSET),
+                          ctypes.c_uint32.from_address(ctx + _TAIL_OFFSET), ctx + _EVENTS_OFFSET)
+            else:
+                layout = False
+            self._layout = layout
+        return layout
+
+    def peek_words(self) -> "array[int]":
+        """``peek`` of every event in the ring, as its words: an
+        ``array('Q')`` of four per event (``data, obj, res, res2``; ``res``
+        is the two's complement of a negative one), copied in one or two
+        pieces with no Python object per event and no system call (see
+        ``peek`` for why, and for the barriers).  Events of ``hold``'s
+        requests stay filed: ``pop_owner`` takes each owner back."""
+        ctx = self._check()
+        with self._lock:
+            layout = self._layout if self._layout is not None else self._ring_layout(ctx)
+            if layout:
+                nr, head_word, tail_word, events = layout
+                tail = tail_word.value
+                if not barriers.STRONG_ORDERING:
+                    barriers.acquire_fence()
+                head = head_word.value
+                if head == tail:
+                    return array("Q")
+                if head < nr and tail < nr:
+                    if head < tail:
+                        raw = ctypes.string_at(events + head * _EVENT_SIZE, (tail - head) * _EVENT_SIZE)
+                    else:  # wrapped: the end of the ring, then its start
+                        raw = (ctypes.string_at(events + head * _EVENT_SIZE, (nr - head) * _EVENT_SIZE)
+                               + ctypes.string_at(events, tail * _EVENT_SIZE))
+                    if not barriers.STRONG_ORDERING:
+                        barriers.release_fence()
+                    head_word.value = tail
+                    return array("Q", raw)
+        return self.wait_words(0, 0)
+
+    def wait_words(self, min_nr: int, timeout: Optional[float] = None) -> "array[int]":
+        """``io_getevents``: wait (at most *timeout* seconds; None: forever)
+        until at least *min_nr* events are there, and take all there are,
+        as ``peek_words`` does: one system call, the events as words."""
+        ctx = self._check()
+        out = self._events_out
+        if out is None:
+            layout = self._ring_layout(ctx)
+            self._events_out = out = (io_event * (layout[0] if layout else self.nr_events))()
+        ts_pointer = ctypes.c_void_p(None)
+        if timeout is not None:
+            ts = _timespec(int(max(timeout, 0.0)), int((max(timeout, 0.0) % 1) * 1e9))
+            ts_pointer = ctypes.c_void_p(ctypes.addressof(ts))
+        while True:
+            with self._lock:
+                ret = _syscall(ctypes.c_long(self._nr_getevents), ctypes.c_ulong(ctx),
+                               ctypes.c_long(min_nr), ctypes.c_long(len(out)),
+                               ctypes.c_void_p(ctypes.addressof(out)), ts_pointer)
+            if ret >= 0:
+                return array("Q", ctypes.string_at(ctypes.addressof(out), ret * _EVENT_SIZE))
+            err = ctypes.get_errno()
+            if err != _errno.EINTR:  # (an interrupted wait with a timeout starts over)
+                raise kernel_error(err, "io_getevents")
+
     # -- owners: the one table of requests in flight ------------------------
 
     def hold(self, owner: Any, keep: Any = None) -> int:
@@ -455,6 +546,12 @@ class AioContext:
     def owner(self, data: int) -> Any:
         """The owner filed under *data* while its request is in flight, or None."""
         held = self._owners.get(data)
+        return None if held is None else held[0]
+
+    def pop_owner(self, data: int) -> Any:
+        """The owner filed under *data*, released (its event has been
+        taken: ``peek_words``); None if nothing is filed there."""
+        held = self._owners.pop(data, None)
         return None if held is None else held[0]
 
     @property
@@ -526,3 +623,4 @@ class AioContext:
         after a ``prep_*``, which clears the flags."""
         cb.aio_flags |= int(IOCB_FLAG_RESFD)
         cb.aio_resfd = efd
+

@@ -1206,13 +1206,17 @@ class RingCore:
         else:
             shapes[start:start + n] = bytes(n)
 
-    def prep_copies(self, sqes: Any, user_data: Sequence[int], records: Sequence[Request]) -> int:
+    def prep_copies(self, sqes: Any, user_data: Sequence[int], records: Sequence[Request], *,
+                    given_once: bool = False) -> int:
         """Queue ``len(user_data)`` whole SQEs formatted by the caller (the
         bytes of consecutive ``io_uring_sqe``, each carrying its
         ``user_data[i]``), each with its ``records[i]``, made once and
         filed again for every use; returns how many (liburing: a run of
         ``io_uring_get_sqe`` filled by ``memcpy``).  All or nothing, like
-        ``prep_batch``: room, clashes and sizes are checked first.  What
+        ``prep_batch``: room, clashes and sizes are checked first (with
+        *given_once*, the caller has already made sure that no
+        ``user_data`` is given twice, as ``ArenaQueue`` does with its
+        slots, and only the look for one in flight is left).  What
         ``ArenaQueue`` formats once and reuses."""
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
@@ -1221,7 +1225,7 @@ class RingCore:
             raise ValueError(f"prep_copies: {n} SQEs are {n * self._sqe_size} bytes and {n} records")
         if n > self.sq_entries:
             raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
-        self._refuse_reuse("prep_copies", user_data)
+        self._refuse_reuse("prep_copies", user_data, distinct=not given_once)
         requests = self._requests
         if self._sqe_tail + n > self._sq_limit:
             self._make_room(n)
@@ -1501,13 +1505,18 @@ class RingCore:
             self._sq_published = tail
         return (tail - self._sq_u32[self._i_sq_head]) & _U32
 
-    def submit(self) -> int:
-        """Hand every prepared SQE to the kernel; returns how many it took.
+    def submit(self, to_submit: Optional[int] = None) -> int:
+        """Hand every prepared SQE to the kernel (or the first *to_submit*
+        of them); returns how many it took.
 
         Without SQPOLL this is ``io_uring_enter(to_submit)``; it can take
         fewer than offered (an SQE that fails to prepare stops the batch
         unless ``IORING_SETUP_SUBMIT_ALL``): the rest stay in the ring and
-        go with the next submit.
+        go with the next submit.  The tail is published for all of them
+        either way: the kernel consumes from the head, ``to_submit`` at
+        most, so a bounded submit leaves the later SQEs in place, in order
+        (a device fed a few at a time, as fio's ``iodepth_batch_submit``
+        does).  With SQPOLL the thread takes them all; *to_submit* is moot.
 
         liburing: ``io_uring_submit``.
         """
@@ -1516,6 +1525,10 @@ class RingCore:
         pending = self._publish()
         if self._sqpoll:
             return self._submit_sqpoll(pending, 0)
+        if to_submit is not None:
+            if to_submit.__class__ is not int or to_submit < 0:
+                raise ValueError(f"to_submit must be an int >= 0, got {to_submit!r}")
+            pending = min(pending, to_submit)
         if pending == 0 and not self._iopoll:
             return 0
         return self._enter(pending, 0, self._getevents_flags(0))

@@ -11,6 +11,9 @@ are the same for all three, as in QEMU's ``block/io_uring.c`` and
 - **queue depth**: at most ``queue_depth`` requests are in the kernel's
   hands; the rest wait in a software queue (``pending``) and go as
   completions free slots.
+- **submit batches**: one submit call hands over at most
+  ``submit_batch`` requests (fio's ``iodepth_batch_submit``; 0: all that
+  are staged); the image sets a small one under O_DIRECT.
 - **blocked**: if the kernel takes nothing (ring full, ``EAGAIN`` from the
   submit call), the queue is marked blocked and resubmitted from the
   completion path (``poll``), never spun on.
@@ -104,6 +107,12 @@ class Engine:
         # wait, so the device starts on the first ones while the rest are
         # still being prepared (a whole queue in lockstep leaves it idle).
         self.max_batch = max_batch if max_batch else max(1, queue_depth // 2)
+        # fio's iodepth_batch_submit: the most requests one submit call
+        # hands the kernel (the image sets it; 0: all staged at once).  A
+        # device fed a few at a time keeps working while the rest are
+        # handed over; a whole queue in one call comes back as one burst,
+        # and the device then idles while it is turned around.
+        self.submit_batch = 0
         self.faults = faults
         self.pending: Deque[BlockRequest] = deque()
         self.in_flight = 0
@@ -142,11 +151,11 @@ class Engine:
         """A fixed-slot queue on this engine (``Capability.ARENA``); its
         completions go to ``sink(slots, results)`` as arrays; *registered*:
         its arena is the registered-buffer table."""
-        raise ValueError(f"aio={self.name} has no arena queues (only io_uring does)")
+        raise ValueError(f"aio={self.name} has no arena queues (io_uring and native do)")
 
     def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
         """Submit *slots* of an ``open_arena`` queue at *offsets*."""
-        raise ValueError(f"aio={self.name} has no arena queues (only io_uring does)")
+        raise ValueError(f"aio={self.name} has no arena queues (io_uring and native do)")
 
     # -- hooks -------------------------------------------------------------------
 
