@@ -7,9 +7,10 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import time
 import weakref
 from array import array
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 from conftest import require_uring
@@ -138,6 +139,39 @@ def test_reap_words_are_the_cq_s_own_words(ring: uring.Ring) -> None:
     assert pairs[7] & 0xFFFFFFFF == 0
     assert pairs[8] & 0xFFFFFFFF == (-errno.EIO) & 0xFFFFFFFF
     assert ring.in_flight == 0 and ring.reap_words() == array("Q")
+
+
+@pytest.mark.parametrize("with_records", [False, True])
+def test_reap_words_keeps_a_multishot_record_until_its_final_cqe(ring: uring.Ring,
+                                                                 with_records: bool) -> None:
+    """A multishot timeout posts CQEs flagged IORING_CQE_F_MORE, then a
+    final one: reap_words leaves its record (and the timespec it holds)
+    in place through the first ones and releases it with the last; with
+    *records*, a non-final CQE's entry is None, the final one's the
+    record, in CQE order beside a NOP's."""
+    ud = ring.prep_timeout(0.001, count=3, multishot=True)
+    ring.prep_nop(9)
+    seen: List[int] = []
+    got: List[Any] = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 4 and time.monotonic() < deadline:
+        ring.submit_and_wait(1)
+        records: Optional[List[Any]] = [] if with_records else None
+        words = ring.reap_words(records=records)
+        for i in range(0, len(words), 2):
+            seen.append(words[i])
+            final = not (words[i + 1] >> 32) & abi.IORING_CQE_F_MORE
+            if records is not None:
+                got.append((words[i], final, records[i // 2]))
+            if words[i] == ud:  # held while more are to come, released by the last
+                assert ring.in_flight_user_data(ud) == (not final)
+    assert sorted(seen) == sorted([ud, ud, ud, 9])
+    assert ring.in_flight == 0
+    if with_records:
+        timeouts = [(final, record) for user_data, final, record in got if user_data == ud]
+        assert [final for final, _ in timeouts] == [False, False, True]
+        assert [record is None for _, record in timeouts] == [True, True, False]
+        assert timeouts[-1][1].user_data == ud
 
 
 @pytest.mark.parametrize("registered", [False, True])

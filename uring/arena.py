@@ -110,6 +110,7 @@ class ArenaQueue:
             self._templates.append(bytes(one))
             self._user_data.append(ud)
             self._records.append(Request(ud, self.opcode, fd, self))
+        self._slot_parts = list(zip(self._templates, self._user_data, self._records))
         self._busy: set = set()
         #: CQEs of the ring's other requests that ``reap`` took: raw tuples.
         self.others: List[Tuple[int, ...]] = []
@@ -132,10 +133,13 @@ class ArenaQueue:
         n = len(slots)
         if len(offsets) != n:
             raise ValueError(f"{n} slots and {len(offsets)} offsets")
+        if not n:
+            return 0
         try:
             offs = array("q", offsets)
             wanted = set(slots)
-            templates = list(map(self._templates.__getitem__, slots))
+            # each slot's (SQE template, user_data, record), made once
+            templates, user_data, records = zip(*map(self._slot_parts.__getitem__, slots))
         except (OverflowError, TypeError, IndexError) as exc:
             raise ValueError(f"{op_name(self.opcode)}: bad slot or offset ({exc})") from None
         if len(wanted) != n or min(slots, default=0) < 0:
@@ -151,8 +155,7 @@ class ArenaQueue:
         memoryview(sqes).cast("Q")[1::self._words_per_sqe] = memoryview(offs).cast("B").cast("Q")
         # the slots were found given once just above (the ring still looks
         # for a user_data of theirs in flight, whoever filed it)
-        self.ring.prep_copies(sqes, list(map(self._user_data.__getitem__, slots)),
-                              list(map(self._records.__getitem__, slots)), given_once=True)
+        self.ring.prep_copies(sqes, user_data, records, given_once=True)
         self._busy |= wanted
         return n
 
