@@ -45,9 +45,11 @@ from .linux_aio import IOCB_CMD_PREAD, IOCB_CMD_PWRITE, IOCB_FLAG_RESFD, AioCont
 from .request import Request, op_name
 from .ring import RingCore
 
-__all__ = ["AioArena", "ArenaQueue", "offsets_within"]
+__all__ = ["AioArena", "ArenaQueue", "SlotArena", "offsets_within"]
 
-_TAGS = itertools.count(0x40000001)  # upper words: far from a ring's counter
+# a queue's tag, the upper word of its user_data / aio_data: far from a
+# ring's counter and from AioContext.hold's keys
+_TAGS = itertools.count(0x40000001)
 
 # the most significant byte of each little- or big-endian 64-bit word
 _TOP_BYTE = slice(7, None, 8) if sys.byteorder == "little" else slice(0, None, 8)
@@ -68,7 +70,48 @@ def offsets_within(offs: "array[int]", low: int, high: int) -> bool:
 
 
 
-class ArenaQueue:
+class SlotArena:
+    """What both queues share: *slots* fixed buffers of *slot_size* bytes
+    cut from one page-aligned anonymous mapping (``arena``), pinned for the
+    queue's life, and the set of busy slots.  *tag* (unique per queue, in
+    the upper 32 bits of each request's ``user_data``/``aio_data``) tells
+    its completions apart from any other request's."""
+
+    def __init__(self, fd: int, slots: int, slot_size: int) -> None:
+        if not isinstance(slots, int) or not 1 <= slots <= 1 << 16:
+            raise ValueError(f"slots must be 1..65536, got {slots!r}")
+        if not isinstance(slot_size, int) or not 1 <= slot_size <= 1 << 30:
+            raise ValueError(f"slot_size must be 1..2**30 bytes, got {slot_size!r}")
+        if not isinstance(fd, int) or fd < 0:
+            raise ValueError(f"bad file descriptor {fd!r}")
+        self.slots = slots
+        self.slot_size = slot_size
+        self.tag = next(_TAGS)
+        self.arena = mmap.mmap(-1, slots * slot_size)  # page-aligned: O_DIRECT works
+        self._pin = PinnedBuffer(self.arena, writable=True)
+        self._busy: set = set()
+
+    def buffer(self, slot: int) -> memoryview:
+        """Slot *slot*'s bytes (what a read filled, what a write sends)."""
+        if not 0 <= slot < self.slots:
+            raise IndexError(f"slot {slot} of {self.slots}")
+        return memoryview(self.arena)[slot * self.slot_size:(slot + 1) * self.slot_size]
+
+    @property
+    def in_flight(self) -> int:
+        """Slots submitted (or staged) whose completion is not taken yet."""
+        return len(self._busy)
+
+    def __del__(self) -> Any:
+        # Whoever submits holds the queue while the kernel may use the
+        # arena (the ring's records of its SQEs, the engine's table), so a
+        # collected queue has nothing in flight: the pin can go.
+        pin = getattr(self, "_pin", None)
+        if pin is not None:
+            pin.release()
+
+
+class ArenaQueue(SlotArena):
     """*slots* fixed buffers of *slot_size* bytes on *ring*, for requests on
     *fd* (``IORING_OP_READ``, or ``WRITE`` with *write*); ``READ_FIXED``/
     ``WRITE_FIXED`` with *registered* (the arena becomes the ring's
@@ -77,17 +120,8 @@ class ArenaQueue:
 
     def __init__(self, ring: RingCore, fd: int, slots: int, slot_size: int, *,
                  write: bool = False, registered: bool = False, fixed_file: bool = False) -> None:
-        if not isinstance(slots, int) or not 1 <= slots <= 1 << 16:
-            raise ValueError(f"slots must be 1..65536, got {slots!r}")
-        if not isinstance(slot_size, int) or not 1 <= slot_size <= 1 << 30:
-            raise ValueError(f"slot_size must be 1..2**30 bytes, got {slot_size!r}")
-        if not isinstance(fd, int) or fd < 0:
-            raise ValueError(f"bad file descriptor {fd!r}")
+        super().__init__(fd, slots, slot_size)
         self.ring = ring
-        self.slots = slots
-        self.slot_size = slot_size
-        self.arena = mmap.mmap(-1, slots * slot_size)  # page-aligned: O_DIRECT works
-        self._pin = PinnedBuffer(self.arena, writable=True)
         base = self._pin.address
         if registered:
             ring.register_buffers([self.arena])  # type: ignore[attr-defined]
@@ -95,7 +129,6 @@ class ArenaQueue:
         else:
             opcode = abi.IORING_OP_WRITE if write else abi.IORING_OP_READ
         self.opcode = int(opcode)
-        self.tag = next(_TAGS)
         flags = int(abi.IOSQE_FIXED_FILE) if fixed_file else 0
         size = ring.sqe_size
         self._words_per_sqe = size // 8
@@ -111,19 +144,8 @@ class ArenaQueue:
             self._user_data.append(ud)
             self._records.append(Request(ud, self.opcode, fd, self))
         self._slot_parts = list(zip(self._templates, self._user_data, self._records))
-        self._busy: set = set()
         #: CQEs of the ring's other requests that ``reap`` took: raw tuples.
         self.others: List[Tuple[int, ...]] = []
-
-    def buffer(self, slot: int) -> memoryview:
-        """Slot *slot*'s bytes (what a read filled, what a write sends)."""
-        if not 0 <= slot < self.slots:
-            raise IndexError(f"slot {slot} of {self.slots}")
-        return memoryview(self.arena)[slot * self.slot_size:(slot + 1) * self.slot_size]
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._busy)
 
     def submit(self, slots: Sequence[int], offsets: Sequence[int]) -> int:
         """Queue one request per slot, ``slots[i]`` at ``offsets[i]`` (-1:
@@ -219,17 +241,10 @@ class ArenaQueue:
         return (f"<ArenaQueue {op_name(self.opcode)} {self.slots}x{self.slot_size} "
                 f"in_flight={len(self._busy)}>")
 
-    def __del__(self) -> Any:
-        # The records hold this queue while the kernel may use the arena,
-        # so a collected queue has nothing in flight: the pin can go.
-        pin = getattr(self, "_pin", None)
-        if pin is not None:
-            pin.release()
 
 
 # -- the Linux AIO counterpart ------------------------------------------------------------
 
-_ARENA_TAGS = itertools.count(0x40000001)  # aio_data's upper word: far from hold()'s counter
 _consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 _IOCB_WORDS = ctypes.sizeof(iocb) // 8
 _OFFSET_WORD = iocb.aio_offset.offset // 8
@@ -238,7 +253,7 @@ _LO = 0 if sys.byteorder == "little" else 1
 _DATA_LO, _DATA_HI, _RES_LO = _LO, 1 - _LO, 4 + _LO
 
 
-class AioArena:
+class AioArena(SlotArena):
     """*slots* fixed buffers of *slot_size* bytes cut from one page-aligned
     arena, each read (``IOCB_CMD_PREAD``, or ``PWRITE`` with *write*) on
     *fd* again and again at new offsets: the Linux AIO counterpart of
@@ -264,21 +279,11 @@ class AioArena:
 
     def __init__(self, ctx: AioContext, fd: int, slots: int, slot_size: int, *,
                  write: bool = False, resfd: Optional[int] = None) -> None:
-        if not isinstance(slots, int) or not 1 <= slots <= 1 << 16:
-            raise ValueError(f"slots must be 1..65536, got {slots!r}")
-        if not isinstance(slot_size, int) or not 1 <= slot_size <= 1 << 30:
-            raise ValueError(f"slot_size must be 1..2**30 bytes, got {slot_size!r}")
-        if not isinstance(fd, int) or fd < 0:
-            raise ValueError(f"bad file descriptor {fd!r}")
         ctx.ctx  # noqa: B018 - raises on a closed context
+        super().__init__(fd, slots, slot_size)
         self.ctx = ctx
-        self.slots = slots
-        self.slot_size = slot_size
         self.write = write
         self.opcode = int(IOCB_CMD_PWRITE if write else IOCB_CMD_PREAD)
-        self.tag = next(_ARENA_TAGS)
-        self.arena = mmap.mmap(-1, slots * slot_size)  # page-aligned: O_DIRECT works
-        self._pin = PinnedBuffer(self.arena, writable=True)
         base = self._pin.address
         # the iocbs and the pointer table: mappings of their own, never moved
         self._iocb_memory = mmap.mmap(-1, slots * ctypes.sizeof(iocb))
@@ -300,21 +305,9 @@ class AioArena:
         self._offset_words = memoryview(self._iocb_memory).cast("q")
         self._addresses = [first + slot * ctypes.sizeof(iocb) for slot in range(slots)]
         self._offset_index = [slot * _IOCB_WORDS + _OFFSET_WORD for slot in range(slots)]
-        self._busy: set = set()
         self._staged = 0
         #: events of other requests that ``reap`` took: ``(data, res, res2)``
         self.others: List[Tuple[int, int, int]] = []
-
-    def buffer(self, slot: int) -> memoryview:
-        """Slot *slot*'s bytes (what a read filled, what a write sends)."""
-        if not 0 <= slot < self.slots:
-            raise IndexError(f"slot {slot} of {self.slots}")
-        return memoryview(self.arena)[slot * self.slot_size:(slot + 1) * self.slot_size]
-
-    @property
-    def in_flight(self) -> int:
-        """Slots staged or in the kernel's hands whose event is not taken."""
-        return len(self._busy)
 
     def _what(self) -> str:
         return "pwrite" if self.write else "pread"
@@ -429,9 +422,3 @@ class AioArena:
         return (f"<AioArena {self._what()} {self.slots}x{self.slot_size} "
                 f"in_flight={len(self._busy)}>")
 
-    def __del__(self) -> None:
-        # whoever submits keeps this object until every event is taken, so
-        # a collected arena has nothing in flight: the pin can go
-        pin = getattr(self, "_pin", None)
-        if pin is not None:
-            pin.release()

@@ -129,6 +129,8 @@ class Engine:
         self._synthetic: Deque["tuple[BlockRequest, int, Optional[BaseException]]"] = deque()
         # what completion callbacks raised during the current poll
         self._raised: List[BaseException] = []
+        # open_arena's queues: tag -> (queue, sink)
+        self._arenas: Dict[int, "tuple[Any, Callable[[Any, Any], None]]"] = {}
         # counters, for tests and the benchmark
         self.submit_calls = 0
         self.resubmitted = 0
@@ -156,6 +158,28 @@ class Engine:
     def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
         """Submit *slots* of an ``open_arena`` queue at *offsets*."""
         raise ValueError(f"aio={self.name} has no arena queues (io_uring and native do)")
+
+    def _deliver(self, sink: Callable[[Any, Any], None], taken: "tuple[Any, Any]") -> None:
+        """An arena's completions to its sink; what the sink raises is
+        raised by ``poll``, after the rest (as a callback's is)."""
+        try:
+            sink(*taken)
+        except BaseException as exc:  # noqa: BLE001 - raised by poll(), after the rest
+            self._raised.append(exc)
+
+    def _to_sole_arena(self, words: Any, n: int) -> bool:
+        """With one arena queue open, whether the *n* completions in
+        *words* (as the kernel's ring holds them) are all its own, in which
+        case they go to its sink in one call: a loop that only reads
+        through the arena pays one look, not one per completion."""
+        arenas = self._arenas
+        if len(arenas) == 1:
+            for queue, sink in arenas.values():
+                if queue.owns(words):
+                    self.in_flight -= n
+                    self._deliver(sink, queue.take(words))
+                    return True
+        return False
 
     # -- hooks -------------------------------------------------------------------
 

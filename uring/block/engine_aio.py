@@ -73,8 +73,6 @@ class AioEngine(Engine):
         self.peeked = 0  # events taken from the ring without a system call
         if faults is not None:  # a fault plan acts on requests: no arena queues beside it
             self.capabilities = self.capabilities - {Capability.ARENA}
-        # open_arena's queues: tag -> (queue, sink)
-        self._arenas: Dict[int, Tuple[AioArena, Callable[[Any, Any], None]]] = {}
         # arena slots io_submit refused: (queue, slot, -errno), for the next _reap
         self._arena_failed: List[Tuple[AioArena, int, int]] = []
 
@@ -205,12 +203,6 @@ class AioEngine(Engine):
             self._deliver(self._arenas[queue.tag][1], (slots, results))
         return len(failed)
 
-    def _deliver(self, sink: Callable[[Any, Any], None], taken: Tuple[Any, Any]) -> None:
-        try:
-            sink(*taken)
-        except BaseException as exc:  # noqa: BLE001 - raised by poll(), after the rest
-            self._raised.append(exc)
-
     def _reap_arenas(self, wait: bool) -> int:
         """``_reap`` with arena queues open: the ring taken as words; all
         of one arena's (a loop that only reads through it): one call to its
@@ -225,13 +217,9 @@ class AioEngine(Engine):
         n = len(words) >> 2
         if not n:
             return 0
+        if self._to_sole_arena(words, n):
+            return n
         arenas = self._arenas
-        if len(arenas) == 1:
-            for queue, sink in arenas.values():
-                if queue.owns(words):
-                    self.in_flight -= n
-                    self._deliver(sink, queue.take(words))
-                    return n
         mine: Dict[int, "array[int]"] = {}
         pop_owner = ctx.pop_owner
         for i in range(0, len(words), 4):

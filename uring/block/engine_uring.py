@@ -79,8 +79,6 @@ class UringEngine(Engine):
         if faults is not None:  # a fault plan acts on requests: no arena queues beside it
             self.capabilities = self.capabilities - {Capability.ARENA}
         self._registered_arena = False
-        # open_arena's queues: tag -> (queue, sink)
-        self._arenas: Dict[int, Tuple[ArenaQueue, Callable[[Any, Any], None]]] = {}
 
     # -- registered buffers --------------------------------------------------------
 
@@ -263,13 +261,9 @@ class UringEngine(Engine):
         n = len(words) // 2
         if not n:
             return 0
+        if self._to_sole_arena(words, n):
+            return n
         arenas = self._arenas
-        if len(arenas) == 1:
-            for queue, sink in arenas.values():
-                if queue.owns(words):
-                    self.in_flight -= n
-                    self._deliver(sink, queue.take(words))
-                    return n
         mine: Dict[int, "array[int]"] = {}
         for i in range(n):
             ud, word = words[2 * i], words[2 * i + 1]
@@ -292,12 +286,6 @@ class UringEngine(Engine):
             self.in_flight -= len(got) // 2
             self._deliver(sink, queue.take(got))
         return n
-
-    def _deliver(self, sink: Callable[[Any, Any], None], taken: Tuple[Any, Any]) -> None:
-        try:
-            sink(*taken)
-        except BaseException as exc:  # noqa: BLE001 - raised by poll(), after the rest
-            self._raised.append(exc)
 
     def _commit(self) -> None:
         ring = self.ring
