@@ -129,7 +129,8 @@ def test_reads(workdir: str, cache: str) -> None:
         for s in range(16):
             assert bytes(ar.buffer(s)) == data[offs[s]:offs[s] + BS]
         assert ar.in_flight == 0 and img.engine.in_flight == 0
-        assert img.engine.peeked > 0
+        if cache == "writeback":  # done inside io_submit: the events wait in the ring
+            assert img.engine.peeked > 0  # taken from it without a system call
 
 
 def test_writes_land(workdir: str, cache: str) -> None:

@@ -55,17 +55,19 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno as _errno
+import os
 import platform
 import struct
 import sys
 import sysconfig
 import threading
 import time
+import weakref
 from array import array
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
-from .errors import kernel_error
+from .errors import RingForkedError, kernel_error
 
 __all__ = [
     "AIO_RING_MAGIC",
@@ -245,6 +247,19 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 
+# Contexts of this process, so a fork can mark them unusable in the child.
+_CONTEXTS: "weakref.WeakSet[AioContext]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for context in list(_CONTEXTS):
+        context._in_fork_child()  # noqa: SLF001 - this module's own class
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class AioContext:
     """One ``aio_context_t``: submit iocbs, reap io_events.
 
@@ -263,6 +278,8 @@ class AioContext:
     def __init__(self, nr_events: int) -> None:
         # aio_data -> (owner, kept alive): requests in flight filed by hold()
         self._owners: Dict[int, Tuple[Any, Any]] = {}
+        self._set_up_by = os.getpid()
+        self.forked = False  # set in a fork child: the context is the parent's
         self._next_data = 1
         if nr_events <= 0:
             raise ValueError("nr_events must be positive")
@@ -276,6 +293,7 @@ class AioContext:
         if ret < 0:
             raise kernel_error(ctypes.get_errno(), "io_setup")
         self._ctx = ctx.value
+        _CONTEXTS.add(self)
         self.nr_events = nr_events
         # the ring's layout, checked once (peek_words): (nr, head word,
         # tail word, address of the events), or False when it is not the
@@ -297,8 +315,25 @@ class AioContext:
 
     def _check(self) -> int:
         if self._ctx == 0:
+            if self.forked:
+                raise RingForkedError(
+                    f"this AIO context was set up by process {self._set_up_by} and cannot be used in "
+                    f"the forked child {os.getpid()}: set up a new one in the child")
             raise ValueError("I/O operation on a closed AioContext")
         return self._ctx
+
+    def _in_fork_child(self) -> None:
+        """In a fork child: the context is the parent's.  The child's
+        memory has no AIO context (``io_submit`` there says ``EINVAL``),
+        but the completion ring's mapping is shared with the parent's:
+        reading events from it here would take them from the parent.  So
+        the child forgets the context without touching it: no look at the
+        ring, no ``io_destroy``; every later use raises
+        ``RingForkedError``."""
+        if self._ctx:
+            self._ctx = 0
+            self.forked = True
+            self._owners = {}
 
     def close(self) -> None:
         """``io_destroy``: idempotent.

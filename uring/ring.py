@@ -93,6 +93,8 @@ _SQ_NEED_WAKEUP = int(abi.IORING_SQ_NEED_WAKEUP)
 _SQ_CQ_OVERFLOW = int(abi.IORING_SQ_CQ_OVERFLOW)
 _SQ_TASKRUN = int(abi.IORING_SQ_TASKRUN)
 _CQE_F_MORE = int(abi.IORING_CQE_F_MORE)
+# states in which the shared rings are no longer mapped here
+_UNMAPPED = frozenset({"closed", "forked"})
 # io_uring_cqe.flags is the u32 at byte 12 of a CQE; its low byte (which
 # holds IORING_CQE_F_MORE) comes first on a little-endian machine, last on
 # a big-endian one.  _MORE_BIT maps a flags low byte to 1 if F_MORE is set.
@@ -642,6 +644,8 @@ class RingCore:
 
         liburing: ``*ring->sq.khead``.
         """
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._sq_u32[self._i_sq_head])
 
     @property
@@ -650,11 +654,15 @@ class RingCore:
 
         liburing: ``*ring->sq.ktail``.
         """
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._sq_u32[self._i_sq_tail])
 
     @property
     def sq_flags(self) -> abi.IoringSqFlags:
         """liburing: ``*ring->sq.kflags``."""
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return abi.IoringSqFlags(self._sq_u32[self._i_sq_flags])
 
     @property
@@ -663,16 +671,22 @@ class RingCore:
 
         liburing: ``*ring->sq.kdropped``.
         """
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._sq_u32[self._i_sq_dropped])
 
     @property
     def cq_head(self) -> int:
         """liburing: ``*ring->cq.khead``."""
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._cq_u32[self._i_cq_head])
 
     @property
     def cq_tail(self) -> int:
         """liburing: ``*ring->cq.ktail``."""
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._cq_u32[self._i_cq_tail])
 
     @property
@@ -682,6 +696,8 @@ class RingCore:
 
         liburing: ``*ring->cq.koverflow``.
         """
+        if self._state in _UNMAPPED:
+            self._check()  # the ring's own error, not a released memoryview's
         return int(self._cq_u32[self._i_cq_overflow])
 
     @property

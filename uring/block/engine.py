@@ -49,10 +49,13 @@ import enum
 import errno
 import importlib
 import logging
+import os
+import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, NoReturn, Optional, Sequence
 
+from ..errors import RingForkedError
 from .faults import IoFaults
 from .request import BlockRequest, Op, raise_deferred
 
@@ -90,6 +93,19 @@ class Capability(str, enum.Enum):
     #: fixed-slot queues (``Image.arena``) with their SQEs formatted once
     #: and their completions taken as the CQ's words (``open_arena``)
     ARENA = "arena"
+
+
+# Engines of this process, so a fork can mark them unusable in the child.
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine._in_fork_child()  # noqa: SLF001 - this module's own class
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Engine:
@@ -134,6 +150,10 @@ class Engine:
         # counters, for tests and the benchmark
         self.submit_calls = 0
         self.resubmitted = 0
+        # a fork child's copy of an engine is closed: its kernel side is the parent's
+        self.forked = False
+        self._opened_by = os.getpid()
+        _ENGINES.add(self)
 
     # -- what it can do --------------------------------------------------------------
 
@@ -158,6 +178,28 @@ class Engine:
     def arena_submit(self, queue: Any, slots: Sequence[int], offsets: Sequence[int]) -> None:
         """Submit *slots* of an ``open_arena`` queue at *offsets*."""
         raise ValueError(f"aio={self.name} has no arena queues (io_uring and native do)")
+
+    def _in_fork_child(self) -> None:
+        """In a fork child: the engine's kernel side (the ring, the AIO
+        context, the worker threads, which the child does not even have)
+        is the parent's, and so are the requests in flight: their
+        completions go to the parent.  The child's copy is closed as it
+        stands, nothing waited for, submitted or released; any use raises
+        ``RingForkedError`` (its ring and AIO context do the same)."""
+        self.forked = True
+        self.closed = True
+        self.pending.clear()
+        self._synthetic.clear()
+        self.in_flight = 0
+
+    def refuse_closed(self) -> NoReturn:
+        """The error for using a closed engine (a forked child's: see
+        ``_in_fork_child``)."""
+        if self.forked:
+            raise RingForkedError(
+                f"aio={self.name}: this image was opened by process {self._opened_by} and cannot be "
+                f"used in the forked child {os.getpid()}: open it again in the child")
+        raise ValueError(f"{self.name} engine is closed")
 
     def _deliver(self, sink: Callable[[Any, Any], None], taken: "tuple[Any, Any]") -> None:
         """An arena's completions to its sink; what the sink raises is
@@ -219,7 +261,7 @@ class Engine:
 
     def enqueue(self, req: BlockRequest) -> None:
         if self.closed:
-            raise ValueError(f"{self.name} engine is closed")
+            self.refuse_closed()
         self.pending.append(req)
         if not self.plugged or len(self.pending) >= self.max_batch:
             self.kick()
@@ -229,7 +271,7 @@ class Engine:
         plugged): one submit for the batch, as far as the queue depth
         allows."""
         if self.closed:
-            raise ValueError(f"{self.name} engine is closed")
+            self.refuse_closed()
         self.pending.extend(reqs)
         if not self.plugged or len(self.pending) >= self.max_batch:
             self.kick()
@@ -306,6 +348,8 @@ class Engine:
         raised to the caller, unchanged, and any further ones of the same
         call are logged on the ``uring.block`` logger (``raise_deferred``).
         Nothing is left behind: the next ``poll``/``wait`` goes on normally."""
+        if self.forked:
+            self.refuse_closed()
         n = self._poll(wait)
         if self._raised:
             self._raise_deferred()

@@ -157,7 +157,7 @@ class AioEngine(Engine):
         if not self.supports(Capability.ARENA):
             raise ValueError("arena queues and a fault plan do not go together")
         if self.closed:
-            raise ValueError(f"{self.name} engine is closed")
+            self.refuse_closed()
         queue = AioArena(self.ctx, self.fd, slots, slot_size, write=write)
         self._arenas[queue.tag] = (queue, sink)
         return queue
@@ -171,7 +171,7 @@ class AioEngine(Engine):
         delivered to the sink with ``-errno`` by the next ``poll``: every
         slot submitted comes back exactly once."""
         if self.closed:
-            raise ValueError(f"{self.name} engine is closed")
+            self.refuse_closed()
         n = queue.stage(slots, offsets)
         self.in_flight += n
         step = self.submit_batch or n

@@ -224,7 +224,7 @@ class UringEngine(Engine):
         the CPU, is the limit) they go at once instead, that many per
         ``io_uring_enter``."""
         if self.closed:
-            raise ValueError(f"{self.name} engine is closed")
+            self.refuse_closed()
         try:
             n = queue.submit(slots, offsets)
         except SubmissionQueueFull:

@@ -299,6 +299,8 @@ class Image:
         if self._owner.ident != _get_ident():
             self._owner.claim()
         if self.engine.closed or self.fd < 0:
+            if self.engine.forked:
+                self.engine.refuse_closed()
             raise ValueError(f"I/O on a closed image {self.path!r}")
 
     def _submit(self, req: BlockRequest) -> BlockRequest:
@@ -801,8 +803,14 @@ class Image:
         callback raises while the last requests finish, the others are
         still finished, the engine and the file are closed, and then the
         first exception is raised (later ones are logged on the
-        ``uring.block`` logger).  A second ``close()`` does nothing."""
+        ``uring.block`` logger).  A second ``close()`` does nothing.  In a
+        fork child only the child's copy of the file descriptor is closed:
+        the requests in flight are the parent's (see ``Engine._in_fork_child``)."""
         if self.fd < 0:
+            return
+        if self.engine.forked:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
             return
         if self._owner.ident != _get_ident():
             self._owner.claim()
