@@ -176,18 +176,25 @@ class AioEngine(Engine):
         self.in_flight += n
         step = self.submit_batch or n
         at = 0
-        while at < n:
-            self.submit_calls += 1
-            try:
-                at += queue.submit_staged(at, min(step, n - at))
-            except OSError as exc:
-                err = exc.errno or errno.EIO
-                failed = self._arena_failed
-                if err == errno.EAGAIN:  # no room: these come back to be retried
-                    failed.extend([(queue, slot, -err) for slot in list(slots)[at:]])
-                    return
-                failed.append((queue, list(slots)[at], -err))  # the first refused; the rest go on
-                at += 1
+        try:
+            while at < n:
+                self.submit_calls += 1
+                try:
+                    at += queue.submit_staged(at, min(step, n - at))
+                except OSError as exc:
+                    err = exc.errno or errno.EIO
+                    failed = self._arena_failed
+                    if err == errno.EAGAIN:  # no room: these come back to be retried
+                        failed.extend([(queue, slot, -err) for slot in list(slots)[at:]])
+                        return
+                    failed.append((queue, list(slots)[at], -err))  # the first refused; the rest go on
+                    at += 1
+        except BaseException:
+            # interrupted (a signal handler's exception) with slots staged and
+            # counted but not handed over: they come back with -EINTR, so
+            # nothing waits for an event that will never be posted
+            self._arena_failed.extend([(queue, slot, -errno.EINTR) for slot in list(slots)[at:]])
+            raise
 
     def _deliver_failed(self) -> int:
         """The arena slots ``io_submit`` refused, to their sinks."""

@@ -30,6 +30,7 @@ import threading
 from array import array
 from collections import deque
 from functools import partial
+from itertools import repeat
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..arena import offsets_within
@@ -900,7 +901,6 @@ class BlockArena:
         self.slot_size = slot_size
         self.write = write
         self.op = Op.WRITE if write else Op.READ
-        self.in_flight = 0
         self._offsets = array("q", bytes(8 * slots))
         # slots in flight as requests: all of them without an arena queue;
         # with one, those whose short transfer is being finished
@@ -919,6 +919,16 @@ class BlockArena:
                 engine.register_buffers([self.arena])  # refused by name where there are none
         whole = memoryview(self.arena)
         self._slot_views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
+
+    @property
+    def in_flight(self) -> int:
+        """Slots submitted whose result ``reap`` has not handed back: the
+        queue's busy slots (on an engine with arena queues) and those
+        finishing as requests.  Read from the slots themselves, never
+        counted beside them, so an interruption inside a submit cannot
+        leave a count that no completion will bring down."""
+        queued = self._queue.in_flight if self._queue is not None else 0
+        return queued + len(self._busy)
 
     def buffer(self, slot: int) -> memoryview:
         """Slot *slot*'s bytes: what a read filled, what a write sends."""
@@ -959,7 +969,15 @@ class BlockArena:
             # touches anything; slots still finishing here are checked first
             if held and not held.isdisjoint(slots):
                 raise ValueError(f"slots {sorted(held.intersection(slots))[:4]} are in flight")
-            engine.arena_submit(self._queue, slots, offs)
+            try:
+                engine.arena_submit(self._queue, slots, offs)
+            except (ValueError, TypeError):
+                raise  # refused: nothing taken
+            except BaseException:
+                # interrupted inside (a signal handler's exception): what the
+                # engine took comes back, maybe to be retried, at these offsets
+                _consume(map(self._offsets.__setitem__, slots, offs))
+                raise
         else:
             try:
                 wanted = set(slots)
@@ -974,7 +992,6 @@ class BlockArena:
             self._submit_requests(slots, offs)
             held |= wanted
         _consume(map(self._offsets.__setitem__, slots, offs))
-        self.in_flight += n
 
     def _submit_requests(self, slots: Sequence[int], offs: Sequence[int]) -> None:
         """Engines without arena queues: one request per slot, made once."""
@@ -996,7 +1013,6 @@ class BlockArena:
 
     def _finish(self, slot: int, req: BlockRequest) -> None:
         self._busy.discard(slot)
-        self.in_flight -= 1
         self._done_slots.append(slot)
         if req.error is None:
             self._done_res.append(self.slot_size)
@@ -1006,16 +1022,18 @@ class BlockArena:
     def _landed(self, slots: "array[int]", res: "array[int]") -> None:
         """The engine's sink: this arena's CQEs, as arrays."""
         size = self.slot_size
+        retries = self._retries  # a slot's retry budget is per submit: done, it goes
         if res.count(size) == len(res):  # all whole: the common case
             self._done_slots.extend(slots)
             self._done_res.extend(res)
-            self.in_flight -= len(slots)
+            if retries:
+                _consume(map(retries.pop, slots, repeat(None)))
             return
         for slot, r in zip(slots, res):
             if r == size:
+                retries.pop(slot, None)
                 self._done_slots.append(slot)
                 self._done_res.append(r)
-                self.in_flight -= 1
             elif r in (-errno.EAGAIN, -errno.EINTR) and \
                     self._retries.get(slot, 0) < MAX_RETRIES:
                 self._retries[slot] = self._retries.get(slot, 0) + 1
@@ -1024,7 +1042,6 @@ class BlockArena:
                 self._retries.pop(slot, None)
                 self._done_slots.append(slot)
                 self._done_res.append(r)
-                self.in_flight -= 1
             else:
                 # a short transfer: the rest through the image, with the
                 # engine's rules (end of file zero-filled, ENOSPC for a
