@@ -1136,8 +1136,11 @@ def open_image(path: "str | os.PathLike[str]", **options: Any) -> Image:
     queue_depth:   requests in the kernel's hands at once (default 64);
                    more wait in a software queue.
     submit_batch:  the most requests one submit call hands the kernel (fio's
-                   iodepth_batch_submit); default ``DIRECT_SUBMIT_BATCH`` (4)
-                   under O_DIRECT, else 0: all that are queued at once.
+                   iodepth_batch_submit): one ``io_uring_enter`` or
+                   ``io_submit``; default ``DIRECT_SUBMIT_BATCH`` (4) under
+                   O_DIRECT, else 0: all that are queued at once.  (The
+                   threads engine has no submit call: its workers take
+                   what is queued.)
     max_batch:     QEMU's aio-max-batch: submit while plugged once this many
                    are queued (default: half the queue depth).
     read_only:     open O_RDONLY.
