@@ -578,9 +578,10 @@ def test_an_o_direct_arena_goes_to_the_device_at_once(image_path: str) -> None:
                 assert bytes(ar.buffer(i)) == data[(7 - i) * BS:(8 - i) * BS]
 
 
-@pytest.mark.parametrize("bad", [-1, 2.0, "4", True])
-def test_submit_batch_is_checked_at_open(image_path: str, bad: Any) -> None:
-    with pytest.raises(ValueError, match="submit_batch"):
+@pytest.mark.parametrize("bad,exc", [(-1, ValueError), (2.0, TypeError), ("4", TypeError),
+                                     (True, TypeError)])
+def test_submit_batch_is_checked_at_open(image_path: str, bad: Any, exc: type) -> None:
+    with pytest.raises(exc, match="submit_batch"):
         block.open_image(image_path, aio="threads", submit_batch=bad)
 
 

@@ -94,8 +94,11 @@ class Image:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
         if queue_depth.__class__ is bool or not isinstance(queue_depth, int):
             raise TypeError(f"queue_depth must be an int, not {type(queue_depth).__name__}")
-        if submit_batch is not None and (submit_batch.__class__ is not int or submit_batch < 0):
-            raise ValueError(f"submit_batch must be an int >= 0, got {submit_batch!r}")
+        if submit_batch is not None:
+            if submit_batch.__class__ is not int:
+                raise TypeError(f"submit_batch must be an int, not {type(submit_batch).__name__}")
+            if submit_batch < 0:
+                raise ValueError(f"submit_batch must be >= 0, got {submit_batch}")
         if not 1 <= queue_depth <= 32768:
             raise ValueError(f"queue_depth must be in 1..32768 (the kernel's IORING_MAX_ENTRIES), "
                              f"got {queue_depth}")
