@@ -62,12 +62,12 @@ import sys
 import sysconfig
 import threading
 import time
-import weakref
 from array import array
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
 from .errors import RingForkedError, kernel_error
+from .syscalls import on_fork_in_child
 
 __all__ = [
     "AIO_RING_MAGIC",
@@ -247,19 +247,6 @@ _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 
-# Contexts of this process, so a fork can mark them unusable in the child.
-_CONTEXTS: "weakref.WeakSet[AioContext]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for context in list(_CONTEXTS):
-        context._in_fork_child()  # noqa: SLF001 - this module's own class
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class AioContext:
     """One ``aio_context_t``: submit iocbs, reap io_events.
 
@@ -293,7 +280,7 @@ class AioContext:
         if ret < 0:
             raise kernel_error(ctypes.get_errno(), "io_setup")
         self._ctx = ctx.value
-        _CONTEXTS.add(self)
+        on_fork_in_child(self, "_in_fork_child")
         self.nr_events = nr_events
         # the ring's layout, checked once (peek_words): (nr, head word,
         # tail word, address of the events), or False when it is not the

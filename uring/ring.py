@@ -44,7 +44,6 @@ import struct
 import sys
 import threading
 import time
-import weakref
 from array import array as _array
 from functools import partial
 from itertools import chain
@@ -76,7 +75,7 @@ from .errors import (
     unavailable,
 )
 from .request import Completion, Request, op_name
-from .syscalls import Kernel, default_kernel
+from .syscalls import Kernel, default_kernel, on_fork_in_child
 
 __all__ = ["Cqe", "RingCore", "ThreadOwner", "Timeout"]
 
@@ -262,18 +261,6 @@ def _count(n: Any) -> int:
 # because the kernel may still write into them.  A leak, on purpose.
 _GRAVEYARD: List[Any] = []
 
-# Rings of this process, so a fork can mark them unusable in the child.
-_RINGS: "weakref.WeakSet[RingCore]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for ring in list(_RINGS):
-        ring._forked()  # noqa: SLF001 - this module's own class
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
 
 class ThreadOwner:
     """Which thread may use an object whose state is updated without locks
@@ -436,7 +423,7 @@ class RingCore:
         self._state = None
         if params.flags & abi.IORING_SETUP_R_DISABLED:
             self._state = "disabled"
-        _RINGS.add(self)
+        on_fork_in_child(self, "_forked")  # a fork child's copy is unusable
 
     # ------------------------------------------------------------------
     # set-up
@@ -2140,7 +2127,6 @@ class RingCore:
             self._requests = {}
             self._skipped = []
             self._state = "closed"
-            _RINGS.discard(self)
             self._unmap()
             fd, self._fd = self._fd, -1
             if fd >= 0:

@@ -26,6 +26,7 @@ import os
 import platform
 import struct
 import sysconfig
+import weakref
 from typing import Any, Callable, Tuple
 
 from .errors import kernel_error
@@ -215,3 +216,29 @@ def default_kernel() -> Kernel:
     if _default is None:
         _default = LinuxKernel()
     return _default
+
+
+# -- fork ------------------------------------------------------------------------------------
+
+# What this process holds of the kernel through shared memory and inherited
+# descriptors (rings, AIO contexts, the block engines on them), each with the
+# method that makes its copy in a fork child let go of it untouched.
+_FORK_CHILD_HOOKS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def on_fork_in_child(obj: Any, method: str) -> None:
+    """Call ``obj.<method>()`` in a child made by ``fork()``, first thing
+    there (an ``os.register_at_fork`` hook).  The child shares the
+    parent's mappings and file descriptors: its copy of a ring or an AIO
+    context must never submit into or reap from the parent's queues.
+    *obj* is held weakly."""
+    _FORK_CHILD_HOOKS[obj] = method
+
+
+def _after_fork_in_child() -> None:
+    for obj, method in list(_FORK_CHILD_HOOKS.items()):
+        getattr(obj, method)()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

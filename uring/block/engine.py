@@ -50,12 +50,12 @@ import errno
 import importlib
 import logging
 import os
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, FrozenSet, List, NoReturn, Optional, Sequence
 
 from ..errors import RingForkedError
+from ..syscalls import on_fork_in_child
 from .faults import IoFaults
 from .request import BlockRequest, Op, raise_deferred
 
@@ -93,19 +93,6 @@ class Capability(str, enum.Enum):
     #: fixed-slot queues (``Image.arena``) with their SQEs formatted once
     #: and their completions taken as the CQ's words (``open_arena``)
     ARENA = "arena"
-
-
-# Engines of this process, so a fork can mark them unusable in the child.
-_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for engine in list(_ENGINES):
-        engine._in_fork_child()  # noqa: SLF001 - this module's own class
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Engine:
@@ -153,7 +140,7 @@ class Engine:
         # a fork child's copy of an engine is closed: its kernel side is the parent's
         self.forked = False
         self._opened_by = os.getpid()
-        _ENGINES.add(self)
+        on_fork_in_child(self, "_in_fork_child")
 
     # -- what it can do --------------------------------------------------------------
 
