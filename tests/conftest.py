@@ -8,10 +8,13 @@ probe and skips with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
+import sys
 import time
-from typing import Iterator
+from types import CodeType
+from typing import Any, Iterator
 
 import pytest
 
@@ -55,6 +58,28 @@ def try_ring(*args: object, **kwargs: object) -> uring.Ring:
         if exc.errno in (22, 95):  # EINVAL / EOPNOTSUPP: flag unknown to this kernel
             pytest.skip(f"kernel {os.uname().release} refuses {kwargs}: {exc}")
         raise
+
+
+@contextlib.contextmanager
+def interrupted_at(code: CodeType, nth: int) -> Iterator[None]:
+    """Raise ``KeyboardInterrupt`` as the *nth* call of the function whose
+    code is *code* starts (a trace function: the exact call, not a timed
+    signal), as a Ctrl-C landing there would; the block must raise it."""
+    calls = [0]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is code:
+            calls[0] += 1
+            if calls[0] == nth:
+                raise KeyboardInterrupt
+        return None
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        sys.settrace(None)
 
 
 def submit_issued(ring: uring.Ring, timeout: float = 5.0) -> int:

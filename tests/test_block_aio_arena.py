@@ -9,13 +9,13 @@ import errno
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from array import array
 from typing import Any, Iterator, List, Tuple
 
 import pytest
+from conftest import interrupted_at
 
 from uring import block
 from uring.arena import AioArena
@@ -446,22 +446,8 @@ def test_an_interrupted_submit_leaves_no_slot_waiting(workdir: str) -> None:
     with block.open_image(path, aio="native", cache="none", queue_depth=8,
                           submit_batch=1) as img:
         ar = img.arena(8, BS)
-        queue = ar._queue
-        calls = [0]
-
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            if event == "call" and frame.f_code is type(queue).submit_staged.__code__:
-                calls[0] += 1
-                if calls[0] == 3:
-                    raise KeyboardInterrupt
-            return None
-
-        sys.settrace(tracer)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                ar.submit(list(range(8)), [s * BS for s in range(8)])
-        finally:
-            sys.settrace(None)
+        with interrupted_at(AioArena.submit_staged.__code__, 3):
+            ar.submit(list(range(8)), [s * BS for s in range(8)])
         got: dict = {}
         deadline = time.monotonic() + 10
         while ar.in_flight and time.monotonic() < deadline:

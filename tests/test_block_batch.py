@@ -9,12 +9,11 @@ import errno
 import mmap
 import os
 import random
-import sys
 from array import array
 from typing import Any, Iterator, List
 
 import pytest
-from conftest import require_uring
+from conftest import interrupted_at, require_uring
 
 from uring import block
 from uring.block import BlockRequest, Op
@@ -598,22 +597,8 @@ def test_an_interrupted_o_direct_arena_submit_still_completes_each_slot_once(
     with block.open_image(image_path, aio="io_uring", cache="none", queue_depth=16,
                           submit_batch=2) as img:
         ar = img.arena(12, BS)
-        submit_code = type(img.engine.ring).submit.__code__
-        calls = [0]
-
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            if event == "call" and frame.f_code is submit_code:
-                calls[0] += 1
-                if calls[0] == 3:
-                    raise KeyboardInterrupt
-            return None
-
-        sys.settrace(tracer)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                ar.submit(list(range(12)), [(11 - s) * BS for s in range(12)])
-        finally:
-            sys.settrace(None)
+        with interrupted_at(type(img.engine.ring).submit.__code__, 3):
+            ar.submit(list(range(12)), [(11 - s) * BS for s in range(12)])
         got = drain_arena(ar, 12)
         assert got == {s: BS for s in range(12)}
         for s in range(12):

@@ -102,6 +102,39 @@ class SlotArena:
         """Slots submitted (or staged) whose completion is not taken yet."""
         return len(self._busy)
 
+    def _what(self) -> str:
+        """The op, for error messages."""
+        raise NotImplementedError
+
+    def _checked(self, slots: Sequence[int], offsets: Sequence[int], table: Sequence[Any],
+                 low: int) -> Tuple["array[int]", set, List[Any]]:
+        """A submit's slots and offsets, checked before anything is
+        written: as many offsets as slots, ints, each offset in *low*..
+        2**63-1, every slot valid (``table[slot]`` exists: what the queue
+        keeps per slot, returned in slot order), given once and idle.
+        Returns ``(offsets as array('q'), the set of slots, the table's
+        entries)``; ``ValueError`` naming the op otherwise."""
+        n = len(slots)
+        if len(offsets) != n:
+            raise ValueError(f"{n} slots and {len(offsets)} offsets")
+        try:
+            offs = offsets if isinstance(offsets, array) and offsets.typecode == "q" \
+                else array("q", offsets)
+            wanted = set(slots)
+            picked = list(map(table.__getitem__, slots))
+        except (OverflowError, TypeError, IndexError) as exc:
+            raise ValueError(f"{self._what()}: bad slot or offset ({exc})") from None
+        if len(wanted) != n or min(wanted, default=0) < 0:
+            raise ValueError(f"{self._what()}: slots must be given once each and be "
+                             f"0..{self.slots - 1}")
+        if not offsets_within(offs, low, (1 << 63) - 1):
+            raise ValueError(f"{self._what()}: an offset must be >= {low}"
+                             f"{' (-1: the file position)' if low < 0 else ''}; got {min(offs)}")
+        busy = self._busy
+        if busy and not busy.isdisjoint(wanted):
+            raise ValueError(f"{self._what()}: slots {sorted(busy & wanted)[:4]} are in flight")
+        return offs, wanted, picked
+
     def __del__(self) -> Any:
         # Whoever submits holds the queue while the kernel may use the
         # arena (the ring's records of its SQEs, the engine's table), so a
@@ -152,26 +185,11 @@ class ArenaQueue(SlotArena):
         the file position); returns how many.  All or nothing: every slot
         valid, idle and given once, every offset in range, room in the SQ.  Nothing reaches the
         kernel until the ring submits (``reap(wait=...)`` does)."""
-        n = len(slots)
-        if len(offsets) != n:
-            raise ValueError(f"{n} slots and {len(offsets)} offsets")
-        if not n:
+        if not len(slots) and not len(offsets):
             return 0
-        try:
-            offs = array("q", offsets)
-            wanted = set(slots)
-            # each slot's (SQE template, user_data, record), made once
-            templates, user_data, records = zip(*map(self._slot_parts.__getitem__, slots))
-        except (OverflowError, TypeError, IndexError) as exc:
-            raise ValueError(f"{op_name(self.opcode)}: bad slot or offset ({exc})") from None
-        if len(wanted) != n or min(slots, default=0) < 0:
-            raise ValueError(f"{op_name(self.opcode)}: slots must be given once each and be >= 0")
-        if not offsets_within(offs, -1, (1 << 63) - 1):
-            raise ValueError(f"{op_name(self.opcode)}: an offset is >= 0, or -1 for the file "
-                             f"position; got {min(offs)}")
-        if not self._busy.isdisjoint(wanted):
-            raise ValueError(f"{op_name(self.opcode)}: slots {sorted(self._busy & wanted)[:4]} "
-                             "are in flight")
+        # each slot's (SQE template, user_data, record), made once
+        offs, wanted, parts = self._checked(slots, offsets, self._slot_parts, -1)
+        templates, user_data, records = zip(*parts)
         sqes = bytearray(b"".join(templates))
         # io_uring_sqe.off: -1 (the file position) is its all-ones u64, as in C
         memoryview(sqes).cast("Q")[1::self._words_per_sqe] = memoryview(offs).cast("B").cast("Q")
@@ -179,7 +197,10 @@ class ArenaQueue(SlotArena):
         # for a user_data of theirs in flight, whoever filed it)
         self.ring.prep_copies(sqes, user_data, records, given_once=True)
         self._busy |= wanted
-        return n
+        return len(offs)
+
+    def _what(self) -> str:
+        return op_name(self.opcode)
 
     def reap(self, wait: int = 0) -> Tuple["array[int]", "array[int]"]:
         """Submit what is queued and, with *wait*, wait until at least that
@@ -320,30 +341,15 @@ class AioArena(SlotArena):
         every slot valid, idle and given once, every offset an int >= 0,
         else ``ValueError`` and nothing changed.  Nothing reaches the
         kernel until ``submit_staged``."""
-        n = len(slots)
-        if len(offsets) != n:
-            raise ValueError(f"{n} slots and {len(offsets)} offsets")
-        if not n:
+        if not len(slots) and not len(offsets):
             return 0
-        try:
-            offs = offsets if isinstance(offsets, array) and offsets.typecode == "q" \
-                else array("q", offsets)
-            wanted = set(slots)
-            addresses = array("Q", map(self._addresses.__getitem__, slots))
-        except (OverflowError, TypeError, IndexError) as exc:
-            raise ValueError(f"{self._what()}: bad slot or offset ({exc})") from None
-        if len(wanted) != n or min(wanted) < 0:
-            raise ValueError(f"{self._what()}: slots must be given once each and be "
-                             f"0..{self.slots - 1}")
-        if min(offs) < 0:
-            raise ValueError(f"{self._what()}: offsets must be >= 0, got {min(offs)}")
-        busy = self._busy
-        if busy and not busy.isdisjoint(wanted):
-            raise ValueError(f"{self._what()}: slots {sorted(busy & wanted)[:4]} are in flight")
+        offs, wanted, picked = self._checked(slots, offsets, self._addresses, 0)
+        n = len(offs)
+        addresses = array("Q", picked)
         self._pointer_words[:n] = addresses
         _consume(map(self._offset_words.__setitem__,
                      map(self._offset_index.__getitem__, slots), offs))
-        busy |= wanted
+        self._busy |= wanted
         self._staged = n
         return n
 

@@ -50,6 +50,7 @@ import errno
 import importlib
 import logging
 import os
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, FrozenSet, List, NoReturn, Optional, Sequence
@@ -209,6 +210,28 @@ class Engine:
                     self._deliver(sink, queue.take(words))
                     return True
         return False
+
+    def _split_arenas(self, words: Any, stride: int) -> List[int]:
+        """Mixed completions (*stride* words each, ``user_data``/``aio_data``
+        first): each arena's go to its sink, one call per arena; returns
+        where the others start in *words*, for the engine to finish."""
+        arenas = self._arenas
+        mine: Dict[int, "array[int]"] = {}
+        others: List[int] = []
+        for i in range(0, len(words), stride):
+            tag = words[i] >> 32
+            if tag in arenas:
+                got = mine.get(tag)
+                if got is None:
+                    got = mine[tag] = array("Q")
+                got.extend(words[i:i + stride])
+            else:
+                others.append(i)
+        for tag, got in mine.items():
+            queue, sink = arenas[tag]
+            self.in_flight -= len(got) // stride
+            self._deliver(sink, queue.take(got))
+        return others
 
     # -- hooks -------------------------------------------------------------------
 

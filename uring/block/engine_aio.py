@@ -226,27 +226,13 @@ class AioEngine(Engine):
             return 0
         if self._to_sole_arena(words, n):
             return n
-        arenas = self._arenas
-        mine: Dict[int, "array[int]"] = {}
         pop_owner = ctx.pop_owner
-        for i in range(0, len(words), 4):
-            data = words[i]
-            tag = data >> 32
-            if tag in arenas:
-                got = mine.get(tag)
-                if got is None:
-                    got = mine[tag] = array("Q")
-                got.extend(words[i:i + 4])
-                continue
-            req = pop_owner(data)
+        for i in self._split_arenas(words, 4):
+            req = pop_owner(words[i])
             if req is None:
                 continue  # not a request of this engine's (nothing here makes one)
             res = words[i + 2]
             self._completed(req, res - (1 << 64) if res >> 63 else res)
-        for tag, got in mine.items():
-            queue, sink = arenas[tag]
-            self.in_flight -= len(got) >> 2
-            self._deliver(sink, queue.take(got))
         return n
 
     # -- completion -----------------------------------------------------------------------

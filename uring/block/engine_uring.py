@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 from array import array
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .. import abi
 from ..arena import ArenaQueue
@@ -263,28 +263,16 @@ class UringEngine(Engine):
             return 0
         if self._to_sole_arena(words, n):
             return n
-        arenas = self._arenas
-        mine: Dict[int, "array[int]"] = {}
-        for i in range(n):
-            ud, word = words[2 * i], words[2 * i + 1]
-            if ud >> 32 in arenas:
-                got = mine.setdefault(ud >> 32, array("Q"))
-                got.append(ud)
-                got.append(word)
-                continue
-            record = records[i]
+        for i in self._split_arenas(words, 2):
+            record = records[i >> 1]
             if record is None or record.owner is None:
                 continue  # not a request of this engine's (nothing here makes one)
-            res = word & 0xFFFFFFFF
+            res = words[i + 1] & 0xFFFFFFFF
             res = res - (1 << 32) if res >> 31 else res
             if self.iopoll and res == -errno.EOPNOTSUPP:
                 self._failed(record.owner, errno.EOPNOTSUPP, None)
             else:
                 self._completed(record.owner, res)
-        for tag, got in mine.items():
-            queue, sink = arenas[tag]
-            self.in_flight -= len(got) // 2
-            self._deliver(sink, queue.take(got))
         return n
 
     def _commit(self) -> None:
