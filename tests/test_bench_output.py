@@ -28,7 +28,7 @@ from conftest import require_uring
 from uring.bench import options, stats
 from uring.bench.options import parse_args
 from uring.bench.plan import CellResult, plan_cells
-from uring.bench.report import _fmt_rate, fio_json, merge_clones, table
+from uring.bench.report import fio_json, fmt_rate, merge_clones, table
 from uring.bench.svg import chart
 from uring.bench.workload import Direction, Measurement
 
@@ -157,7 +157,7 @@ def test_randrw_table_has_read_and_write_rows() -> None:
     for direction in ("read", "write"):
         row, fio = rows[direction], job[direction]
         assert fio["total_ios"] > 0
-        assert row[3] == _fmt_rate(fio["iops"])
+        assert row[3] == fmt_rate(fio["iops"])
         assert float(row[4]) == pytest.approx(fio["bw_bytes"] / (1 << 20), abs=0.06)
         assert float(row[5]) == pytest.approx(fio["clat_ns"]["percentile"]["50.000000"] / 1000,
                                               rel=0.01, abs=0.06)
@@ -192,7 +192,7 @@ def test_svg_draws_a_bar_per_cell_with_its_label(tmp_path: Any) -> None:
             continue
         (bar,) = bars
         widths[job["jobname"]] = float(bar.get("width", "0"))
-        assert _fmt_rate(job["read"]["iops"]) + " IOPS" in texts[1]
+        assert fmt_rate(job["read"]["iops"]) + " IOPS" in texts[1]
     iops = {j["jobname"]: j["read"]["iops"] for j in jobs if not j["error"]}
     top = max(iops, key=lambda k: iops[k])
     for name, width in widths.items():  # one scale: bar lengths are the rates' ratios
@@ -432,7 +432,7 @@ def test_merge_clones_and_group_json_from_constructed_results() -> None:
     assert doc["jobs"][0]["iodepth_submit"]["4"] == 100.0
     text = table([CellResult(cell, clones=[a, b])], "h", [])
     rows = [line for line in text.splitlines() if line.startswith(SYNC_LABEL)]
-    assert len(rows) == 1 and columns(rows[0])[2] == _fmt_rate(2000 / 1.0 + 1000 / 1.2)
+    assert len(rows) == 1 and columns(rows[0])[2] == fmt_rate(2000 / 1.0 + 1000 / 1.2)
 
 
 # -- the statistics themselves -----------------------------------------------------------------

@@ -145,23 +145,22 @@ async def _file_readers(path: str, seconds: float, tasks: int, how: str) -> int:
     return sum(await asyncio.gather(*(one(i) for i in range(tasks))))
 
 
-async def _future_floor(seconds: float, tasks: int) -> int:
-    """No I/O at all: each task awaits a future that one callback per loop
-    iteration resolves (the shape of a request's completion). What asyncio
-    itself costs per awaited operation: the ceiling of any file cell."""
-    loop = asyncio.get_running_loop()
-    pending: List[asyncio.Future] = []
+def _batched_futures(loop: asyncio.AbstractEventLoop,
+                     value: int) -> Callable[[], "asyncio.Future[int]"]:
+    """An op that returns a new future, all those made in one loop
+    iteration resolved with *value* by one callback in the next: the shape
+    of a request's completion, with no I/O."""
+    pending: List["asyncio.Future[int]"] = []
     scheduled = [False]
-    deadline = time.monotonic() + seconds
 
     def resolve_all() -> None:
         scheduled[0] = False
         batch = pending[:]
         pending.clear()
         for fut in batch:
-            fut.set_result(1)
+            fut.set_result(value)
 
-    def op() -> asyncio.Future:
+    def op() -> "asyncio.Future[int]":
         fut = loop.create_future()
         pending.append(fut)
         if not scheduled[0]:
@@ -169,6 +168,15 @@ async def _future_floor(seconds: float, tasks: int) -> int:
             loop.call_soon(resolve_all)
         return fut
 
+    return op
+
+
+async def _future_floor(seconds: float, tasks: int) -> int:
+    """No I/O at all: each task awaits a future that one callback per loop
+    iteration resolves (the shape of a request's completion). What asyncio
+    itself costs per awaited operation: the ceiling of any file cell."""
+    op = _batched_futures(asyncio.get_running_loop(), 1)
+    deadline = time.monotonic() + seconds
     counts = await asyncio.gather(*(_until(deadline, op, lambda r: r == 1) for _ in range(tasks)))
     return sum(counts)
 
@@ -227,23 +235,7 @@ async def _breakdown(path: str, seconds: float, tasks: int, step: str) -> int:
     blocks = os.path.getsize(path) // BS
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + seconds
-    pending: List[asyncio.Future] = []
-    scheduled = [False]
-
-    def resolve_all() -> None:
-        scheduled[0] = False
-        batch = pending[:]
-        pending.clear()
-        for fut in batch:
-            fut.set_result(BS)
-
-    def future_op() -> asyncio.Future:
-        fut = loop.create_future()
-        pending.append(fut)
-        if not scheduled[0]:
-            scheduled[0] = True
-            loop.call_soon(resolve_all)
-        return fut
+    future_op = _batched_futures(loop, BS)
 
     lr = ua.get_ring()
 

@@ -45,7 +45,7 @@ from .stats import (
 )
 from .workload import Direction, Measurement
 
-__all__ = ["TableWriter", "fio_json", "merge_clones", "mixed", "table"]
+__all__ = ["TableWriter", "fio_json", "fmt_rate", "merge_clones", "mixed", "table"]
 
 _DEPTHS = (1, 2, 4, 8, 16, 32, 64)
 _DIRS = ("read", "write")
@@ -285,7 +285,8 @@ def fio_json(results: Sequence[CellResult], global_options: Sequence[Tuple[str, 
 # -- the table ----------------------------------------------------------------------
 
 
-def _fmt_rate(x: float) -> str:
+def fmt_rate(x: float) -> str:
+    """A rate as the tables print it: 1.23M, 456.7k, 89."""
     if x >= 1e6:
         return f"{x / 1e6:.2f}M"
     if x >= 1e3:
@@ -409,7 +410,7 @@ class TableWriter:
             elif n == 0:
                 cpu = ["0", "0"]
             cols = lead + ([d or ""] if self.split else [])
-            cols += [_fmt_rate(iops), f"{bw / (1 << 20):.1f}", _fmt_us(lat.percentile(50)),
+            cols += [fmt_rate(iops), f"{bw / (1 << 20):.1f}", _fmt_us(lat.percentile(50)),
                      _fmt_us(lat.percentile(99)), _fmt_us(lat.percentile(99.9)), *cpu]
             if self.ratios:
                 for ref in ("sync", "threads"):

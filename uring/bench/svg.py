@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
 from .plan import CellResult
-from .report import mixed
+from .report import fmt_rate, mixed
 
 __all__ = ["chart"]
 
@@ -29,14 +29,6 @@ _CHAR = 7.0  # px per character of a 12 px sans-serif label, roughly
 _COLOURS = {"sync": "#8c8c8c", "threads": "#ff7f0e", "native": "#2ca02c",
             "io_uring": "#1f77b4"}
 _WRITE = "#9ecae1"  # the write part of a mixed job's bar
-
-
-def _rate(x: float) -> str:
-    if x >= 1e6:
-        return f"{x / 1e6:.2f}M"
-    if x >= 1e3:
-        return f"{x / 1e3:.1f}k"
-    return f"{x:.0f}"
 
 
 def _label(result: CellResult, show_job: bool) -> str:
@@ -52,9 +44,9 @@ def _value_text(result: CellResult, sync: Dict[object, float]) -> Tuple[str, str
     """(the rate, the ratio to the sync loop or "") at the end of a bar."""
     cell = result.cell
     total = result.iops
-    value = f"{_rate(total)} IOPS"
+    value = f"{fmt_rate(total)} IOPS"
     if mixed(cell):
-        value += f" (r {_rate(_iops(result, 'read'))}, w {_rate(_iops(result, 'write'))})"
+        value += f" (r {fmt_rate(_iops(result, 'read'))}, w {fmt_rate(_iops(result, 'write'))})"
     base = sync.get(cell.group)
     ratio = f"{total / base:.2f}x sync" if base and cell.slug != "sync" else ""
     return value, ratio
