@@ -75,6 +75,35 @@ def test_prep_reads_sqes_are_what_was_asked(ring: uring.Ring,
     ring.wait(5)
 
 
+def test_prep_reads_batches_of_other_shapes_are_packed_as_asked(
+        ring: uring.Ring, data_file: Tuple[int, bytes], tmp_path: object) -> None:
+    """``prep_batch`` keeps the common fields it packed, by opcode, flags,
+    fd and op flags: batches alternating between two files and two sets of
+    flags each carry their own, read back from the SQ and by their data
+    (a kept template of the wrong shape would read the other file)."""
+    fd, content = data_file
+    other_path = os.path.join(str(tmp_path), "other.bin")
+    other = os.urandom(8 * BS)
+    with open(other_path, "wb") as f:
+        f.write(other)
+    fd2 = os.open(other_path, os.O_RDONLY)
+    try:
+        for k, (f, data, rw_flags) in enumerate([(fd, content, 0), (fd2, other, 0),
+                                                 (fd, content, 4), (fd2, other, 4),
+                                                 (fd, content, 0)]):
+            bufs = [bytearray(BS) for _ in range(3)]
+            first = ring.sq_prepared
+            ring.prep_reads(f, bufs, [2 * BS, 0, BS], [10 * k + i for i in range(3)],
+                            rw_flags=rw_flags)
+            for i in range(3):
+                sqe = ring.read_sqe((first + i) & (ring.sq_entries - 1))
+                assert (sqe.fd, sqe.rw_flags, sqe.user_data) == (f, rw_flags, 10 * k + i)
+            assert all(c.result() == BS for c in ring.completions(3))
+            assert [bytes(b) for b in bufs] == [data[2 * BS:3 * BS], data[:BS], data[BS:2 * BS]]
+    finally:
+        os.close(fd2)
+
+
 def test_prep_writes_writes_and_records(ring: uring.Ring, data_file: Tuple[int, bytes]) -> None:
     fd, content = data_file
     chunks = [bytes([i]) * BS for i in range(4)]

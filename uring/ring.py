@@ -525,6 +525,8 @@ class RingCore:
         # unknown): a slot that already holds a zeroed NOP needs only its
         # user_data rewritten.
         self._slot_shape = bytearray(p.sq_entries)
+        # prep_batch's packed common fields, by (opcode, flags, fd, op_flags)
+        self._templates: Dict[Tuple[int, int, int, int], bytearray] = {}
         self._nop_run = bytes([_NOP_SHAPE]) * p.sq_entries
         self._nop_probe = bytearray(SQE_STRUCT.size)  # checks a NOP batch's flags
 
@@ -1125,17 +1127,16 @@ class RingCore:
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
         n = builtins_len(addrs)
-        what = op_name(opcode)
         counted = user_data is None
         if user_data is None:
             user_data = range(self._next_user_data, self._next_user_data + n)
         if keeps is None and owners is None:
-            raise ValueError(f"{what}: a batch needs keeps or owners to hold its memory")
+            raise ValueError(f"{op_name(opcode)}: a batch needs keeps or owners to hold its memory")
         if not (builtins_len(user_data) == builtins_len(lengths) == builtins_len(offsets) == n
                 and (keeps is None or builtins_len(keeps) == n)
                 and (owners is None or builtins_len(owners) == n)):
-            raise ValueError(f"{what}: addresses, lengths, offsets, user_data, buffers and "
-                             "owners must be as many")
+            raise ValueError(f"{op_name(opcode)}: addresses, lengths, offsets, user_data, buffers "
+                             "and owners must be as many")
         if n > self.sq_entries:
             raise ValueError(f"{n} SQEs do not fit a {self.sq_entries}-entry SQ")
         if not n:
@@ -1149,21 +1150,37 @@ class RingCore:
             lens = _array("I", lengths)
             offs = _array("q", offsets)
         except OverflowError as exc:
-            raise ValueError(f"{what}: a field of the batch is out of range ({exc})") from None
+            raise ValueError(f"{op_name(opcode)}: a field of the batch is out of range "
+                             f"({exc})") from None
         except TypeError as exc:
-            raise TypeError(f"{what}: a field of the batch has the wrong type ({exc})") from None
+            raise TypeError(f"{op_name(opcode)}: a field of the batch has the wrong type "
+                            f"({exc})") from None
         if min(offs) < (-1 if opcode in _FILE_POSITION_OPS else -(1 << 63)):
-            raise ValueError(f"{what}: an offset is >= 0, or -1 for the file position; got "
-                             f"{min(offs)}")
-        self._refuse_reuse(what, uds)
+            raise ValueError(f"{op_name(opcode)}: an offset is >= 0, or -1 for the file "
+                             f"position; got {min(offs)}")
+        self._refuse_reuse(opcode, uds, distinct=not counted)  # the counter's are distinct
         requests = self._requests
         size = self._sqe_size
-        template = bytearray(size)
+        # The fields common to the batch, packed once per shape and kept:
+        # a loop submitting batches of one kind packs its template once.
+        shape = (opcode, flags, fd, op_flags)
         try:
-            _pack_sqe(template, 0, opcode, flags, 0, fd, 0, 0, 0, op_flags, 0, 0, 0, 0, 0, 0)
-        except (struct.error, TypeError) as exc:
-            raise _field_error(what, exc) from None
-        sqes = template * n
+            template = self._templates.get(shape)
+        except TypeError:  # an unhashable field: the pack below names it
+            template = None
+        if template is None:
+            template = bytearray(size)
+            try:
+                _pack_sqe(template, 0, opcode, flags, 0, fd, 0, 0, 0, op_flags, 0, 0, 0, 0, 0, 0)
+            except (struct.error, TypeError) as exc:
+                raise _field_error(op_name(opcode), exc) from None
+            if len(self._templates) >= 8:
+                self._templates.clear()
+            try:
+                self._templates[shape] = template
+            except TypeError:  # unhashable, though packable: not kept
+                pass
+        sqes = template * n  # a new bytearray: the template itself is never written
         words, step = memoryview(sqes).cast("Q"), size >> 3
         words[1::step] = memoryview(offs).cast("B").cast("Q")  # off: -1 is all ones, as in C
         words[2::step] = addr_words                            # addr
@@ -1185,17 +1202,21 @@ class RingCore:
         self._sqe_tail = tail + n
         return n
 
-    def _refuse_reuse(self, what: str, user_data: Sequence[int], distinct: bool = True) -> None:
+    def _refuse_reuse(self, what: "str | int", user_data: Sequence[int],
+                      distinct: bool = True) -> None:
         """A batch's ``user_data`` may not belong to a request in flight
         (nor, with *distinct*, be given twice): its completions would be
         ambiguous.  Checked in C (``set``, ``isdisjoint``); the offenders
-        are listed only when there are some."""
+        are listed only when there are some (*what*: the op's name, or its
+        opcode, named then)."""
         requests = self._requests
         if (distinct and builtins_len(set(user_data)) != builtins_len(user_data)) or (
                 requests and not requests.keys().isdisjoint(user_data)):
             seen = list(user_data)
             clash = [u for u in seen if u in requests] or sorted(
                 u for u in set(seen) if seen.count(u) > 1)
+            if what.__class__ is int:
+                what = op_name(what)  # type: ignore[arg-type]
             raise ValueError(f"{what}: user_data {clash[:4]} already in flight or given twice; "
                              "their completions would be ambiguous")
 

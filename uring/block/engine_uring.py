@@ -130,12 +130,10 @@ class UringEngine(Engine):
         request its record's owner (a new request's buffer address is taken
         here, once); anything else goes one by one."""
         if self._plain and len(reqs) > 1:
-            addrs = [r.address for r in reqs]
-            if 0 in addrs:  # new requests: their buffers' addresses, once
-                try:
-                    addrs = [r.address or _address(r) for r in reqs]
-                except Exception:  # noqa: BLE001 - one by one: the one that fails, fails alone
-                    addrs = [0]
+            try:  # a new request's buffer address is taken once
+                addrs = [r.address or _address(r) for r in reqs]
+            except Exception:  # noqa: BLE001 - one by one: the one that fails, fails alone
+                addrs = [0]
             if 0 not in addrs and not any([r.done for r in reqs]):
                 ops = [r.op for r in reqs]
                 n = len(reqs)
@@ -309,19 +307,22 @@ class UringEngine(Engine):
         records = ring.reap_records(wait=1) if wait else ring.reap_records()
         completed = self._completed
         iopoll = self.iopoll
+        # the whole reap leaves the in-flight count first: a callback that
+        # submits (the next read) sees the room its completion made
+        self.in_flight -= len(records)
         for cqe, record in records:
             req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
             res = cqe[1]
             if res == req.length and not req.done and res:
                 # all of a read or write at once (the common case): finished
                 # here, one call less than _completed
-                self.in_flight -= 1
                 req.done = res
                 try:
                     req.complete(res)
                 except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
                     self._raised.append(exc)
                 continue
+            self.in_flight += 1  # _completed and _failed count it out themselves
             if iopoll and res == -errno.EOPNOTSUPP:
                 self._failed(req, errno.EOPNOTSUPP, None)  # not retried as a short one
                 continue

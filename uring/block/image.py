@@ -308,16 +308,34 @@ class Image:
             raise ValueError(f"I/O on a closed image {self.path!r}")
 
     def _submit(self, req: BlockRequest) -> BlockRequest:
-        self._check_open()
-        if req.offset.__class__ is not int:
-            req.offset = _as_int(req.offset, "offset")
-        if req.length.__class__ is not int:
-            req.length = _as_int(req.length, "length")
-        _check_range(req.offset, req.length)
+        """Check a new request and queue it.  The checks are those of
+        ``_check_open`` and ``_check_range``, written out: this runs once
+        per request, and a plain read or write (buffered, nothing behind a
+        read-modify-write) goes from here straight to the engine's queue,
+        the steps of ``_queue`` it needs done in place."""
+        if self._owner.ident != _get_ident():
+            self._owner.claim()
+        engine = self.engine
+        if engine.closed or self.fd < 0:
+            self._check_open()
+        offset, length = req.offset, req.length
+        if offset.__class__ is not int:
+            offset = req.offset = _as_int(offset, "offset")
+        if length.__class__ is not int:
+            length = req.length = _as_int(length, "length")
+        if not 0 <= offset <= _MAX_OFFSET - length or length < 0:
+            _check_range(offset, length)
         callbacks = req.callbacks
         if callbacks and not callable(callbacks[0]):
             raise TypeError(f"callback must be callable, not {type(callbacks[0]).__name__}")
-        self._queue(req)
+        op = req.op
+        if length and (op is _READ or op is _WRITE) and not (
+                self.direct or self._deferred or self._rmw_active):
+            req.image = self
+            self._outstanding += 1
+            engine.enqueue(req)
+        else:
+            self._queue(req)
         return req
 
     def _queue(self, req: BlockRequest) -> None:
