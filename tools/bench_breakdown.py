@@ -40,6 +40,59 @@ def per_request(fn: Callable[[], object], repeat: int, per_call: int = N) -> flo
     return min(timeit.repeat(fn, number=200, repeat=repeat)) / 200 / per_call * 1e9
 
 
+def block_rows(repeat: int, arena: bytearray) -> Dict[str, float]:
+    """The per-request callback path of ``uring.block`` (``submit_read``
+    with a callback), step by step, on ``/dev/zero`` (whose reads cost the
+    kernel least), beside the ring's own read round trip above."""
+    from uring import block
+    from uring.block.request import BlockRequest, Op, as_view
+
+    rows: Dict[str, float] = {}
+    img = block.open_image("/dev/zero", aio="io_uring", queue_depth=N, read_only=True,
+                           max_batch=2 * N)
+    engine, ring = img.engine, img.engine.ring  # type: ignore[attr-defined]
+    views = [memoryview(arena)[i * 4096:(i + 1) * 4096] for i in range(N)]
+    offs = [i * 8192 for i in range(N)]
+
+    def callback(req: BlockRequest) -> None:
+        pass
+
+    def queued() -> None:
+        # submit_read while plugged queues only (max_batch is above N);
+        # then the queue is emptied in O(1), nothing staged
+        img.plug()
+        for i in range(N):
+            img.submit_read(views[i], offs[i], callback)
+        engine.pending.clear()
+        img._outstanding = 0
+        engine.plugged -= 1
+
+    reqs = [BlockRequest(Op.READ, offs[i], 4096, [as_view(views[i], True)], callback)
+            for i in range(N)]
+
+    def staged() -> None:
+        for r in reqs:
+            r.address = 0  # a new request's address is taken when staged
+        engine._issue_many(reqs)
+        ring._sqe_tail = ring._sq_published
+        ring._requests.clear()
+
+    def whole() -> None:
+        with img.plugged():
+            for i in range(N):
+                img.submit_read(views[i], offs[i], callback)
+        img.wait()
+
+    rows["Image.submit_read + callback: all of it, per request"] = per_request(whole, repeat)
+    rows["  of which: submit_read, queued"] = per_request(queued, repeat)
+    rows["    of which: as_view"] = per_request(lambda: [as_view(v, True) for v in views], repeat)
+    rows["    of which: BlockRequest()"] = per_request(
+        lambda: [BlockRequest(Op.READ, 0, 4096, [v], callback) for v in views], repeat)
+    rows["  of which: staged (address + prep_batch)"] = per_request(staged, repeat)
+    img.close()
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,6 +197,13 @@ def main() -> int:
     rows["prep_nops + wait(32, raw=True), per NOP"] = per_request(wait_raw, args.repeat)
     rows["prep_nops + wait(32) as Cqe, per NOP"] = per_request(wait_cqe, args.repeat)
     rows["prep_nops + reap_records(wait=32), per NOP"] = per_request(wait_records, args.repeat)
+
+    def ring_reads() -> None:
+        ring.prep_reads(fd, pinned, offs, uds)
+        ring.reap_records(wait=N)
+
+    rows["prep_reads + reap_records(wait=32) on /dev/zero"] = per_request(ring_reads, args.repeat)
+    rows.update(block_rows(args.repeat, arena))
     os.close(fd)
     ring.close()
     width = max(len(k) for k in rows)
