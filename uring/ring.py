@@ -526,7 +526,7 @@ class RingCore:
         # user_data rewritten.
         self._slot_shape = bytearray(p.sq_entries)
         # prep_batch's packed common fields, by (opcode, flags, fd, op_flags)
-        self._templates: Dict[Tuple[int, int, int, int], bytearray] = {}
+        self._batch_templates: Dict[Tuple[int, int, int, int], bytearray] = {}
         self._nop_run = bytes([_NOP_SHAPE]) * p.sq_entries
         self._nop_probe = bytearray(SQE_STRUCT.size)  # checks a NOP batch's flags
 
@@ -1165,7 +1165,7 @@ class RingCore:
         # a loop submitting batches of one kind packs its template once.
         shape = (opcode, flags, fd, op_flags)
         try:
-            template = self._templates.get(shape)
+            template = self._batch_templates.get(shape)
         except TypeError:  # an unhashable field: the pack below names it
             template = None
         if template is None:
@@ -1174,10 +1174,10 @@ class RingCore:
                 _pack_sqe(template, 0, opcode, flags, 0, fd, 0, 0, 0, op_flags, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
                 raise _field_error(op_name(opcode), exc) from None
-            if len(self._templates) >= 8:
-                self._templates.clear()
+            if len(self._batch_templates) >= 8:
+                self._batch_templates.clear()
             try:
-                self._templates[shape] = template
+                self._batch_templates[shape] = template
             except TypeError:  # unhashable, though packable: not kept
                 pass
         sqes = template * n  # a new bytearray: the template itself is never written
