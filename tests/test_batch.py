@@ -151,7 +151,7 @@ def test_prep_reads_without_room_writes_nothing(data_file: Tuple[int, bytes]) ->
         ring.prep_nop(1)
         with pytest.raises(uring.SubmissionQueueFull):
             ring.prep_reads(fd, [bytearray(BS)] * 4, [0] * 4, [2, 3, 4, 5])
-        assert ring.sq_ready == 1 and ring.in_flight == 0
+        assert ring.sq_ready == 1 and ring.in_flight == 1  # the NOP's user_data only
     with uring.Ring(4, sq_full="submit") as ring:  # makes room by submitting
         ring.prep_nop(1)
         ring.prep_reads(fd, [bytearray(BS)] * 4, [0] * 4, [2, 3, 4, 5])

@@ -361,8 +361,10 @@ class RingCore:
         self._maps: List[_mmap.mmap] = []
         self._views: List[memoryview] = []
         # The one table: user_data -> the Request of every request in
-        # flight that holds memory or has an owner (see uring.request).
-        self._requests: Dict[int, Request] = {}
+        # flight that holds memory or has an owner (see uring.request);
+        # None for a bare NOP's, which holds nothing but whose user_data
+        # no other request may take until its CQE (see prep_rw).
+        self._requests: Dict[int, Optional[Request]] = {}
         # Records of IOSQE_CQE_SKIP_SUCCESS requests (see _hold).
         self._skipped: List[Request] = []
         # While set, the reap appends each CQE's record here (None where
@@ -712,8 +714,9 @@ class RingCore:
 
     @property
     def in_flight(self) -> int:
-        """Requests in flight with a record: holding memory (buffers,
-        iovecs) the kernel may use, or an owner.
+        """Requests in flight whose ``user_data`` the ring keeps until their
+        final CQE: those with a record (holding memory the kernel may use,
+        or an owner) and bare NOPs (no record, their number only).
 
         liburing: none: liburing holds no memory for requests.
         """
@@ -750,7 +753,7 @@ class RingCore:
 
         liburing: none.
         """
-        return list(self._requests.values())
+        return [record for record in self._requests.values() if record is not None]
 
     def move_request(self, old_user_data: int, new_user_data: int) -> None:
         """File the record of *old_user_data* under *new_user_data*: a
@@ -989,29 +992,43 @@ class RingCore:
             self._next_user_data = user_data + 1
         slot = tail & self._sq_mask
         requests = self._requests
-        if opcode != _OP_NOP or target is not None or keep is not None or owner is not None \
-                or decode is not None:
-            record: Optional[Request] = Request(user_data, opcode, fd if target is None else target,
-                                                keep, decode, owner)
-            if flags & _SKIP_SUCCESS:
-                if user_data in requests:
+        try:
+            if opcode != _OP_NOP or target is not None or keep is not None or owner is not None \
+                    or decode is not None:
+                record: Optional[Request] = Request(user_data, opcode,
+                                                    fd if target is None else target,
+                                                    keep, decode, owner)
+                if flags & _SKIP_SUCCESS:
+                    if user_data in requests or self._skipped_holds(user_data):
+                        raise _in_flight(opcode, user_data)
+                    self._skipped.append(record)  # type: ignore[arg-type]
+                elif requests.setdefault(user_data, record) is not record \
+                        or (self._skipped and self._skipped_holds(user_data)):
+                    if requests.get(user_data) is record:
+                        del requests[user_data]
                     raise _in_flight(opcode, user_data)
-                self._skipped.append(record)  # type: ignore[arg-type]
-            elif requests.setdefault(user_data, record) is not record:  # type: ignore[arg-type]
-                raise _in_flight(opcode, user_data)
-        else:
-            # A bare NOP files nothing, but must not take a live user_data:
-            # its CQE would be taken for that request's (and release it).
-            if user_data in requests:
-                raise _in_flight(opcode, user_data)
-            record = None
+            else:
+                # A bare NOP holds nothing, but its user_data is filed (with
+                # no record) until its CQE: a request that took it meanwhile
+                # would have its record released by the NOP's CQE.  (With
+                # IOSQE_CQE_SKIP_SUCCESS no CQE may come: nothing is filed.)
+                if user_data in requests or (self._skipped and self._skipped_holds(user_data)):
+                    raise _in_flight(opcode, user_data)
+                if not flags & _SKIP_SUCCESS:
+                    requests[user_data] = None
+                record = None
+        except TypeError:
+            if user_data.__class__ is int:
+                raise
+            raise TypeError(f"{op_name(opcode)}: user_data must be an int, not "
+                            f"{type(user_data).__name__}") from None
         shapes = self._slot_shape
         try:
             clean_nop = opcode == _OP_NOP and fd == -1 and not (
                 flags | addr | length | offset | op_flags | buf_index | ioprio | personality
                 | file_index | addr3)
         except TypeError as exc:  # a field of the wrong type: nothing written yet
-            self._unfile(record, flags)
+            self._unfile(user_data, record, flags)
             raise _field_error(op_name(opcode), exc) from None
         if clean_nop:
             # A clean NOP: its slot may already hold one (all but user_data).
@@ -1019,7 +1036,7 @@ class RingCore:
                 try:
                     self._sqe_words[(slot << self._sqe_shift) + 4] = user_data
                 except (ValueError, OverflowError, TypeError) as exc:
-                    self._unfile(record, flags)
+                    self._unfile(user_data, record, flags)
                     raise _field_error(f"IORING_OP_NOP: user_data {user_data!r}", exc) from None
                 self._sqe_tail = tail + 1
                 return user_data
@@ -1037,13 +1054,13 @@ class RingCore:
                       file_index, addr3, 0)
         except (struct.error, TypeError) as exc:
             shapes[slot] = 0  # a failed pack_into may have written part of the slot
-            self._unfile(record, flags)
+            self._unfile(user_data, record, flags)
             raise _field_error(op_name(opcode), exc) from None
         if cmd is not None:  # a URING_CMD's command data, from byte 48
             room = self._sqe_size - 48
             if builtins_len(cmd) > room:
                 shapes[slot] = 0
-                self._unfile(record, flags)
+                self._unfile(user_data, record, flags)
                 raise ValueError(f"{op_name(opcode)}: {builtins_len(cmd)} bytes of command data; "
                                  f"this ring's SQEs hold {room} (IORING_SETUP_SQE128 for 80)")
             start = (slot << (self._sqe_shift + 3)) + 48
@@ -1052,10 +1069,20 @@ class RingCore:
         self._sqe_tail = tail + 1
         return user_data
 
-    def _unfile(self, record: Optional[Request], sqe_flags: int) -> None:
+    def _skipped_holds(self, user_data: int) -> bool:
+        """Whether a skip-success request in flight has *user_data*: its
+        failure CQE would carry it (and be taken for another's)."""
+        for record in self._skipped:
+            if record.user_data == user_data:
+                return True
+        return False
+
+    def _unfile(self, user_data: int, record: Optional[Request], sqe_flags: int) -> None:
         """Take back the record ``prep_rw`` filed for an SQE it then failed
-        to write."""
+        to write (a bare NOP's: its user_data, filed with no record)."""
         if record is None:
+            if not sqe_flags & _SKIP_SUCCESS and self._requests.get(user_data, record) is None:
+                self._requests.pop(user_data, None)
             return
         if sqe_flags & _SKIP_SUCCESS:
             self._skipped.remove(record)
@@ -1210,10 +1237,12 @@ class RingCore:
         are listed only when there are some (*what*: the op's name, or its
         opcode, named then)."""
         requests = self._requests
+        skipped = {record.user_data for record in self._skipped} if self._skipped else None
         if (distinct and builtins_len(set(user_data)) != builtins_len(user_data)) or (
-                requests and not requests.keys().isdisjoint(user_data)):
+                requests and not requests.keys().isdisjoint(user_data)) or (
+                skipped and not skipped.isdisjoint(user_data)):
             seen = list(user_data)
-            clash = [u for u in seen if u in requests] or sorted(
+            clash = [u for u in seen if u in requests or (skipped and u in skipped)] or sorted(
                 u for u in set(seen) if seen.count(u) > 1)
             if what.__class__ is int:
                 what = op_name(what)  # type: ignore[arg-type]
@@ -1292,7 +1321,7 @@ class RingCore:
                 _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
                 raise _field_error(f"IORING_OP_NOP: flags {flags!r}", exc) from None
-        self._refuse_reuse("IORING_OP_NOP", words, distinct=False)  # NOPs file no records
+        self._refuse_reuse("IORING_OP_NOP", words)
         tail = self._sqe_tail
         if tail + n > self._sq_limit:
             self._make_room(n)
@@ -1311,6 +1340,9 @@ class RingCore:
             sqe_words[first + 4: first + (count << shift): step] = words[done: done + count]
             done += count
             start = 0
+        if not flags & _SKIP_SUCCESS:
+            # each NOP's user_data filed with no record until its CQE (see prep_rw)
+            self._requests.update(zip(words, _repeat(None)))
         self._sqe_tail = tail + n
         return n
 
@@ -1374,12 +1406,12 @@ class RingCore:
         (``prep_rw`` files by the same rules, inlined on its hot path.)
         """
         record = Request(user_data, opcode, None, obj)
-        if sqe_flags & _SKIP_SUCCESS:
-            if user_data in self._requests:
-                raise _in_flight(opcode, user_data)
-            self._skipped.append(record)
-        elif self._requests.setdefault(user_data, record) is not record:
+        if user_data in self._requests or (self._skipped and self._skipped_holds(user_data)):
             raise _in_flight(opcode, user_data)
+        if sqe_flags & _SKIP_SUCCESS:
+            self._skipped.append(record)
+        else:
+            self._requests[user_data] = record
 
     def release_skipped(self) -> int:
         """Let go of what the ``IOSQE_CQE_SKIP_SUCCESS`` requests outside a
@@ -2141,7 +2173,8 @@ class RingCore:
                 if self._requests:
                     self._drain(cancel, timeout)
         finally:
-            leftover = [record.keep for record in chain(self._requests.values(), self._skipped)]
+            leftover = [record.keep for record in chain(self._requests.values(), self._skipped)
+                        if record is not None]
             if leftover:
                 leftover += self.held_by_ring()
                 _GRAVEYARD.extend(leftover)
