@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from .. import abi
-from ..buffers import IovecArray, PinnedBuffer, export, pin
+from ..buffers import IovecArray, PinnedBuffer, ReleasedBufferError, export, pin
 from ..errors import FixedFile
 from ..register import _fileno
 from .base import OpsBase
@@ -60,6 +60,32 @@ _DESTRUCTIVE_MADVICE = frozenset(
     getattr(mmap, name) for name in ("MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE")
     if hasattr(mmap, name)
 ) | {24}  # MADV_DONTNEED_LOCKED
+
+
+def _named(op: str, exc: ReleasedBufferError, where: str = "") -> ReleasedBufferError:
+    """*exc* with the op (and which iovec) in front of its message."""
+    exc.args = (f"{op}: {where}{exc}",)
+    return exc
+
+
+def _iovec_array(op: str, buffers: Any, writable: bool) -> IovecArray:
+    """The ``IovecArray`` a vectored op hands the kernel: *buffers* itself
+    when it is one, checked live (its iovecs hold the addresses its
+    ``PinnedBuffer`` objects had when it was made: one released since may
+    have moved or been freed), and writable for a read; else one made of
+    *buffers*.  Raises before any SQE is written."""
+    if isinstance(buffers, IovecArray):
+        iov = buffers
+        for i, b in enumerate(iov.buffers):
+            if not b.live:
+                raise _named(op, ReleasedBufferError(b), f"iovec {i} of the IovecArray: ")
+        if writable and not all(b.writable for b in iov.buffers):
+            raise TypeError(f"{op}: every buffer must be writable")
+        return iov
+    try:
+        return IovecArray(buffers, writable=writable)
+    except ReleasedBufferError as exc:
+        raise _named(op, exc) from None
 
 
 class FileOps(OpsBase):
@@ -148,24 +174,25 @@ class FileOps(OpsBase):
                                offsets, user_data, pins, flags, rw_flags,
                                FixedFile(fd) if fixed else None)
 
-    def prep_readv(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
+    def prep_readv(self, fd: Any, buffers: Union[Sequence[Any], IovecArray], offset: int = 0,
                    user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
                    fixed: bool = False) -> int:
         """``IORING_OP_READV``: scatter into *buffers* (an ``iovec[]`` the ring
-        builds and keeps alive with the buffers)."""
-        iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=True)
-        if any(not b.writable for b in iov.buffers):
-            raise TypeError("prep_readv: every buffer must be writable")
+        builds and keeps alive with the buffers), or an ``IovecArray`` made
+        beforehand, whose buffers must all still be pinned and writable
+        (``ReleasedBufferError``, ``TypeError``)."""
+        iov = _iovec_array("IORING_OP_READV", buffers, True)
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_READV, fd, iov.address, iov.count, offset,
                             user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov,
                             FixedFile(fd) if fixed else None)
 
-    def prep_writev(self, fd: Any, buffers: Sequence[Any], offset: int = 0,
+    def prep_writev(self, fd: Any, buffers: Union[Sequence[Any], IovecArray], offset: int = 0,
                     user_data: Optional[int] = None, *, rw_flags: int = 0, flags: int = 0,
                     fixed: bool = False) -> int:
-        """``IORING_OP_WRITEV``: gather *buffers* into the file."""
-        iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=False)
+        """``IORING_OP_WRITEV``: gather *buffers* into the file (an
+        ``IovecArray`` made beforehand: its buffers all still pinned)."""
+        iov = _iovec_array("IORING_OP_WRITEV", buffers, False)
         fd = self._file(fd, fixed)
         return self.prep_rw(_OP_WRITEV, fd, iov.address, iov.count, offset,
                             user_data, flags | _FIXED_FILE if fixed else flags, rw_flags, iov,
