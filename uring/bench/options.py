@@ -280,7 +280,8 @@ BsRange = Tuple[Tuple[int, int], Tuple[int, int]]
 @dataclass(frozen=True)
 class JobSpec:
     """One job, every value parsed; ``raw`` keeps its own options as given
-    (fio's "job options") and ``given`` says which were set anywhere.
+    (fio's "job options": those given bare or empty are left out, as fio
+    leaves them out) and ``given`` says which were set anywhere.
     The fields carry fio's option names; see ``JOB_OPTIONS`` for what each
     does."""
 
@@ -527,8 +528,18 @@ def _apply(spec: JobSpec, name: str, text: Optional[str], where: str) -> JobSpec
     return replace(spec, **changes)  # type: ignore[arg-type]
 
 
+def _listed(text: Optional[str]) -> bool:
+    """Whether an option given with *text* goes into fio's "job options"/
+    "global options": fio 3.33 lists an option with its value as given,
+    and leaves out one given bare (``thread``, ``time_based``,
+    ``group_reporting``, ``write_bw_log``) or with an empty value."""
+    return text is not None and text.strip() != ""
+
+
 def _with_raw(spec: JobSpec, name: str, text: Optional[str]) -> JobSpec:
-    return replace(spec, raw=spec.raw + ((name, "1" if text is None else text),))
+    if not _listed(text):
+        return spec
+    return replace(spec, raw=spec.raw + ((name, str(text)),))
 
 
 def check_job(spec: JobSpec, where: str = "") -> None:
@@ -623,6 +634,10 @@ def parse_args(argv: Sequence[str]) -> Invocation:
         elif value is None and opt.kind == "bool" and i < len(args) and args[i] in ("0", "1"):
             value = args[i]
             i += 1
+        if opt.kind == "logname" and value is not None and not value.strip():
+            # fio's getopt: an option that takes a name refuses "--write_bw_log=" (a bare
+            # write_bw_log in a job file is the job's name, there and here)
+            raise UsageError(f"option {opt.name} requires an argument")
         if name == "output-format":
             if value is None or not value.strip():
                 raise UsageError("--output-format needs a value")
@@ -647,7 +662,8 @@ def parse_args(argv: Sequence[str]) -> Invocation:
             cmdline_jobs[-1] = _with_raw(job, name, value)
         else:
             base = _apply(base, name, value, "--")
-            inv.global_raw.append((name, "1" if value is None else value))
+            if _listed(value):
+                inv.global_raw.append((name, str(value)))
     for path in files:
         inv.jobs.extend(parse_job_file(path, base, inv.global_raw))
     inv.jobs.extend(cmdline_jobs)
@@ -711,8 +727,8 @@ def parse_job_file(path: str, base: Optional[JobSpec] = None,
             raise UsageError(f"{where}option '{key}' belongs on the command line, not in a job file")
         if in_global:
             glob = _apply(glob, key, val, where)
-            if global_raw is not None:
-                global_raw.append((key, "1" if val is None else val))
+            if global_raw is not None and _listed(val):
+                global_raw.append((key, str(val)))
         elif current is not None:
             current = _with_raw(_apply(current, key, val, where), key, val)
         else:

@@ -16,7 +16,8 @@ The JSON is fio's (``--output-format=json``, fio 3.33's keys) so that fio
 tooling reads it: a top-level object with ``fio version``, ``timestamp``,
 ``time``, ``global options``, ``jobs`` and ``disk_util``; per job (per
 clone, as fio lists clones, unless ``group_reporting`` sums them into one
-entry) the ``read``/``write``/``trim`` sections with bytes, rates,
+entry as fio's ``sum_thread_stats`` does: ``job_runtime`` the clones'
+runtimes added up, the bandwidth and IOPS sample statistics added up) the ``read``/``write``/``trim`` sections with bytes, rates,
 ``slat_ns``/``clat_ns``/``lat_ns``, the per-interval bandwidth and IOPS
 samples (``bw_min`` ... ``iops_samples``, 500 ms intervals as fio's
 default), then CPU, context switches, faults, ``iodepth_level``,
@@ -28,6 +29,7 @@ cache's state, and an error's explanation.
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from dataclasses import fields, replace
@@ -36,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from .plan import Cell, CellResult
 from .stats import (
     LatencySummary,
+    SampleStats,
     batch_distribution,
     clat_bins,
     interval_rates,
@@ -138,9 +141,50 @@ def _zero_stats() -> Dict[str, Any]:
     return {"min": 0, "max": 0, "mean": 0.0, "stddev": 0.0, "N": 0}
 
 
-def _direction(d: Direction, m: Measurement, agg: float, plus: bool) -> Dict[str, Any]:
+def _rate_samples(d: Direction, m: Measurement, deadline: float) -> Tuple[SampleStats,
+                                                                          SampleStats]:
+    """The bandwidth and IOPS samples of one direction of one clone, as
+    fio's helper thread takes them: one per 500 ms interval while the job
+    runs.  A job stopped by its *deadline* (``runtime``, seconds; 0: none)
+    is not running when the interval that ends there is due, so that one
+    is not sampled (fio: 1 sample in 1 s, 3 in 2 s, 2 in 1.2 s); a verify
+    phase after the run keeps its own."""
+    ends = _ends(d)
+    if ends is None or not d.ios:
+        return sample_stats([]), sample_stats([])
+    seconds = _seconds(d, m)
+    window = int(seconds * 1e9)
+    stop = int(round(deadline * 1e9))
+    if 0 < stop <= window and seconds <= m.runtime:
+        window = stop - 1
+    bw, iops = interval_rates(ends, m.bs, window, sizes=_sizes(d))
+    return sample_stats(bw), sample_stats(iops)
+
+
+def _pure_sum(parts: Sequence[SampleStats]) -> SampleStats:
+    """fio's ``sum_stat(..., pure_sum=true)`` for a group's bandwidth and
+    IOPS: the clones' min, max, mean, sample count and sum of squared
+    deviations each added up (a group's rate is the sum of its clones'),
+    the deviation then worked out from the summed ones (``calc_lat``:
+    sqrt(S / (N - 1))).  Clones without samples are left out."""
+    parts = [p for p in parts if p.n]
+    if not parts:
+        return sample_stats([])
+    n = sum(p.n for p in parts)
+    squares = sum(p.dev * p.dev * (p.n - 1) for p in parts)
+    dev = math.sqrt(squares / (n - 1)) if n > 1 else 0.0
+    return SampleStats(sum(p.min for p in parts), sum(p.max for p in parts),
+                       sum(p.mean for p in parts), dev, n)
+
+
+def _direction(d: Direction, m: Measurement, agg: float, plus: bool, deadline: float,
+               members: Optional[Sequence[Direction]] = None,
+               clones: Sequence[Measurement] = ()) -> Dict[str, Any]:
     """One of a job's ``read``/``write``/``trim``; *agg* is the group's
-    bandwidth in this direction, bytes/s (fio's ``bw_agg`` is a share of it)."""
+    bandwidth in this direction, bytes/s (fio's ``bw_agg`` is a share of it).
+    A ``group_reporting`` entry (*d*, *m* the clones merged) takes its
+    bandwidth and IOPS samples from each clone (*members*, the same
+    direction of each of *clones*) and sums them as fio does."""
     ios = d.ios
     io_bytes = _bytes(d, m)
     seconds = _seconds(d, m) if ios else 0.0
@@ -148,13 +192,11 @@ def _direction(d: Direction, m: Measurement, agg: float, plus: bool) -> Dict[str
     clat = summary.fio(with_percentiles=True)
     if plus and ios:
         clat["bins"] = clat_bins(d.lat)
-    ends = _ends(d)
-    bw_samples: List[int] = []
-    iops_samples: List[int] = []
-    if ends is not None:
-        bw_samples, iops_samples = interval_rates(ends, m.bs, int(seconds * 1e9),
-                                                  sizes=_sizes(d))
-    bw, iops = sample_stats(bw_samples), sample_stats(iops_samples)
+    if members is None:
+        bw, iops = _rate_samples(d, m, deadline)
+    else:
+        each = [_rate_samples(x, c, deadline) for x, c in zip(members, clones)]
+        bw, iops = _pure_sum([b for b, _ in each]), _pure_sum([i for _, i in each])
     share = 0.0
     if bw.n:
         share = min(100.0, bw.mean * 100 / (agg / 1024)) if agg >= 1024 else 100.0
@@ -216,24 +258,44 @@ def _group_agg(ms: Sequence[Measurement]) -> Dict[str, float]:
 
 
 def _job(result: CellResult, clone: int, m: Measurement, agg: Dict[str, float],
-         plus: bool) -> Dict[str, Any]:
+         plus: bool, clones: Sequence[Measurement] = ()) -> Dict[str, Any]:
+    """One entry of ``jobs``: clone number *clone*, or with *clones* (the
+    members of a ``group_reporting`` entry, *m* them merged) the group,
+    summed as fio's ``sum_thread_stats`` does: ``job_runtime`` is the
+    members' runtimes added up (fio's ``total_run_time``), the CPU shares
+    their CPU time over it, each direction's ``runtime`` the longest, the
+    bandwidth and IOPS statistics the members' added up; ``elapsed`` is the
+    wall time of the run, not summed (fio's seconds since it started,
+    rounded up)."""
     cell = result.cell
-    runtime_ms = int(round(m.runtime * 1000))
+    members = list(clones) if clones else [m]
+    runtime_ms = sum(int(round(c.runtime * 1000)) for c in members)
+    run_s = sum(c.runtime for c in members)
+    usr, sys_ = sum(c.usr for c in members), sum(c.sys for c in members)
     both = summarize(m.read.lat, m.write.lat)
+    deadline = cell.job.runtime
+
+    def direction(name: str) -> Dict[str, Any]:
+        d = getattr(m, name)
+        if not clones:
+            return _direction(d, m, agg[name], plus, deadline)
+        return _direction(d, m, agg[name], plus, deadline,
+                          [getattr(c, name) for c in clones], clones)
+
     job: Dict[str, Any] = {
         "jobname": cell.jobname,
         "groupid": cell.groupid,
         "error": m.error,
         "eta": 0,
-        "elapsed": max(1, int(round(m.runtime))) if m.runtime else 0,
+        "elapsed": max(1, math.ceil(m.runtime)) if m.runtime else 0,
         "job options": dict(cell.job_options),
-        "read": _direction(m.read, m, agg["read"], plus),
-        "write": _direction(m.write, m, agg["write"], plus),
-        "trim": _direction(Direction(), m, 0.0, plus),
+        "read": direction("read"),
+        "write": direction("write"),
+        "trim": _direction(Direction(), m, 0.0, plus, deadline),
         "sync": _sync(m.sync, plus),
         "job_runtime": runtime_ms,
-        "usr_cpu": 100.0 * m.usr / m.runtime if m.runtime else 0.0,
-        "sys_cpu": 100.0 * m.sys / m.runtime if m.runtime else 0.0,
+        "usr_cpu": 100.0 * usr / run_s if run_s else 0.0,
+        "sys_cpu": 100.0 * sys_ / run_s if run_s else 0.0,
         "ctx": m.ctx,
         "majf": m.majf,
         "minf": m.minf,
@@ -262,7 +324,8 @@ def _jobs(result: CellResult, plus: bool) -> List[Dict[str, Any]]:
         return []
     agg = _group_agg(result.clones)
     if _group_reporting(result.cell):
-        return [_job(result, 0, merge_clones(result.clones), agg, plus)]
+        clones = result.clones if len(result.clones) > 1 else ()
+        return [_job(result, 0, merge_clones(result.clones), agg, plus, clones)]
     return [_job(result, i, m, agg, plus) for i, m in enumerate(result.clones)]
 
 

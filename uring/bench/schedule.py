@@ -13,7 +13,14 @@ I/O number *k* of the run (the schedule repeats when the run is longer,
   its end; in ``rw`` reads and writes each keep their own position, as
   fio's ``last_pos`` per direction does.
 - **mixed** (``rw``, ``randrw``): each I/O a read with probability
-  ``rwmixread`` %.
+  ``rwmixread`` %, drawn afresh for every I/O, as fio draws each io_u's
+  direction when it queues it.  The schedule holds the draws of the whole
+  run, or of at least ``_MIX_ITEMS`` I/Os where the run is longer or
+  time based (``rw``: one stream, each direction wrapping at the region's
+  end on its own, as fio's time_based ``rw`` does; ``randrw``: the random
+  order again for each pass, every I/O with its own draw; ``bsrange``:
+  passes laid out until there are that many), so the mix of a run is that
+  of that many independent draws, never of one short pass repeated.
 - **bsrange**: each I/O a random size in the direction's range, a
   multiple of the smallest size (fio's ``get_next_buflen`` without
   ``bs_unaligned``), cut where it would run past the region's end; with
@@ -41,6 +48,7 @@ __all__ = ["NEVER", "Schedule", "build", "dry_run_writes"]
 NEVER = 1 << 62
 _MAX_ITEMS = 1 << 18  # random draws kept when the region has more blocks than this
 _MAX_SEQ = 1 << 20  # items of a materialised sequential mixed / variable schedule
+_MIX_ITEMS = 1 << 16  # a mixed job's schedule: at least this many directions drawn
 
 
 @dataclass
@@ -96,6 +104,13 @@ def _op_draw(job: JobSpec) -> Tuple[Optional[int], int]:
     return None, reads
 
 
+def _mix_target(limit: int) -> int:
+    """How many I/Os a mixed job's schedule draws directions for: the
+    whole run when it is short, else ``_MIX_ITEMS`` (the schedule then
+    repeats, with the mix of that many draws)."""
+    return max(1, min(limit, _MIX_ITEMS))
+
+
 def build(job: JobSpec, region: int, base: int, seed: int) -> Schedule:
     """The schedule of *job* on *region* bytes starting at file offset
     *base*, its random choices from *seed*."""
@@ -104,15 +119,21 @@ def build(job: JobSpec, region: int, base: int, seed: int) -> Schedule:
     blocks = region // unit
     const_op, reads = _op_draw(job)
     opsrnd = random.Random(seed ^ 0x5EED)
+    draw = opsrnd.random
 
     def next_op() -> int:
-        return 0 if opsrnd.random() * 100 < reads else 1
+        return 0 if draw() * 100 < reads else 1
 
-    target = job.io_size if job.io_size is not None else blocks * unit
-    target *= job.loops
+    def draw_ops(count: int) -> bytes:
+        return bytes([0 if draw() * 100 < reads else 1 for _ in range(count)])
+
+    per_loop = job.io_size if job.io_size is not None else blocks * unit
+    target = per_loop * job.loops
     if not job.variable_bs:
         bs = unit
+        limit = NEVER if job.time_based else max(target // bs, 0)
         offs: Sequence[int]
+        ops: Optional[bytes] = None
         if job.random:
             if blocks <= _MAX_ITEMS and not job.norandommap:
                 order = list(range(blocks))
@@ -120,21 +141,27 @@ def build(job: JobSpec, region: int, base: int, seed: int) -> Schedule:
                 offs = [base + b * bs for b in order]
             else:
                 offs = [base + rnd.randrange(blocks) * bs for _ in range(min(blocks, _MAX_ITEMS))]
-            ops = None if const_op is not None else bytes(next_op() for _ in range(len(offs)))
+            if const_op is None:  # the same order again each pass, each I/O its own direction
+                passes = -(-_mix_target(limit) // len(offs)) if offs else 1
+                if passes > 1:
+                    offs = array("q", offs) * passes
+                ops = draw_ops(len(offs))
         elif const_op is not None:
-            offs, ops = range(base, base + blocks * bs, bs), None
-        else:  # rw: each direction its own sequential position
+            offs = range(base, base + blocks * bs, bs)
+        elif blocks:  # rw: each direction its own sequential position, wrapping on its own
             count = min(max(target // bs, 1), _MAX_SEQ)
+            if job.time_based:  # the run's length is not known: enough draws for any
+                count = min(max(count, _MIX_ITEMS), _MAX_SEQ)
+            ops = draw_ops(count)
             pos = [0, 0]
             arr = array("q")
-            opb = bytearray()
-            for _ in range(count):
-                w = next_op()
-                arr.append(base + pos[w] * bs)
+            append = arr.append
+            for w in ops:
+                append(base + pos[w] * bs)
                 pos[w] = (pos[w] + 1) % blocks
-                opb.append(w)
-            offs, ops = arr, bytes(opb)
-        limit = NEVER if job.time_based else max(target // bs, 0)
+            offs = arr
+        else:
+            offs = ()
         return Schedule(offs, None, ops, const_op or 0, limit, bs)
     # -- sizes that vary ------------------------------------------------------------------
     ranges = _sizes(job)
@@ -142,6 +169,14 @@ def build(job: JobSpec, region: int, base: int, seed: int) -> Schedule:
     items_off = array("q")
     items_len = array("q")
     opb = bytearray()
+    mixed = const_op is None
+    # a mixed job's schedule: passes until it holds enough draws (about as many
+    # I/Os as _mix_target of a run of items of the mean size)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    want = 0
+    if mixed:
+        mean = max(unit, (lo + hi) // 2)
+        want = _mix_target(NEVER if job.time_based else max(target // mean, 1))
     if job.random and not job.norandommap:
         if blocks > _MAX_ITEMS * 4:
             raise ValueError(f"bsrange with a random map over {blocks} blocks of {unit} bytes: "
@@ -149,44 +184,51 @@ def build(job: JobSpec, region: int, base: int, seed: int) -> Schedule:
                              "smaller size)")
         order = list(range(blocks))
         rnd.shuffle(order)
-        done = bytearray(blocks)
-        for b in order:
-            if done[b]:
-                continue
-            w = const_op if const_op is not None else next_op()
-            length = _draw_len(rnd, ranges[w]) // unit
-            run = 1
-            while run < length and b + run < blocks and not done[b + run]:
-                run += 1
-            done[b:b + run] = b"\x01" * run
-            items_off.append(base + b * unit)
-            items_len.append(run * unit)
-            opb.append(w)
-    elif job.random:  # norandommap: independent draws, region bytes' worth
+        while True:  # one pass: every block once, in the same order each pass
+            done = bytearray(blocks)
+            for b in order:
+                if done[b]:
+                    continue
+                w = const_op if const_op is not None else next_op()
+                length = _draw_len(rnd, ranges[w]) // unit
+                run = 1
+                while run < length and b + run < blocks and not done[b + run]:
+                    run += 1
+                done[b:b + run] = b"\x01" * run
+                items_off.append(base + b * unit)
+                items_len.append(run * unit)
+                opb.append(w)
+            if len(items_off) >= want or len(items_off) >= _MAX_SEQ or not items_off:
+                break
+    elif job.random:  # norandommap: independent draws, region bytes' worth (or enough draws)
         total = 0
-        while total < end and len(items_off) < _MAX_ITEMS:
+        while (total < end or len(items_off) < want) and len(items_off) < _MAX_ITEMS:
             w = const_op if const_op is not None else next_op()
             length = min(_draw_len(rnd, ranges[w]), end)
             items_off.append(base + rnd.randrange((end - length) // unit + 1) * unit)
             items_len.append(length)
             opb.append(w)
             total += length
-    else:  # sequential, each direction its own position; stop before one wraps
-        pos = [0, 0]
-        total = 0
-        while total < max(target, end) and len(items_off) < _MAX_SEQ:
-            w = const_op if const_op is not None else next_op()
-            if pos[w] >= end:
-                if const_op is not None:
-                    break  # one whole pass: the schedule repeats it
-                if items_off:
-                    break
-            length = min(_draw_len(rnd, ranges[w]), end - pos[w])
-            items_off.append(base + pos[w])
-            items_len.append(length)
-            opb.append(w)
-            pos[w] += length
-            total += length
+    else:  # sequential, each direction its own position; a pass stops before one wraps
+        while True:
+            pos = [0, 0]
+            total = 0
+            first = len(items_off)
+            while total < max(target, end) and len(items_off) < _MAX_SEQ:
+                w = const_op if const_op is not None else next_op()
+                if pos[w] >= end:
+                    if const_op is not None:
+                        break  # one whole pass: the schedule repeats it
+                    if len(items_off) > first:
+                        break
+                length = min(_draw_len(rnd, ranges[w]), end - pos[w])
+                items_off.append(base + pos[w])
+                items_len.append(length)
+                opb.append(w)
+                pos[w] += length
+                total += length
+            if len(items_off) >= want or len(items_off) >= _MAX_SEQ or len(items_off) == first:
+                break
     limit = NEVER if job.time_based else _items_for(items_len, target)
     ops_out = None if const_op is not None else bytes(opb)
     return Schedule(items_off, items_len, ops_out, const_op or 0, limit, unit)

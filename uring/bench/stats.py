@@ -36,7 +36,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["BW_INTERVAL_NS", "FIO_PERCENTILES", "DiskSnapshot", "LatencySummary",
            "batch_distribution", "clat_bins", "disk_of", "disk_util", "interval_rates",
-           "latency_buckets", "plat_idx_to_val", "plat_val_to_idx", "sample_stats", "summarize"]
+           "latency_buckets", "plat_idx_to_val", "plat_val_to_idx", "SampleStats", "sample_stats",
+           "summarize"]
 
 #: fio's default ``percentile_list``.
 FIO_PERCENTILES = (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0,
