@@ -42,8 +42,38 @@ opaque cookies are the builtin's.  One difference, on purpose: a write
 ``seek(tell())`` had come first, where the builtin writes after its own
 read-ahead.
 
-Every operation is all or nothing under cancellation: what a cancelled
-read had read ahead is not consumed, and the next read returns it.
+One file object may be shared by several tasks: the operations at the
+position (``read``, ``read1``, ``readinto``, ``readline``, ``readlines``,
+``peek``, ``readall``, iteration, ``write``, ``writelines``, ``seek``,
+``tell``, ``truncate``, ``flush``, ``fsync``) run one at a time per file,
+in the order they were called, as aiofiles' (the builtin file behind its
+lock) do: ``gather(f.write(a), f.write(b))`` writes *a* then *b*, two tasks
+reading lines each get different lines.  A text file and its ``buffer``
+share the one queue.  An operation that finds nobody ahead of it starts
+at once (no extra loop step).  ``pread``, ``preadinto``, ``pwrite``,
+``stat`` and ``statx`` do not wait their turn (explicit offsets, no
+position), nor does ``close``: it closes the fd at once; a request already
+in the kernel finishes, the operations still waiting find the file closed.
+
+Cancellation.  A cancelled read consumes nothing: the position does not
+move, and what the cancelled read had read ahead is kept for the next read
+(``readlines`` included: all of its lines or none).  On a file that cannot
+be read twice (a pipe, FIFO or terminal: ``seekable()`` False), bytes the
+kernel had already handed to a cancelled read are lost, in both backends.
+A write cannot be taken back once the kernel has it: a cancelled write
+may have landed in part or whole, and the position says how far.  It is
+moved past every byte the kernel wrote before the cancel took (for a
+write done in several requests, up to the first short or failed one),
+and ``CancelledError`` is still raised; the same when a write fails part
+way.  A text write's position is that of its encoded bytes that landed
+(``tell()`` is then that byte offset).  The thread fallback
+(``threadfile.ThreadFile``) keeps the same promises; on a file that is not
+seekable, bytes a cancelled read took on the worker thread are lost there
+too.
+
+A pipe, FIFO, socket or terminal is not seekable, as for the builtin:
+``seekable()`` is False, and ``tell``/``seek``/``truncate()`` raise the
+builtin's errors.
 
 The per-read path is one coroutine frame and one call into the driver
 (``LoopRing.start_rw``, which stages the SQE for the tick's flush), a
@@ -55,6 +85,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import errno
 import io
 import locale
@@ -66,7 +97,9 @@ from typing import (
     TYPE_CHECKING,
     Any,
     AnyStr,
+    Awaitable,
     Callable,
+    Deque,
     Dict,
     Generator,
     Generic,
@@ -84,7 +117,7 @@ from ..errors import kernel_error
 from ..ops.paths import STATX_BASIC_STATS, statx
 from .driver import LoopRing, get_ring
 from .fallback import use_threads
-from .fileproto import YES, Answer, AsyncFileProtocol, answer
+from .fileproto import Answer, AsyncFileProtocol, answer
 from .os import _os_error
 from .sockets import close_fd
 from .threadfile import open_thread_file
@@ -101,6 +134,10 @@ _OP_WRITE = int(abi.IORING_OP_WRITE)
 _CHUNK = 1 << 16  # read-ahead and read(-1) chunk
 _SPARE_BUFFERS = 64  # pinned pread buffers kept per size and file
 _AT_EMPTY_PATH = 0x1000
+_OFF_MAX = (1 << 63) - 1  # off_t's range: what the builtin's seek takes
+_OFF_MIN = -(1 << 63)
+_FAR = 1 << 40  # a seek this far asks the kernel whether the file system goes there
+_T = TypeVar("_T")
 _SEEK_DATA_HOLE = tuple(getattr(os, name) for name in ("SEEK_DATA", "SEEK_HOLE") if hasattr(os, name))
 
 
@@ -203,6 +240,21 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
     def _raw(self) -> "AsyncBinaryFile":
         raise NotImplementedError
 
+    def _check_readable(self) -> Any:
+        raise NotImplementedError
+
+    def _save(self) -> Tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _restore(self, state: Tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    async def _readline(self, limit: int) -> AnyStr:
+        raise NotImplementedError
+
+    async def _write(self, data: Any) -> int:
+        raise NotImplementedError
+
     # -- state ----------------------------------------------------------------------
 
     @property
@@ -229,8 +281,9 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         return answer(raw._writable)  # noqa: SLF001 - this module's own binary file
 
     def seekable(self) -> Answer:
-        self._raw()._check_open()  # noqa: SLF001 - this module's own binary file
-        return YES
+        raw = self._raw()
+        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        return answer(raw._seekable)  # noqa: SLF001 - this module's own binary file
 
     def isatty(self) -> Answer:
         return answer(os.isatty(self.fileno()))
@@ -239,29 +292,64 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
 
     async def readlines(self, hint: Optional[int] = -1) -> List[AnyStr]:
         """The lines to the end of the file; with *hint* > 0, lines until
-        their total length passes *hint* (as the builtin ``readlines``)."""
+        their total length passes *hint* (as the builtin ``readlines``).
+        One operation: no other runs between its lines, and a cancelled
+        one consumes none of them."""
         limit = _size(hint)
+        self._check_readable()
+        raw = self._raw()
+        if raw._busy:  # noqa: SLF001 - this module's own binary file
+            return await raw._in_turn(self._check_readable, self._readlines, limit)  # noqa: SLF001
+        raw._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._readlines(limit)
+        finally:
+            raw._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _readlines(self, limit: int) -> List[AnyStr]:
         lines: List[AnyStr] = []
         total = 0
-        while True:
-            line = await self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if 0 < limit < total:
-                return lines
+        saved = self._save()
+        try:
+            while True:
+                line = await self._readline(-1)
+                if not line:
+                    return lines
+                lines.append(line)
+                total += len(line)
+                if 0 < limit < total:
+                    return lines
+        except BaseException:
+            self._restore(saved)  # all the lines or none
+            raise
 
     async def writelines(self, lines: Iterable[Any]) -> None:
-        """``write`` each item of *lines* (no newlines are added)."""
+        """``write`` each item of *lines* (no newlines are added), as one
+        operation: no other runs between them."""
+        raw = self._raw()
+        if raw._busy:  # noqa: SLF001 - this module's own binary file
+            await raw._in_turn(None, self._writelines, lines)  # noqa: SLF001
+            return
+        raw._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            await self._writelines(lines)
+        finally:
+            raw._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _writelines(self, lines: Iterable[Any]) -> None:
         for line in lines:
-            await self.write(line)
+            await self._write(line)
 
     async def flush(self) -> None:
         """Nothing to flush: writes go straight to the kernel (no data
         waits in Python).  Checks that the file is open, as the builtin's
-        does.  For durability, ``fsync``."""
-        self._raw()._check_open()  # noqa: SLF001 - this module's own binary file
+        does, once the operations called before it are done.  For
+        durability, ``fsync``."""
+        raw = self._raw()
+        if raw._busy:  # noqa: SLF001 - this module's own binary file
+            await raw._in_turn_sync(raw._check_open)  # noqa: SLF001
+        else:
+            raw._check_open()  # noqa: SLF001 - this module's own binary file
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Up to *size* bytes at *offset* (fewer at end of file); the position
@@ -274,9 +362,21 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         return await self._raw().pwrite(data, offset)
 
     async def fsync(self, *, datasync: bool = False) -> None:
-        """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC`` with *datasync*)."""
+        """``IORING_OP_FSYNC`` (``IORING_FSYNC_DATASYNC`` with *datasync*),
+        once the operations called before it (the writes) are done."""
         raw = self._raw()
         raw._check_open()  # noqa: SLF001 - this module's own binary file
+        if raw._busy:  # noqa: SLF001 - this module's own binary file
+            await raw._in_turn(raw._check_open, self._fsync, datasync)  # noqa: SLF001
+            return
+        raw._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            await self._fsync(datasync)
+        finally:
+            raw._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _fsync(self, datasync: bool) -> None:
+        raw = self._raw()
         lr = raw._ring  # noqa: SLF001 - this module's own binary file
         await lr.room()
         ud = lr.ring.prep_fsync(raw._fd, datasync=datasync)  # noqa: SLF001 - this module's own binary file
@@ -315,7 +415,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     def __init__(self, ring: LoopRing, fd: int, name: Any, mode: str, readable: bool,
                  writable: bool, append: bool, position: int = 0,
-                 buffer_size: int = _CHUNK, *, closefd: bool = True) -> None:
+                 buffer_size: int = _CHUNK, *, closefd: bool = True,
+                 seekable: bool = True) -> None:
         self._ring = ring
         self._fd = fd
         self._closefd = closefd
@@ -324,6 +425,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._readable = readable
         self._writable = writable
         self._append = append
+        self._seekable = seekable  # False: a pipe, FIFO, socket, terminal
         self._pos = position  # the file offset of _buf[_off]
         self._buf = b""  # bytes read ahead: the file's from _pos - _off
         self._off = 0
@@ -331,6 +433,12 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._keep_ahead = buffer_size != 0  # buffering=0: nothing kept between calls
         self._spare: Dict[int, List[PinnedBuffer]] = {}  # size -> pinned read buffers
         self._last_pinned: Optional[PinnedBuffer] = None  # the last one pread gave back
+        # The gate of the operations at the position (the text file over
+        # this one uses it too): one runs at a time, the others wait their
+        # turn in call order.  _busy: one is running (or has just been
+        # handed the turn); _waiters: the turns of those waiting.
+        self._busy = False
+        self._waiters: Optional[Deque["asyncio.Future[None]"]] = None
 
     def _raw(self) -> "AsyncBinaryFile":
         return self
@@ -364,6 +472,72 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         else:
             self._buf, self._off = b"", 0
         self._pos = pos
+
+    def _save(self) -> Tuple[Any, ...]:
+        """What a read changes, to put back if it is cancelled."""
+        return self._buf, self._off, self._pos
+
+    def _restore(self, state: Tuple[Any, ...]) -> None:
+        self._buf, self._off, self._pos = state
+
+    # -- the gate: the operations at the position one at a time, in call order -----
+    #
+    # Each such operation either finds the gate free and takes it at once
+    # (``_busy = True``: no await, no loop step), or waits its turn in
+    # ``_waiters``.  The one leaving hands the turn to the next waiter
+    # directly (``_busy`` stays True), so an operation called meanwhile
+    # queues behind it: call order is kept.  A task cancelled while it
+    # waits leaves the queue having done nothing.
+
+    async def _wait_turn(self) -> None:
+        """Wait until the operations called before this one are done (the
+        gate is busy); on return the caller holds the gate."""
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = collections.deque()
+        turn: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+        waiters.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._leave()  # handed the turn just as it was cancelled: pass it on
+            else:
+                try:
+                    waiters.remove(turn)
+                except ValueError:
+                    pass
+            raise
+
+    def _leave(self) -> None:
+        """The operation holding the gate is done: the next one's turn."""
+        waiters = self._waiters
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._busy = False
+
+    async def _in_turn(self, check: Optional[Callable[[], Any]],
+                       op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """``op(*args)`` once the operations called before are done (after
+        *check*: the file may have been closed meanwhile)."""
+        await self._wait_turn()
+        try:
+            if check is not None:
+                check()
+            return await op(*args)
+        finally:
+            self._leave()
+
+    async def _in_turn_sync(self, op: Callable[..., _T], *args: Any) -> _T:
+        """``op(*args)`` (no I/O) once the operations called before are done."""
+        await self._wait_turn()
+        try:
+            return op(*args)
+        finally:
+            self._leave()
 
     # -- positional I/O ------------------------------------------------------------
 
@@ -431,6 +605,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         return n
 
     async def pwrite(self, data: Any, offset: int) -> int:
+        """Write all of *data* (bytes) at *offset*; the position is not
+        used or moved.  Cancelled, it may have landed in part or whole."""
         self._check_writable()
         if offset < 0:
             raise ValueError("offset must be >= 0")
@@ -458,9 +634,15 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             raise kernel_error(-res, _READ, self.name)
         return res
 
-    async def _write_all(self, data: Any, offset: int) -> int:
+    async def _write_all(self, data: Any, offset: int, at_position: bool = False) -> int:
         """Write *data* at *offset* (-1: the kernel's position, append mode),
-        going on after a short write as ``write(2)`` callers must."""
+        going on after a short write as ``write(2)`` callers must.
+
+        A write the kernel has cannot be taken back: with *at_position*
+        (*offset* is the position), the position moves past each piece as
+        the kernel reports it written, so when the task is cancelled (the
+        CQE the cancel waits for may carry the piece's byte count) or a
+        piece fails, it already says how far the write got."""
         lr = self._ring
         view = memoryview(data).cast("B")
         done, total = 0, view.nbytes
@@ -476,10 +658,19 @@ class AsyncBinaryFile(AsyncFile[bytes]):
                 keep, address, nbytes = export(view[done:] if done else view, False)
             ud, fut = lr.start_rw(_OP_WRITE, self._fd, address, nbytes,
                                   offset if offset < 0 else offset + done, keep)
-            res: int = (await lr.wait(ud, fut))[1]
+            try:
+                cqe = await fut
+            except asyncio.CancelledError:
+                late = await lr.after_cancel(ud, fut)  # the kernel is done with the piece
+                if at_position and late is not None and late[1] > 0 and offset >= 0:
+                    self._pos = offset + done + late[1]  # it landed: the position says so
+                raise
+            res: int = cqe[1]
             if res < 0:
                 raise kernel_error(-res, _WRITE, self.name)
             done += res
+            if at_position and offset >= 0:
+                self._pos = offset + done
             if done >= total or res == 0:
                 return done
 
@@ -493,6 +684,11 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             chunks.append(got)
 
     # -- stream I/O at the position ---------------------------------------------
+    #
+    # Each public operation takes the gate (or waits its turn) and runs
+    # its ``_name`` twin, which the text file over this one calls with the
+    # gate already held.  What is served from the read-ahead without a
+    # request is done at once when the gate is free.
 
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Up to *size* bytes from the position (fewer only at the end of
@@ -500,6 +696,25 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if self._fd < 0 or not self._readable:
             self._check_readable()
         n = _size(size)
+        if n < -1 and self._keep_ahead:  # as BufferedReader (FileIO reads all)
+            raise ValueError("read length must be non-negative or -1")
+        if self._busy:
+            return await self._in_turn(self._check_readable, self._read, n)
+        buf, off = self._buf, self._off
+        if 0 <= n <= len(buf) - off:
+            self._off = off + n
+            self._pos += n
+            return buf[off:off + n]
+        self._busy = True
+        try:
+            return await self._read(n)
+        finally:
+            if self._waiters:
+                self._leave()
+            else:
+                self._busy = False
+
+    async def _read(self, n: int) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
         have = len(buf) - off
         if 0 <= n <= have:
@@ -535,6 +750,15 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if self._fd < 0 or not self._readable:
             self._check_readable()
         n = _size(size)
+        if self._busy:
+            return await self._in_turn(self._check_readable, self._read1, n)
+        self._busy = True
+        try:
+            return await self._read1(n)
+        finally:
+            self._leave()
+
+    async def _read1(self, n: int) -> bytes:
         if n < 0:
             n = self._bufsize
         buf, off, pos = self._buf, self._off, self._pos
@@ -557,12 +781,20 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         the end of the file, and maybe more than *size*."""
         if self._fd < 0 or not self._readable:
             self._check_readable()
+        if self._busy:
+            return await self._in_turn(self._check_readable, self._peek)
+        self._busy = True
+        try:
+            return await self._peek()
+        finally:
+            self._leave()
+
+    async def _peek(self) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
         if off < len(buf):
             return buf[off:]
         got = await self.pread(self._bufsize, pos)
-        if self._pos == pos and len(self._buf) == self._off:  # nothing moved meanwhile
-            self._set(got, 0, pos)
+        self._set(got, 0, pos)
         return got
 
     async def readall(self) -> bytes:
@@ -574,6 +806,15 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         (less than its size only at the end of the file)."""
         if self._fd < 0 or not self._readable:
             self._check_readable()
+        if self._busy:
+            return await self._in_turn(self._check_readable, self._readinto, buf)
+        self._busy = True
+        try:
+            return await self._readinto(buf)
+        finally:
+            self._leave()
+
+    async def _readinto(self, buf: Any) -> int:
         have = len(self._buf) - self._off
         if not have:
             # Straight into the caller's buffer (a PinnedBuffer stays pinned).
@@ -605,14 +846,24 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """One line, with its ``b"\\n"`` (empty at the end of the file); at
         most *size* bytes with *size* >= 0.  Split out of one read-ahead
         chunk: one request per chunk, not per line."""
-        buf, off = self._buf, self._off
-        i = buf.find(b"\n", off)
-        if i >= 0 and (size is None or size < 0 or i - off < size):
-            i += 1
-            self._off = i
-            self._pos += i - off
-            return buf[off:i]
-        return await self._readline(_size(size))
+        if not self._busy:
+            buf, off = self._buf, self._off
+            i = buf.find(b"\n", off)
+            if i >= 0 and (size is None or size < 0 or i - off < size):
+                i += 1
+                self._off = i
+                self._pos += i - off
+                return buf[off:i]
+        return await self._readline_in_turn(_size(size))
+
+    async def _readline_in_turn(self, limit: int) -> bytes:
+        if self._busy:
+            return await self._in_turn(None, self._readline, limit)
+        self._busy = True
+        try:
+            return await self._readline(limit)
+        finally:
+            self._leave()
 
     async def _readline(self, limit: int) -> bytes:
         if self._fd < 0 or not self._readable:
@@ -640,21 +891,32 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def __anext__(self) -> bytes:
-        buf, off = self._buf, self._off
-        i = buf.find(b"\n", off)
-        if i >= 0:
-            i += 1
-            self._off = i
-            self._pos += i - off
-            return buf[off:i]
-        line = await self._readline(-1)
+        if not self._busy:
+            buf, off = self._buf, self._off
+            i = buf.find(b"\n", off)
+            if i >= 0:
+                i += 1
+                self._off = i
+                self._pos += i - off
+                return buf[off:i]
+        line = await self._readline_in_turn(-1)
         if not line:
             raise StopAsyncIteration
         return line
 
     async def write(self, data: Any) -> int:
         """Write *data* (bytes-like) at the position (append mode: at the
-        end); the byte count."""
+        end); the byte count.  Cancelled, it may have landed in part or
+        whole: the position says how far (see the module's docstring)."""
+        if self._busy:
+            return await self._in_turn(None, self._write, data)
+        self._busy = True
+        try:
+            return await self._write(data)
+        finally:
+            self._leave()
+
+    async def _write(self, data: Any) -> int:
         if self._fd < 0 or not self._writable:
             self._check_writable()
         if isinstance(data, str):
@@ -662,17 +924,34 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if not memoryview(data).nbytes:
             return 0  # as the builtin: nothing written, the position stays
         self._drop()
-        if self._append:
-            n = await self._write_all(data, -1)
-            self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
-        else:
-            n = await self._write_all(data, self._pos)
-            self._pos += n
-        return n
+        if not self._append:
+            return await self._write_all(data, self._pos, True)
+        try:
+            return await self._write_all(data, -1)
+        finally:
+            # The kernel appended (all, some or none of it): its file
+            # position is the end of what it wrote.
+            if self._seekable and self._fd >= 0:
+                try:
+                    self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
+                except OSError:
+                    pass
+
+    def _check_seekable(self) -> None:
+        """The builtin's error for seek on a file that cannot seek."""
+        if self._keep_ahead:
+            raise io.UnsupportedOperation("File or stream is not seekable.")
+        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
 
     def _seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self._check_open()
         offset = operator.index(offset)
+        if not self._seekable:
+            self._check_seekable()
+        if not _OFF_MIN <= offset <= _OFF_MAX:  # the builtin's conversion to off_t
+            if self._keep_ahead:
+                raise ValueError("cannot fit 'int' into an offset-sized integer")
+            raise OverflowError("Python int too large to convert to C long")
         if whence == os.SEEK_SET:
             pos = offset
         elif whence == os.SEEK_CUR:
@@ -683,8 +962,13 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             pos = os.lseek(self._fd, offset, whence)
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if pos < 0:
+        if pos < 0 or pos > _OFF_MAX:
             raise _einval()
+        if pos >= _FAR:
+            # Past what most file systems take: the kernel says whether
+            # this one does (EINVAL as the builtin's seek, not a failing
+            # read later).
+            pos = os.lseek(self._fd, pos, os.SEEK_SET)
         # Inside what was read ahead: keep it.
         moved = pos - self._pos
         if 0 <= self._off + moved <= len(self._buf):
@@ -697,12 +981,21 @@ class AsyncBinaryFile(AsyncFile[bytes]):
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the position; the new one.  No request: the position is
         kept here (``SEEK_END`` asks ``lseek`` for the size)."""
+        if self._busy:
+            return await self._in_turn_sync(self._seek, offset, whence)
         return self._seek(offset, whence)
+
+    def _tell(self) -> int:
+        self._check_open()
+        if not self._seekable:
+            raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
+        return self._pos
 
     async def tell(self) -> int:
         """The position: the offset of the next byte read or written."""
-        self._check_open()
-        return self._pos
+        if self._busy:
+            return await self._in_turn_sync(self._tell)
+        return self._tell()
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
@@ -710,7 +1003,19 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._check_open()
         if not self._writable:
             raise io.UnsupportedOperation("truncate")
-        size = self._pos if size is None else operator.index(size)
+        if self._busy:
+            return await self._in_turn(self._check_open, self._truncate, size)
+        self._busy = True
+        try:
+            return await self._truncate(size)
+        finally:
+            self._leave()
+
+    async def _truncate(self, size: Optional[int]) -> int:
+        if size is None:
+            size = self._tell()
+        else:
+            size = operator.index(size)
         if size < 0:
             raise _einval()
         self._drop()
@@ -729,7 +1034,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             # where this file's position is (as an unbuffered builtin file
             # leaves it).
             try:
-                os.lseek(fd, self._pos, os.SEEK_SET)
+                if self._seekable:
+                    os.lseek(fd, self._pos, os.SEEK_SET)
             except OSError:
                 pass
             return
@@ -847,7 +1153,7 @@ class AsyncTextFile(AsyncFile[str]):
         decoder = self._decoder
         assert decoder is not None
         dec_buffer, dec_flags = decoder.getstate()
-        input_chunk = await self.buffer.read1(self._CHUNK_SIZE)
+        input_chunk = await self.buffer._read1(self._CHUNK_SIZE)  # noqa: SLF001 - its own
         eof = not input_chunk
         decoded_chars = decoder.decode(input_chunk, eof)
         self._set_decoded_chars(decoded_chars)
@@ -938,11 +1244,24 @@ class AsyncTextFile(AsyncFile[str]):
         finally:
             decoder.setstate(saved_state)
 
+    def _check_seekable(self) -> None:
+        b = self.buffer
+        b._check_open()  # noqa: SLF001 - this module's own binary file
+        if not b._seekable:  # noqa: SLF001 - this module's own binary file
+            raise io.UnsupportedOperation("underlying stream is not seekable")
+
+    def _tell_checked(self) -> int:
+        self._check_seekable()
+        return self._tell()
+
     async def tell(self) -> int:
         """The position as the builtin's ``tell()`` gives it: the byte
         offset when the decoder holds nothing, else an opaque cookie that
         ``seek`` takes back."""
-        return self._tell()
+        b = self.buffer
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn_sync(self._tell_checked)  # noqa: SLF001
+        return self._tell_checked()
 
     def _reset_encoder(self, position: int) -> None:
         try:
@@ -957,6 +1276,17 @@ class AsyncTextFile(AsyncFile[str]):
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         """As the builtin's: to a ``tell()`` cookie, or ``seek(0, SEEK_CUR)``
         / ``seek(0, SEEK_END)``; the new position."""
+        self._check_seekable()
+        b = self.buffer
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn(self._check_seekable, self._seek, cookie, whence)  # noqa: SLF001
+        b._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._seek(cookie, whence)
+        finally:
+            b._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         b = self.buffer
         b._check_open()  # noqa: SLF001 - this module's own binary file
         cookie = operator.index(cookie)
@@ -980,7 +1310,11 @@ class AsyncTextFile(AsyncFile[str]):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if cookie < 0:
             raise ValueError(f"negative seek position {cookie}")
+        if cookie >> 168:  # wider than the C cookie's 21 bytes
+            raise OverflowError("int too big to convert")
         start_pos, dec_flags, bytes_to_feed, need_eof, chars_to_skip = self._unpack_cookie(cookie)
+        if start_pos > _OFF_MAX:  # a negative off_t to the builtin: its seek's EINVAL
+            raise _einval()
         saved = self._save()
         try:
             b._seek(start_pos)  # noqa: SLF001 - this module's own binary file
@@ -994,7 +1328,7 @@ class AsyncTextFile(AsyncFile[str]):
                 self._decoder_setstate(start_pos, dec_flags)  # type: ignore[unreachable]
             if chars_to_skip:
                 decoder = self._decoder or self._get_decoder()
-                input_chunk = await b.read(bytes_to_feed)
+                input_chunk = await b._read(bytes_to_feed)  # noqa: SLF001 - its own
                 self._snapshot = (dec_flags, input_chunk)
                 self._set_decoded_chars(decoder.decode(input_chunk, need_eof))
                 if len(self._decoded_chars) < chars_to_skip:
@@ -1011,8 +1345,8 @@ class AsyncTextFile(AsyncFile[str]):
         """Before a write or truncate after a read: put the binary position
         where the reading stopped (``seek(tell())``); for a write, forget
         the decoder's state as the builtin's write does."""
-        if self._dirty:
-            await self.seek(self._tell())
+        if self._dirty and self.buffer._seekable:  # noqa: SLF001 - its own binary file
+            await self._seek(self._tell())
         if clear and (self._decoded_chars or self._snapshot is not None):
             self._set_decoded_chars("")
             self._snapshot = None
@@ -1032,13 +1366,22 @@ class AsyncTextFile(AsyncFile[str]):
     async def read(self, size: Optional[int] = -1) -> str:
         """Up to *size* characters (fewer only at the end of the file), or
         everything to the end with -1/None."""
-        self._check_readable()
+        b = self._check_readable()
         n = _size(size)
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn(self._check_readable, self._read, n)  # noqa: SLF001
+        b._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._read(n)
+        finally:
+            b._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _read(self, n: int) -> str:
         decoder = self._decoder or self._get_decoder()
         saved = self._save()
         try:
             if n < 0:
-                raw = await self.buffer.read()
+                raw = await self.buffer._read(-1)  # noqa: SLF001 - this module's own binary file
                 result = self._get_decoded_chars() + decoder.decode(raw, final=True)
                 self._set_decoded_chars("")
                 self._snapshot = None
@@ -1057,17 +1400,27 @@ class AsyncTextFile(AsyncFile[str]):
     async def readline(self, size: Optional[int] = -1) -> str:
         """One line with its newline as *newline* defines lines (empty at
         the end of the file); at most *size* characters with *size* >= 0."""
-        if self._readtranslate and size == -1:
+        if self._readtranslate and size == -1 and not self.buffer._busy:  # noqa: SLF001
             # The common case without copying the rest of the chunk per line.
             chars, start = self._decoded_chars, self._decoded_chars_used
             i = chars.find("\n", start)
             if i >= 0:
                 self._decoded_chars_used = i + 1
                 return chars[start:i + 1]
-        self._check_readable()
+        b = self._check_readable()
         if size is None:  # as the builtin text file's (a binary file's takes None)
             raise TypeError("'NoneType' object cannot be interpreted as an integer")
         limit = _size(size)
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn(self._check_readable, self._readline_whole, limit)  # noqa: SLF001
+        b._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._readline_whole(limit)
+        finally:
+            b._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _readline_whole(self, limit: int) -> str:
+        """``_readline``, all or nothing: a cancelled one consumes nothing."""
         saved = self._save()
         try:
             return await self._readline(limit)
@@ -1151,7 +1504,19 @@ class AsyncTextFile(AsyncFile[str]):
 
     async def write(self, s: str) -> int:
         """Write *s* at the position (append mode: at the end), ``"\\n"``
-        as *newline* says; the number of characters."""
+        as *newline* says; the number of characters.  Cancelled, its
+        encoded bytes may have landed in part or whole: ``tell()`` then
+        says how far (see the module's docstring)."""
+        b = self.buffer
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn(None, self._write, s)  # noqa: SLF001
+        b._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._write(s)
+        finally:
+            b._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _write(self, s: Any) -> int:
         b = self.buffer
         if b._fd < 0 or not b._writable:  # noqa: SLF001 - this module's own binary file
             b._check_open()  # noqa: SLF001 - closed first, as the builtin text file
@@ -1162,18 +1527,39 @@ class AsyncTextFile(AsyncFile[str]):
         if self._writetranslate and self._writenl != "\n" and "\n" in s:
             s = s.replace("\n", self._writenl)
         encoder = self._encoder or self._get_encoder()
+        state = encoder.getstate()
         data = encoder.encode(s)
-        await self._sync()
-        await b.write(data)
+        start: Optional[int] = None
+        try:
+            await self._sync()
+            start = b._pos  # noqa: SLF001 - this module's own binary file
+            await b._write(data)  # noqa: SLF001 - this module's own binary file
+        except BaseException:
+            # Nothing landed: the encoder is as before (a BOM still to
+            # write).  What did land is past the position: _sync left no
+            # decoded text, so tell() is that byte offset.
+            if start is None or b._pos == start:  # noqa: SLF001 - this module's own binary file
+                encoder.setstate(state)
+            raise
         return length
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
         position does not move."""
-        self.buffer._check_open()  # noqa: SLF001 - this module's own binary file
-        self.buffer._check_writable()  # noqa: SLF001 - this module's own binary file
+        b = self.buffer
+        b._check_open()  # noqa: SLF001 - this module's own binary file
+        b._check_writable()  # noqa: SLF001 - this module's own binary file
+        if b._busy:  # noqa: SLF001 - this module's own binary file
+            return await b._in_turn(b._check_open, self._truncate, size)  # noqa: SLF001
+        b._busy = True  # noqa: SLF001 - this module's own binary file
+        try:
+            return await self._truncate(size)
+        finally:
+            b._leave()  # noqa: SLF001 - this module's own binary file
+
+    async def _truncate(self, size: Optional[int]) -> int:
         await self._sync(clear=False)
-        return await self.buffer.truncate(size)
+        return await self.buffer._truncate(size)  # noqa: SLF001 - this module's own binary file
 
 
 def _check_newline(newline: Optional[str]) -> None:
@@ -1266,21 +1652,30 @@ class _Opening(Generic[_F]):
         try:
             # As open(): a directory is refused (the kernel opens one for
             # reading); an append-mode file is positioned at its end, a
-            # given fd where it is.
-            if stat.S_ISDIR(os.fstat(res).st_mode):
+            # given fd where it is.  A file lseek refuses (a pipe, FIFO,
+            # socket, terminal) is not seekable, as FileIO.seekable() says.
+            st_mode = os.fstat(res).st_mode
+            if stat.S_ISDIR(st_mode):
                 raise _os_error(errno.EISDIR, "fstat", name)
+            seekable = True
             try:
-                position = os.lseek(res, 0, os.SEEK_END if append else os.SEEK_CUR) \
-                    if append or given_fd else 0
+                if append or given_fd:
+                    position = os.lseek(res, 0, os.SEEK_END if append else os.SEEK_CUR)
+                else:
+                    position = 0
+                    if not (stat.S_ISREG(st_mode) or stat.S_ISBLK(st_mode)):
+                        os.lseek(res, 0, os.SEEK_CUR)
             except OSError:
                 position = 0
+                seekable = False
         except BaseException:
             if closefd:
                 os.close(res)
             raise
         size = buffering if buffering > 1 else (0 if buffering == 0 else _CHUNK)
         raw = AsyncBinaryFile(lr, res, name, binary_mode(mode) if binary else mode, readable,
-                              writable, append, position, size, closefd=closefd)
+                              writable, append, position, size, closefd=closefd,
+                              seekable=seekable)
         if binary:
             return raw  # type: ignore[return-value]
         try:
