@@ -19,6 +19,14 @@ reported again (``tests/test_asyncio_loop.py`` shows the kernel doing
 exactly that).  A one-shot poll checks the file's state when it is armed,
 so re-arming after each report gives epoll's level-triggered answer; the
 re-arm costs one SQE in the next iteration's batch, no extra system call.
+
+An armed poll holds a reference to its file, so ``unregister`` (asyncio's
+``remove_reader``/``remove_writer`` of an fd's last event) submits the
+poll's ``IORING_OP_POLL_REMOVE`` at once: asyncio closes a socket right
+after it (``Server.close``), and the socket must then be closed in the
+kernel (a connect refused, the port free), as on asyncio's own loop.  A
+poll that already reported is not armed any more, so the usual
+``add_reader``/report/``remove_reader`` round costs no system call.
 """
 
 from __future__ import annotations
@@ -112,6 +120,9 @@ class UringSelector(selectors.BaseSelector):
         # user_data of a poll -> its fd; None: a poll we removed (drop its CQE)
         self._polls: Dict[int, Optional[int]] = {}
         self._to_arm: Set[int] = set()
+        # A POLL_REMOVE is prepared and not submitted yet (sent by the next
+        # enter, or at once by ``unregister``).
+        self._unsent_removes = False
 
     # -- registration -------------------------------------------------------------
 
@@ -145,6 +156,8 @@ class UringSelector(selectors.BaseSelector):
             raise KeyError(f"{fileobj!r} is not registered") from None
         self._disarm(fd)
         self._to_arm.discard(fd)
+        if self._unsent_removes:
+            self._send_removes()
         return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -165,14 +178,39 @@ class UringSelector(selectors.BaseSelector):
         return key
 
     def _disarm(self, fd: int) -> None:
-        """Remove the poll armed for *fd* (``IORING_OP_POLL_REMOVE``, sent
-        with the next enter; the poll's ``-ECANCELED`` CQE is dropped).
-        Until then the poll holds its reference to the file."""
+        """Remove the poll armed for *fd* (``IORING_OP_POLL_REMOVE``; the
+        poll's ``-ECANCELED`` CQE is dropped).  ``modify`` leaves it for the
+        next enter (the fd stays registered, a new poll follows);
+        ``unregister`` sends it at once (``_send_removes``)."""
         armed = self._armed.pop(fd, None)
         if armed is not None and not self.ring.closed:
             ud = armed[0]
             self._polls[ud] = None
             self._polls[self.ring.prep_poll_remove(ud)] = None
+            self._unsent_removes = True
+
+    def _send_removes(self) -> None:
+        """Submit the prepared ``POLL_REMOVE``s now (with whatever else the
+        tick prepared), so that when ``unregister`` returns no poll of ours
+        holds a reference to the file: asyncio closes a socket right after
+        ``remove_reader`` (``Server.close``, ``sock_accept``...), and a poll
+        left armed until the next enter kept a listening socket accepting
+        and its port bound.  The kernel cancels the poll while the enter
+        runs and drops its file reference in the task work run before the
+        enter returns to us (this ring has no ``DEFER_TASKRUN``); the CQEs
+        (dropped) are reaped with the next batch.  One system call per
+        removal of a poll still armed: a poll that reported (the
+        ``sock_recv``/``add_reader``-then-``remove_reader`` pattern) is no
+        longer armed, and costs nothing here.  Where the kernel takes
+        nothing now (``EAGAIN``/``EBUSY``), the next enter sends it."""
+        if self.ring.closed:
+            self._unsent_removes = False
+            return
+        try:
+            self.ring.submit()
+        except OSError:
+            return
+        self._unsent_removes = False
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._map  # type: ignore[return-value]  # None once closed, as in selectors
@@ -215,6 +253,7 @@ class UringSelector(selectors.BaseSelector):
                 self._arm()
             if self.before_enter is not None:
                 self.before_enter()
+            self._unsent_removes = False  # this enter submits them
             if poll_only:
                 ring.submit()
                 done = ring.reap_records()
@@ -323,6 +362,12 @@ class UringEventLoop(asyncio.SelectorEventLoop):
     elsewhere.
     """
 
+    #: A loop is closed until asyncio's ``__init__`` has made it (that sets
+    #: the instance's own ``_closed``): one whose ring could not be set up
+    #: (``UringUnavailableError``) leaves ``BaseEventLoop.__del__`` nothing
+    #: to close or warn about.
+    _closed = True
+
     def __init__(self, entries: int = 256) -> None:
         ring = Ring(entries, sq_full="submit")
         try:
@@ -331,6 +376,7 @@ class UringEventLoop(asyncio.SelectorEventLoop):
             super().__init__(selector)
         except BaseException:
             ring.close()  # not left to the garbage collector
+            self._closed = True  # asyncio's __init__ may have got as far as opening it
             raise
         try:
             # Made once the loop is: the LoopRing makes a future of it.
@@ -347,7 +393,9 @@ class UringEventLoop(asyncio.SelectorEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        self.uring.close()
+        lr = getattr(self, "uring", None)
+        if lr is not None:
+            lr.close()
         super().close()
         self._uring_ring.close()
 
@@ -386,6 +434,9 @@ def run(main: Any, *, debug: Optional[bool] = None, backend: Optional[str] = Non
     *backend* is given to)."""
     if backend is not None:
         _backend.set_backend(backend)
+    # Decided here, not in the loop factory asyncio's Runner calls: the
+    # fallback's one RuntimeWarning names the line that called run().
+    _backend.backend()
     runner_cls = getattr(asyncio, "Runner", None)
     if runner_cls is not None:  # 3.11+
         with runner_cls(debug=debug, loop_factory=new_event_loop) as runner:

@@ -27,15 +27,35 @@ Flow control is asyncio's (``set_write_buffer_limits``, ``pause_writing``
 written out here), so ``StreamWriter.drain()`` works.
 A transport reports ``connection_lost`` only once no request of its is in
 flight: the kernel never holds its buffers after that.
+
+The four functions take asyncio's keyword arguments as the stock ones do
+on the Python running (``local_addr``, ``family``/``proto``/``flags``,
+``sock``, ``happy_eyeballs_delay``/``interleave``, ``backlog``,
+``reuse_address``/``reuse_port``, ``start_serving``, ...) and refuse what
+they refuse with the same exceptions.  TLS (``ssl``) is not done here: such
+a call is asyncio's own ``loop.create_connection``/``create_server``
+(``asyncio.open_connection``/``start_server``) on the running loop, as is
+every call where io_uring is unavailable (the thread fallback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
+import collections.abc
 import errno
+import functools
+import inspect
+import itertools
 import socket
-from typing import Any, Callable, Deque, List, Optional, Set, Tuple
+from asyncio import staggered
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+try:
+    import ssl as _ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    _ssl = None  # type: ignore[assignment]
 
 from .. import abi
 from ..buffers import BYTES_OFFSET
@@ -461,8 +481,9 @@ class Server(asyncio.AbstractServer):
     """Listening sockets, each with one multishot ``IORING_OP_ACCEPT``."""
 
     def __init__(self, lr: LoopRing, sockets: List[socket.socket],
-                 protocol_factory: Callable[[], asyncio.BaseProtocol]) -> None:
+                 protocol_factory: Callable[[], asyncio.BaseProtocol], backlog: int = 100) -> None:
         self._lr = lr
+        self._backlog = backlog
         self._loop = lr.loop
         self._sockets = sockets
         self._factory = protocol_factory
@@ -492,6 +513,7 @@ class Server(asyncio.AbstractServer):
             return
         self._serving = True
         for sock in self._sockets:
+            sock.listen(self._backlog)  # as asyncio's Server: listening once serving
             self._arm(sock)
 
     def _arm(self, sock: socket.socket) -> None:
@@ -538,17 +560,46 @@ class Server(asyncio.AbstractServer):
         self._wake()
 
     def close(self) -> None:
-        """Stop accepting: cancel the accepts; each listening socket is
-        closed once its accept's final CQE is in."""
+        """Stop accepting and close the listening sockets: at once, as
+        asyncio's ``Server.close`` (a connect right after it is refused, the
+        port can be bound again), where the kernel cancels the accepts
+        synchronously (``IORING_REGISTER_SYNC_CANCEL``, Linux 6.0+); else
+        the accepts are cancelled and each socket is closed once its
+        accept's final CQE is in."""
         if self._closed:
             return
         self._closed = True
         self._serving = False
-        for ud in list(self._accepts):
-            self._lr.cancel(ud)
+        if not self._accepts:
+            for sock in self._sockets:
+                sock.close()
+        elif self._cancel_accepts_now():
+            for sock in self._sockets:
+                sock.close()  # no accept of ours holds them: the port is closed
+        else:
+            for ud in list(self._accepts):
+                self._lr.cancel(ud)
         if self._serving_forever is not None and not self._serving_forever.done():
             self._serving_forever.cancel()
         self._wake()
+
+    def _cancel_accepts_now(self) -> bool:
+        """Cancel every accept and wait for the kernel to let go of them
+        (their final CQEs, ``-ECANCELED``, reach ``_on_accept`` with the
+        next batch); False where that cannot be done (an older kernel)."""
+        ring = self._lr.ring
+        if ring.closed:
+            return False
+        try:
+            ring.submit()  # an accept prepared in this tick reaches the kernel first
+            for ud in list(self._accepts):
+                try:
+                    ring.cancel_sync(ud)
+                except FileNotFoundError:
+                    pass  # it has ended already: its final CQE is in the CQ
+        except Exception:  # EINVAL before Linux 6.0, the ring's thread check, ...
+            return False
+        return True
 
     def _wake(self) -> None:
         if self._closed and not self._accepts:
@@ -592,91 +643,279 @@ class Server(asyncio.AbstractServer):
         return f"<uring.asyncio.Server sockets={self.sockets!r}>"
 
 
+# -- asyncio's create_connection/create_server, on the ring -----------------------------
+
+#: The keywords of the stock loop's methods on the Python running (3.9 to
+#: 3.13 differ: ``ssl_shutdown_timeout`` 3.11+, ``all_errors`` 3.12+,
+#: ``keep_alive`` 3.13+).
+_CONNECTION_KEYWORDS = frozenset(inspect.signature(asyncio.BaseEventLoop.create_connection).parameters)
+_SERVER_KEYWORDS = frozenset(inspect.signature(asyncio.BaseEventLoop.create_server).parameters)
+_ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)  # 3.11+ (all_errors is 3.12+)
+
+
+def _versioned(kwds: Dict[str, Any], accepted: frozenset, what: str,
+               **later: Tuple[Any, Any]) -> None:
+    """Add to *kwds* the keywords of *later* (name: (value, default)) that
+    the stock method accepts on this Python; one it does not accept is
+    ``TypeError``, as the stock method's, unless left at its default."""
+    for name, (value, default) in later.items():
+        if name in accepted:
+            kwds[name] = value
+        elif value is not default and value != default:
+            raise TypeError(f"{what}() got an unexpected keyword argument {name!r} "
+                            f"(asyncio's has it from a later Python)")
+
+
+def _check_ssl_socket(sock: Any) -> None:
+    if _ssl is not None and isinstance(sock, _ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: Any, port: Any, family: int, proto: int,
+                   flags: int) -> List[Tuple[Any, ...]]:
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM,
+                                   proto=proto, flags=flags)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned empty list")
+    return infos
+
+
+def _interleave(infos: List[Tuple[Any, ...]], first_family_count: int) -> List[Tuple[Any, ...]]:
+    """asyncio's ``interleave``: the addresses alternate between families,
+    the first family's first *first_family_count* first (RFC 8305)."""
+    by_family: Dict[int, List[Tuple[Any, ...]]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    lists = list(by_family.values())
+    out: List[Tuple[Any, ...]] = []
+    if first_family_count > 1:
+        out.extend(lists[0][:first_family_count - 1])
+        del lists[0][:first_family_count - 1]
+    out.extend(a for a in itertools.chain.from_iterable(itertools.zip_longest(*lists)) if a is not None)
+    return out
+
+
+async def _connect_sock(lr: LoopRing, exceptions: List[List[OSError]], info: Tuple[Any, ...],
+                        local_infos: Optional[List[Tuple[Any, ...]]]) -> socket.socket:
+    """One attempt of ``create_connection``, as asyncio's ``_connect_sock``:
+    a socket of the address's family, bound to the first *local_infos*
+    address of that family that binds, connected (``IORING_OP_CONNECT``);
+    its errors go to *exceptions* too."""
+    mine: List[OSError] = []
+    exceptions.append(mine)
+    family, type_, proto, _name, address = info
+    sock = None
+    try:
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        if local_infos is not None:
+            for lfamily, _t, _p, _n, laddr in local_infos:
+                if lfamily != family:
+                    continue  # a local address of another family
+                try:
+                    sock.bind(laddr)
+                    break
+                except OSError as exc:
+                    why = (exc.strerror or str(exc)).lower()
+                    mine.append(OSError(exc.errno,
+                                        f"error while attempting to bind on address {laddr!r}: {why}"))
+            else:
+                if mine:
+                    raise mine.pop()
+                raise OSError(f"no matching local address with family={family!r} found")
+        await sock_connect(sock, address, ring=lr)
+        return sock
+    except OSError as exc:
+        mine.append(exc)
+        if sock is not None:
+            sock.close()
+        raise
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
 async def create_server(protocol_factory: Callable[[], asyncio.BaseProtocol], host: Any = None,
                         port: Optional[int] = None, *, family: int = socket.AF_UNSPEC,
-                        backlog: int = 100, reuse_address: Optional[bool] = None,
-                        reuse_port: Optional[bool] = None, sock: Optional[socket.socket] = None,
-                        start_serving: bool = True, ring: Optional[LoopRing] = None) -> Server:
-    """``loop.create_server`` for TCP on io_uring (or on the listening *sock*
-    given); where io_uring is unavailable, ``loop.create_server`` itself
-    (an ``asyncio.Server``)."""
-    if use_threads(ring):
+                        flags: int = socket.AI_PASSIVE, sock: Optional[socket.socket] = None,
+                        backlog: int = 100, ssl: Any = None, reuse_address: Optional[bool] = None,
+                        reuse_port: Optional[bool] = None, keep_alive: Optional[bool] = None,
+                        ssl_handshake_timeout: Optional[float] = None,
+                        ssl_shutdown_timeout: Optional[float] = None, start_serving: bool = True,
+                        ring: Optional[LoopRing] = None) -> Server:
+    """``loop.create_server`` for TCP, its arguments and checks, with
+    io_uring accepting (a ``Server``): the addresses of *host* (a name, a
+    list of them, ``None``/``""`` for all interfaces) and *port*, resolved
+    with *family* and *flags*, each bound with ``SO_REUSEADDR`` (unless
+    *reuse_address* is False), ``SO_REUSEPORT`` with *reuse_port*,
+    ``SO_KEEPALIVE`` with *keep_alive* (3.13+, as asyncio); or the bound
+    socket *sock*.  Each listens with *backlog* once serving starts (at once
+    with *start_serving*, else ``start_serving()``/``serve_forever()``).
+
+    With *ssl* (TLS, an ``SSLContext``), and where io_uring is unavailable,
+    the call is ``loop.create_server`` itself on the running loop: asyncio's
+    own transports and ``asyncio.Server``.  Keywords asyncio has only on a
+    later Python than the one running are ``TypeError``, as there, unless
+    left at their defaults."""
+    kwds: Dict[str, Any] = dict(family=family, flags=flags, sock=sock, backlog=backlog, ssl=ssl,
+                                reuse_address=reuse_address, reuse_port=reuse_port,
+                                ssl_handshake_timeout=ssl_handshake_timeout,
+                                start_serving=start_serving)
+    _versioned(kwds, _SERVER_KEYWORDS, "create_server", keep_alive=(keep_alive, None),
+               ssl_shutdown_timeout=(ssl_shutdown_timeout, None))
+    if ssl is not None or use_threads(ring):
         stock: Any = asyncio.get_running_loop()
         return await stock.create_server(  # type: ignore[no-any-return]
-            protocol_factory, host, port, family=family, backlog=backlog,
-            reuse_address=reuse_address, reuse_port=reuse_port, sock=sock,
-            start_serving=start_serving)
-    lr = ring if ring is not None else get_ring()
+            protocol_factory, host, port, **kwds)
+    if ssl_handshake_timeout is not None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
     if sock is not None:
-        if host is not None or port is not None:
+        _check_ssl_socket(sock)
+    lr = ring if ring is not None else get_ring()
+    if host is not None or port is not None:
+        if sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
-        sockets = [sock]
-    else:
-        hosts = [None] if host in (None, "") else ([host] if isinstance(host, str) else list(host))
-        sockets = []
+        if reuse_address is None:
+            reuse_address = True  # asyncio's default on POSIX
+        if host == "":
+            hosts: Any = [None]
+        elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
+            hosts = [host]
+        else:
+            hosts = host
+        found = await asyncio.gather(*[_resolve(lr.loop, h, port, family, 0, flags) for h in hosts])
+        infos = sorted(set(itertools.chain.from_iterable(found)), key=lambda i: i[0])
+        sockets: List[socket.socket] = []
+        completed = False
         try:
-            for h in hosts:
-                infos = await lr.loop.getaddrinfo(h, port, family=family, type=socket.SOCK_STREAM,
-                                                  flags=socket.AI_PASSIVE)
-                for af, socktype, proto, _name, address in sorted(set(infos), key=lambda i: i[0]):
+            for af, socktype, proto, _name, address in infos:
+                try:
                     s = socket.socket(af, socktype, proto)
-                    sockets.append(s)
-                    if reuse_address is not False:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    if reuse_port:
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                    if af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                except OSError:
+                    continue  # a family/type/protocol this host lacks, as asyncio
+                sockets.append(s)
+                if reuse_address:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if keep_alive:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                if af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                try:
                     s.bind(address)
-        except BaseException:
-            for s in sockets:
-                s.close()
-            raise
+                except OSError as err:
+                    if err.errno == errno.EADDRNOTAVAIL:  # the family is not enabled
+                        sockets.pop()
+                        s.close()
+                        continue
+                    why = (err.strerror or str(err)).lower()
+                    raise OSError(err.errno, f"error while attempting to bind on address "
+                                             f"{address!r}: {why}") from None
+            if not sockets:
+                raise OSError(f"could not bind on any address out of {[i[4] for i in infos]!r}")
+            completed = True
+        finally:
+            if not completed:
+                for s in sockets:
+                    s.close()
+    else:
+        if sock is None:
+            raise ValueError("Neither host/port nor sock were specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        sockets = [sock]
     for s in sockets:
-        s.listen(backlog)
         s.setblocking(False)
-    server = Server(lr, sockets, protocol_factory)
+    server = Server(lr, sockets, protocol_factory, backlog)
     if start_serving:
         await server.start_serving()  # as asyncio's: the accepts armed, one loop step
     return server
 
 
 async def create_connection(protocol_factory: Callable[[], asyncio.BaseProtocol], host: Any = None,
-                            port: Optional[int] = None, *, family: int = 0,
-                            sock: Optional[socket.socket] = None,
+                            port: Optional[int] = None, *, ssl: Any = None, family: int = 0,
+                            proto: int = 0, flags: int = 0, sock: Optional[socket.socket] = None,
+                            local_addr: Any = None, server_hostname: Optional[str] = None,
+                            ssl_handshake_timeout: Optional[float] = None,
+                            ssl_shutdown_timeout: Optional[float] = None,
+                            happy_eyeballs_delay: Optional[float] = None,
+                            interleave: Optional[int] = None, all_errors: bool = False,
                             ring: Optional[LoopRing] = None) -> Tuple[asyncio.Transport, Any]:
-    """``loop.create_connection`` for TCP on io_uring: connect
-    (``IORING_OP_CONNECT``, each address in turn), then a transport; where
-    io_uring is unavailable, ``loop.create_connection`` itself."""
-    if use_threads(ring):
+    """``loop.create_connection`` for TCP, its arguments and checks, on
+    io_uring: *host*/*port* resolved with *family*, *proto* and *flags*;
+    each address tried in turn (``IORING_OP_CONNECT``), from a socket bound
+    first to *local_addr* when given; with *happy_eyeballs_delay* the
+    attempts are staggered (asyncio's ``staggered_race``) and *interleave*
+    alternates the families (RFC 8305), as asyncio does; *all_errors*
+    (3.12+) raises an ``ExceptionGroup`` of every attempt's error.  Or the
+    connected socket *sock*.  The transport is a ``RingSocketTransport``.
+
+    With *ssl* (TLS: True or an ``SSLContext``), and where io_uring is
+    unavailable, the call is ``loop.create_connection`` itself on the
+    running loop (asyncio's own transports; with *ssl*, *server_hostname*
+    and the ``ssl_*`` timeouts mean what they mean there).  Keywords
+    asyncio has only on a later Python than the one running are
+    ``TypeError``, as there, unless left at their defaults."""
+    kwds: Dict[str, Any] = dict(ssl=ssl, family=family, proto=proto, flags=flags, sock=sock,
+                                local_addr=local_addr, server_hostname=server_hostname,
+                                ssl_handshake_timeout=ssl_handshake_timeout,
+                                happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave)
+    _versioned(kwds, _CONNECTION_KEYWORDS, "create_connection",
+               ssl_shutdown_timeout=(ssl_shutdown_timeout, None), all_errors=(all_errors, False))
+    if ssl or use_threads(ring):
         connect: Any = asyncio.get_running_loop().create_connection
-        return await connect(  # type: ignore[no-any-return]
-            protocol_factory, host, port, family=family, sock=sock)
+        return await connect(protocol_factory, host, port, **kwds)  # type: ignore[no-any-return]
+    if server_hostname is not None:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    if ssl_handshake_timeout is not None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if sock is not None:
+        _check_ssl_socket(sock)
     lr = ring if ring is not None else get_ring()
-    if sock is None:
-        infos = await lr.loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-        if not infos:
-            raise OSError(f"getaddrinfo({host!r}) returned empty list")
-        errors: List[OSError] = []
-        for af, socktype, proto, _name, address in infos:
-            s = socket.socket(af, socktype, proto)
-            s.setblocking(False)
-            try:
-                await sock_connect(s, address, ring=lr)
-            except OSError as exc:
-                s.close()
-                errors.append(exc)
-                continue
-            except BaseException:
-                s.close()
-                raise
-            sock = s
-            break
+    if happy_eyeballs_delay is not None and interleave is None:
+        interleave = 1  # as asyncio: happy eyeballs interleaves the families
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        infos = await _resolve(lr.loop, host, port, family, proto, flags)
+        local_infos = None
+        if local_addr is not None:
+            local_infos = await _resolve(lr.loop, local_addr[0], local_addr[1], family, proto, flags)
+        if interleave:
+            infos = _interleave(infos, interleave)
+        exceptions: List[List[OSError]] = []
+        if happy_eyeballs_delay is None:
+            for info in infos:
+                try:
+                    sock = await _connect_sock(lr, exceptions, info, local_infos)
+                    break
+                except OSError:
+                    continue
+        else:
+            sock, _, _ = await staggered.staggered_race(
+                [functools.partial(_connect_sock, lr, exceptions, info, local_infos) for info in infos],
+                happy_eyeballs_delay, loop=lr.loop)
         if sock is None:
+            errors = [exc for sub in exceptions for exc in sub]
+            if all_errors:
+                raise _ExceptionGroup("create_connection failed", errors)
             if len(errors) == 1:
                 raise errors[0]
-            raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
+            model = str(errors[0])
+            if all(str(exc) == model for exc in errors):
+                raise errors[0]
+            raise OSError(f"Multiple exceptions: {', '.join(str(exc) for exc in errors)}")
     else:
+        if sock is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.setblocking(False)
     protocol = protocol_factory()
     waiter = lr.loop.create_future()
@@ -688,9 +927,12 @@ async def create_connection(protocol_factory: Callable[[], asyncio.BaseProtocol]
 async def open_connection(host: Any = None, port: Optional[int] = None, *, limit: int = 2 ** 16,
                           ring: Optional[LoopRing] = None,
                           **kwds: Any) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """``asyncio.open_connection`` over an io_uring transport (where
-    io_uring is unavailable, ``asyncio.open_connection`` itself)."""
-    if use_threads(ring):
+    """``asyncio.open_connection`` over an io_uring transport: *kwds* are
+    ``create_connection``'s (asyncio's keywords: ``local_addr``, ``family``,
+    ``happy_eyeballs_delay``, ``sock``, ...).  With TLS (*ssl* true), a
+    ``loop=`` (Python 3.9), and where io_uring is unavailable, this is
+    ``asyncio.open_connection`` itself, on asyncio's transports."""
+    if kwds.get("ssl") or "loop" in kwds or use_threads(ring):
         return await asyncio.open_connection(host, port, limit=limit, **kwds)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
@@ -703,10 +945,13 @@ async def open_connection(host: Any = None, port: Optional[int] = None, *, limit
 async def start_server(client_connected_cb: Callable[..., Any], host: Any = None,
                        port: Optional[int] = None, *, limit: int = 2 ** 16,
                        ring: Optional[LoopRing] = None, **kwds: Any) -> Server:
-    """``asyncio.start_server`` with io_uring accepting and transports
-    (where io_uring is unavailable, ``asyncio.start_server`` itself: an
-    ``asyncio.Server``)."""
-    if use_threads(ring):
+    """``asyncio.start_server`` with io_uring accepting and transports (a
+    ``Server``): *kwds* are ``create_server``'s (asyncio's keywords:
+    ``backlog``, ``reuse_port``, ``sock``, ``start_serving``, ...).  With
+    TLS (*ssl* not None), a ``loop=`` (Python 3.9), and where io_uring is
+    unavailable, this is ``asyncio.start_server`` itself: asyncio's
+    transports and an ``asyncio.Server``."""
+    if kwds.get("ssl") is not None or "loop" in kwds or use_threads(ring):
         return await asyncio.start_server(  # type: ignore[return-value]
             client_connected_cb, host, port, limit=limit, **kwds)
     loop = asyncio.get_running_loop()
