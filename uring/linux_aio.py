@@ -63,11 +63,15 @@ import sysconfig
 import threading
 import time
 from array import array
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import barriers
 from .errors import RingForkedError, kernel_error
 from .syscalls import on_fork_in_child
+
+_first = itemgetter(0)
 
 __all__ = [
     "AIO_RING_MAGIC",
@@ -588,9 +592,12 @@ class AioContext:
         events = self.peek(max_nr)
         if not events:
             return []
-        pop = self._owners.pop
-        none = (None, None)
-        return [(pop(data, none)[0], res, res2) for data, res, res2 in events]
+        # from the ring's head store to the return no Python code of ours
+        # runs (C calls only): a signal handler's exception cannot break in
+        # between and lose what was taken
+        datas, results, results2 = zip(*events)
+        owners = map(_first, map(self._owners.pop, datas, repeat((None, None))))
+        return list(zip(owners, results, results2))
 
     # -- iocb preparation ------------------------------------------------
 

@@ -48,6 +48,8 @@ from array import array as _array
 from functools import partial
 from itertools import chain
 from itertools import repeat as _repeat
+from operator import and_ as _and
+from operator import itemgetter as _itemgetter
 from typing import (
     Any,
     Callable,
@@ -230,6 +232,7 @@ class Cqe(tuple):  # type: ignore[type-arg]
 
 
 _make_cqe = partial(tuple.__new__, Cqe)
+_first, _third = _itemgetter(0), _itemgetter(2)
 
 
 def _seconds(timeout: Any) -> float:
@@ -370,6 +373,11 @@ class RingCore:
         # While set, the reap appends each CQE's record here (None where
         # none), in CQE order: completions() and wait_owned() pair them.
         self._pairing: Optional[List[Optional[Request]]] = None
+        # CQEs taken from the CQ by a call that an exception then broke
+        # into (a signal handler's, e.g. Ctrl-C, between two rounds of a
+        # wait), as raw tuples with their records: the next reap, of any
+        # kind, hands them out first (see _carry).
+        self._carried: List[Tuple[Tuple[int, ...], Optional[Request]]] = []
         # Every value that lands in a u32 of io_uring_params is checked
         # here: ctypes would store it modulo 2**32 without a word.
         flags = _setup_int("flags", flags, 0, _U32)
@@ -1700,7 +1708,12 @@ class RingCore:
         limit = _NO_LIMIT if max_cqes is None else max_cqes
         out = self._reap_ring(limit, raw)
         if self._iopoll or self._sq_u32[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
-            out += self._reap_from_kernel(limit - len(out), raw)
+            pairing = self._pairing
+            try:
+                out += self._reap_from_kernel(limit - len(out), raw)
+            except BaseException:
+                self._carry(out, None if pairing is None else pairing[-len(out):] if out else [])
+                raise
         return out
 
     def _reap_from_kernel(self, limit: int, raw: bool) -> List[Any]:
@@ -1720,7 +1733,13 @@ class RingCore:
     def _reap_ring(self, limit: int, raw: bool = False) -> List[Any]:
         """Copy CQEs between our head and the kernel's tail, then release
         the head.  The tail load is the acquire that makes the CQE bytes
-        written before it visible to us."""
+        written before it visible to us.
+
+        From the head's release to the return nothing runs Python code
+        (no call, no loop of ours), so a signal handler's exception cannot
+        break in between: what was taken reaches the caller."""
+        if self._carried:
+            return self._take_carried(limit, raw)
         head = self._cq_head
         tail = self._cq_u32[self._i_cq_tail]
         if not barriers.STRONG_ORDERING:
@@ -1755,18 +1774,38 @@ class RingCore:
         self._cq_u32[self._i_cq_head] = head
         requests = self._requests
         pairing = self._pairing
+        if not requests and pairing is None:
+            return out
+        # the final CQE (no IORING_CQE_F_MORE) releases its record;
+        # completions()/wait_owned() pair each CQE with its record
+        if not any(map(_and, map(_third, out), _repeat(_CQE_F_MORE))):
+            if pairing is not None:
+                pairing.extend(map(requests.pop, map(_first, out), _repeat(None)))
+            else:
+                _consume(map(requests.pop, map(_first, out), _repeat(None)))
+            return out
+        pop, get = requests.pop, requests.get
+        paired = [get(cqe[0]) if cqe[2] & _CQE_F_MORE else pop(cqe[0], None) for cqe in out]
         if pairing is not None:
-            # completions()/wait_owned() pair each CQE with its record; the
-            # final CQE (no IORING_CQE_F_MORE) releases it.
-            for cqe in out:
-                ud = cqe[0]
-                pairing.append(requests.get(ud) if cqe[2] & _CQE_F_MORE else requests.pop(ud, None))
-        elif requests:
-            pop = requests.pop
-            for cqe in out:
-                if not cqe[2] & _CQE_F_MORE:
-                    pop(cqe[0], None)
+            pairing.extend(paired)
         return out
+
+    def _carry(self, out: List[Any], records: Optional[List[Optional[Request]]]) -> None:
+        """Keep *out* (CQEs taken from the CQ, their records released into
+        *records*, or dropped if None) for the next reap: an exception broke
+        in before they reached the caller."""
+        if out:
+            self._carried[:0] = zip(map(tuple, out), records if records is not None
+                                    else _repeat(None))
+
+    def _take_carried(self, limit: int, raw: bool) -> List[Any]:
+        """Up to *limit* of the carried CQEs, in order, as ``_reap_ring``
+        returns CQEs (their records to the pairing, if one is kept)."""
+        taken = self._carried[:limit]
+        del self._carried[:limit]
+        if self._pairing is not None:
+            self._pairing.extend(record for _cqe, record in taken)
+        return [cqe if raw else _make_cqe(cqe) for cqe, _record in taken]
 
     def reap_words(self, max_cqes: Optional[int] = None,
                    records: Optional[List[Optional[Request]]] = None) -> "_array[int]":
@@ -1800,6 +1839,18 @@ class RingCore:
                     records: Optional[List[Optional[Request]]] = None) -> "_array[int]":
         """``_reap_ring`` for ``reap_words``: the same acquire, copy and
         release of the head, the CQEs kept as words."""
+        if self._carried:
+            taken = self._carried[:limit]
+            del self._carried[:limit]
+            words = _array("Q")
+            big = (self._cqe_size >> 3) - 2
+            for cqe, record in taken:
+                words.append(cqe[0])
+                words.append((cqe[1] & 0xFFFFFFFF) | cqe[2] << 32)
+                words.extend(cqe[3:3 + big])
+                if records is not None:
+                    records.append(record)
+            return words
         head = self._cq_head
         tail = self._cq_u32[self._i_cq_tail]
         if not barriers.STRONG_ORDERING:
@@ -1886,7 +1937,11 @@ class RingCore:
         finally:
             self._pairing = None
         if self._skipped:
-            self._name_skipped_failures(cqes, pairing)
+            try:
+                self._name_skipped_failures(cqes, pairing)
+            except BaseException:
+                self._carry(cqes, pairing)  # broken into as it started: kept (see _carry)
+                raise
         return list(zip(cqes, pairing))
 
     def completions(self, n: int = 1, timeout: Timeout = None) -> List[Completion]:
@@ -1994,52 +2049,63 @@ class RingCore:
             arg, argsz = self._ext_arg_ptr, self._ext_arg_size
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
+        pairing = self._pairing
         i_tail, i_head = self._i_sq_tail, self._i_sq_head
         threadsafe, sqpoll, iopoll = self._threadsafe, self._sqpoll, self._iopoll
-        while True:
-            want = n - len(out)
-            if threadsafe:
-                pending = self._publish()  # under the SQ lock
-            else:  # _publish, inlined: one frame less per wait
-                tail = self._sqe_tail
-                if tail != self._sq_published:
-                    if not barriers.STRONG_ORDERING:
-                        barriers.release_fence()  # the SQEs before the tail that shows them
-                    sq[i_tail] = tail & _U32
-                    self._sq_published = tail
-                pending = (tail - sq[i_head]) & _U32
-            flags = base
-            if sqpoll:  # the thread submits; we may only have to wake it
-                to_submit = 0
-                if pending:
-                    barriers.full_fence()  # see _submit_sqpoll
-                    if sq[self._i_sq_flags] & _SQ_NEED_WAKEUP:
-                        flags |= _ENTER_SQ_WAKEUP
-            else:
-                to_submit = pending
-            failed = 0
-            if to_submit or flags & _ENTER_SQ_WAKEUP \
-                    or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    left = left if left > 0 else 0.0
-                    self._ts.tv_sec = int(left)
-                    self._ts.tv_nsec = int((left - int(left)) * 1e9)
-                if syscall(number, fd, to_submit, want if want > 0 else 0, flags, arg, argsz) < 0:
-                    failed = ctypes.get_errno()
-            got = self._reap_ring(_NO_LIMIT, raw)
-            if iopoll or sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
-                got += self._reap_from_kernel(_NO_LIMIT, raw)
-            out += got
-            if failed and failed != _errno.EINTR and failed != _errno.ETIME and not (
-                    got and failed in (_errno.EAGAIN, _errno.EBUSY)):
-                if out:
-                    return out  # never lose reaped CQEs: the error comes again next call
-                raise kernel_error(failed, "io_uring_enter")
-            if len(out) >= n:
-                return out
-            if deadline is not None and (failed == _errno.ETIME or time.monotonic() >= deadline):
-                return out
+        if self._carried:  # taken before and kept: they count toward *n*
+            out += self._take_carried(_NO_LIMIT, raw)
+        try:
+            while True:
+                want = n - len(out)
+                if threadsafe:
+                    pending = self._publish()  # under the SQ lock
+                else:  # _publish, inlined: one frame less per wait
+                    tail = self._sqe_tail
+                    if tail != self._sq_published:
+                        if not barriers.STRONG_ORDERING:
+                            barriers.release_fence()  # the SQEs before the tail that shows them
+                        sq[i_tail] = tail & _U32
+                        self._sq_published = tail
+                    pending = (tail - sq[i_head]) & _U32
+                flags = base
+                if sqpoll:  # the thread submits; we may only have to wake it
+                    to_submit = 0
+                    if pending:
+                        barriers.full_fence()  # see _submit_sqpoll
+                        if sq[self._i_sq_flags] & _SQ_NEED_WAKEUP:
+                            flags |= _ENTER_SQ_WAKEUP
+                else:
+                    to_submit = pending
+                failed = 0
+                if to_submit or flags & _ENTER_SQ_WAKEUP \
+                        or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        left = left if left > 0 else 0.0
+                        self._ts.tv_sec = int(left)
+                        self._ts.tv_nsec = int((left - int(left)) * 1e9)
+                    if syscall(number, fd, to_submit, want if want > 0 else 0, flags, arg, argsz) < 0:
+                        failed = ctypes.get_errno()
+                before = len(out)
+                out += self._reap_ring(_NO_LIMIT, raw)
+                if iopoll or sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
+                    out += self._reap_from_kernel(_NO_LIMIT, raw)
+                got = len(out) - before
+                if failed and failed != _errno.EINTR and failed != _errno.ETIME and not (
+                        got and failed in (_errno.EAGAIN, _errno.EBUSY)):
+                    if out:
+                        return out  # never lose reaped CQEs: the error comes again next call
+                    raise kernel_error(failed, "io_uring_enter")
+                if len(out) >= n:
+                    return out
+                if deadline is not None and (failed == _errno.ETIME or time.monotonic() >= deadline):
+                    return out
+        except BaseException:
+            # Broken into between two rounds (a signal handler's exception,
+            # raised as a call starts once EINTR has brought us back): what
+            # the earlier rounds took is kept for the next reap.
+            self._carry(out, None if pairing is None else pairing[-len(out):] if out else [])
+            raise
 
     def _registered_target(self, flags: int) -> Tuple[int, int]:
         """(fd, flags) for io_uring_enter once the ring fd is registered: the

@@ -131,6 +131,10 @@ class Engine:
         # completions made here, not by the kernel (injected errno faults,
         # requests the engine could not stage): (request, -errno, cause)
         self._synthetic: Deque["tuple[BlockRequest, int, Optional[BaseException]]"] = deque()
+        # completions taken from the kernel side (the CQ, the AIO ring, the
+        # workers) not yet delivered: (request, res, ...), counted in
+        # flight; the next poll delivers them first (see _keep_undelivered)
+        self._taken: Deque[Sequence[Any]] = deque()
         # what completion callbacks raised during the current poll
         self._raised: List[BaseException] = []
         # open_arena's queues: tag -> (queue, sink)
@@ -178,6 +182,7 @@ class Engine:
         self.closed = True
         self.pending.clear()
         self._synthetic.clear()
+        self._taken.clear()
         self.in_flight = 0
 
     def refuse_closed(self) -> NoReturn:
@@ -370,17 +375,64 @@ class Engine:
         n = 0
         synthetic = self._synthetic
         while synthetic:
-            req, res, cause = synthetic.popleft()
-            if cause is None:
-                self._completed(req, res)
-            else:
-                self._failed(req, -res, cause)
+            entry = synthetic.popleft()
+            req, res, cause = entry
+            try:
+                if cause is None:
+                    self._completed(req, res)
+                else:
+                    self._failed(req, -res, cause)
+            except BaseException:
+                # raised as the call started (a signal handler's): nothing
+                # done, so it goes back, first (see _keep_undelivered)
+                synthetic.appendleft(entry)
+                raise
             n += 1
+        if self._taken:
+            n += self._deliver_taken()
         n += self._reap(wait and not n and self.in_flight > 0)
         if self.pending or self.blocked:
             self.blocked = False
             if not self.plugged:
                 self.kick()
+        return n
+
+    def _keep_undelivered(self, taken: "Sequence[Sequence[Any]]",
+                          counted_out: bool = False) -> None:
+        """Completions taken from the kernel side and not delivered, because
+        an exception (a signal handler's: Ctrl-C) broke into the delivery:
+        kept with the synthetic ones, so the next ``poll`` delivers each
+        once; they count in flight until then (*counted_out*: the caller
+        had already counted them out).  A request already finished is not
+        delivered again.
+
+        Python raises a signal handler's exception as a function starts
+        (or a loop goes round), so the delivery is written to make every
+        such point safe: ``_completed`` and ``_failed`` catch what is
+        raised inside them and keep an unfinished request themselves, and
+        a request is marked finished only after the image's bookkeeping
+        (``BlockRequest.complete``)."""
+        kept = [item for item in taken if not item[0].finished]
+        if counted_out:
+            self.in_flight += len(kept)
+        self._taken.extend(kept)
+
+    def _deliver_taken(self) -> int:
+        """``_completed`` for each completion in ``_taken`` (taken from the
+        kernel side, counted in flight until delivered), in order.  Each
+        leaves the queue only as it is delivered: an exception breaking in
+        as the call starts (nothing done) puts it back, first."""
+        taken = self._taken
+        completed = self._completed
+        n = 0
+        while taken:
+            item = taken.popleft()
+            try:
+                completed(item[0], item[1])
+            except BaseException:
+                taken.appendleft(item)
+                raise
+            n += 1
         return n
 
     def _raise_deferred(self) -> None:
@@ -431,6 +483,7 @@ class Engine:
     def _completed(self, req: BlockRequest, res: int) -> None:
         """One kernel completion for *req*: finish it, or queue the rest."""
         self.in_flight -= 1
+        done_before = req.done
         try:
             if res < 0:
                 if -res in (errno.EAGAIN, errno.EINTR) and req.retries < MAX_RETRIES:
@@ -476,6 +529,13 @@ class Engine:
             else:
                 req.complete(0)
         except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+            if not req.finished:
+                # not a callback's: raised before the request finished (a
+                # signal handler's, as a call started): it is delivered
+                # again, first, by the next poll
+                req.done = done_before
+                self.in_flight += 1
+                self._synthetic.appendleft((req, res, None))
             self._raised.append(exc)
 
     def _failed(self, req: BlockRequest, err: int, cause: Optional[BaseException]) -> None:
@@ -485,6 +545,9 @@ class Engine:
         try:
             req.fail(err, cause)
         except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+            if not req.finished:  # see _completed
+                self.in_flight += 1
+                self._synthetic.appendleft((req, -err, cause))
             self._raised.append(exc)
 
     # -- what the engines share for staging ---------------------------------------

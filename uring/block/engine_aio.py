@@ -246,10 +246,9 @@ class AioEngine(Engine):
         while not events and wait:
             os.read(self.notifier_fd, 8)  # blocks until a completion is posted
             events = self.ctx.peek_owned(self.queue_depth)
+        self._taken.extend(events)  # (request, res, res2): delivered below, or by the next poll
         self.peeked += len(events)
-        completed = self._completed
-        for req, res, _res2 in events:
-            completed(req, res)
+        self._deliver_taken()
         return len(events)
 
     def _close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import queue
 import threading
 from collections import deque
 from typing import Deque, List, Optional, Tuple
@@ -48,10 +49,14 @@ class ThreadsEngine(Engine):
         self._slow: Deque[_Job] = deque()
         self._staged: List[_Job] = []
         self._job_cond = threading.Condition(threading.Lock())
-        self._done_cond = threading.Condition(threading.Lock())
-        self._done: List[Tuple[BlockRequest, int]] = []
-        # jobs that raised something other than OSError in a worker
-        self._failures: List[Tuple[BlockRequest, BaseException]] = []
+        # Each worker batch, finished: (results, failures), the results
+        # (request, res), the failures (request, -errno, cause: a job that
+        # raised something other than OSError in the worker).  A C queue:
+        # the owning thread's blocking get can be interrupted by a signal
+        # handler's exception without taking anything (a Condition's wait
+        # runs Python code that such an exception can break into, losing
+        # the lock or the wake-up).
+        self._finished: "queue.SimpleQueue[Tuple[List[Tuple[BlockRequest, int]], List[Tuple[BlockRequest, int, Optional[BaseException]]]]]" = queue.SimpleQueue()
         self._stopping = False
         self.punted = 0  # reads that would have blocked: handed to the pool
         count = workers if workers is not None else min(queue_depth, 8)
@@ -67,7 +72,7 @@ class ThreadsEngine(Engine):
         several times faster than workers trading it per request.  Reads
         that would block are handed to the blocking queue and more workers
         woken, so misses still fan out over the pool."""
-        fast, slow, job_cond, done_cond = self._fast, self._slow, self._job_cond, self._done_cond
+        fast, slow, job_cond, finished = self._fast, self._slow, self._job_cond, self._finished
         run, fd, threads = self._run, self.fd, len(self._threads)
         nowait = getattr(os, "RWF_NOWAIT", 0)
         while True:
@@ -82,7 +87,7 @@ class ThreadsEngine(Engine):
                     batch, blocking = list(fast), False
                     fast.clear()
             results: List[Tuple[BlockRequest, int]] = []
-            failed: List[Tuple[BlockRequest, BaseException]] = []
+            failed: List[Tuple[BlockRequest, int, Optional[BaseException]]] = []
             punted: List[_Job] = []
             for job in batch:
                 req, op, offset, views = job
@@ -104,20 +109,14 @@ class ThreadsEngine(Engine):
                     # A job the system call cannot take (a wrong type, a
                     # buffer it cannot use): that request fails; the
                     # worker, and every other job, goes on.
-                    failed.append((req, exc))
+                    failed.append((req, -error_number(exc), exc))
             if punted:
                 with job_cond:
                     self.punted += len(punted)
                     slow.extend(punted)
                     job_cond.notify(min(len(punted), threads))
             if results or failed:
-                with done_cond:
-                    done = self._done
-                    was_empty = not done and not self._failures
-                    done.extend(results)
-                    self._failures.extend(failed)
-                    if was_empty:
-                        done_cond.notify()
+                finished.put((results, failed))
 
     def _run(self, req: BlockRequest, op: Op, offset: int, views: list) -> int:
         fd = self.fd
@@ -159,22 +158,24 @@ class ThreadsEngine(Engine):
                 self._job_cond.notify(min(len(staged), len(self._threads)))
 
     def _reap(self, wait: bool) -> int:
-        with self._done_cond:
-            if wait:
-                while not self._done and not self._failures:
-                    self._done_cond.wait()
-            batch, self._done = self._done, []
-            failures = self._failures
-            if failures:
-                self._failures = []
-        completed = self._completed
-        for req, res in batch:
-            completed(req, res)
-        if failures:
-            for req, exc in failures:
-                self._failed(req, error_number(exc), exc)
-            return len(batch) + len(failures)
-        return len(batch)
+        # What the workers finished goes straight to the engine's queues,
+        # then is delivered (see Engine._deliver_taken): from a get's
+        # return to those C-level extends no Python code of ours runs, so a
+        # signal handler's exception cannot lose a batch.
+        finished, taken, synthetic = self._finished, self._taken, self._synthetic
+        n = 0
+        if wait and finished.empty():
+            results, failed = finished.get()
+            taken.extend(results)
+            synthetic.extend(failed)
+            n += len(results) + len(failed)
+        while not finished.empty():
+            results, failed = finished.get()
+            taken.extend(results)
+            synthetic.extend(failed)
+            n += len(results) + len(failed)
+        self._deliver_taken()
+        return n
 
     def _close(self) -> None:
         with self._job_cond:

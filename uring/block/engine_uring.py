@@ -310,23 +310,42 @@ class UringEngine(Engine):
         # the whole reap leaves the in-flight count first: a callback that
         # submits (the next read) sees the room its completion made
         self.in_flight -= len(records)
-        for cqe, record in records:
-            req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
-            res = cqe[1]
-            if res == req.length and not req.done and res:
-                # all of a read or write at once (the common case): finished
-                # here, one call less than _completed
-                req.done = res
+        delivered = 0
+        try:
+            for cqe, record in records:
+                req: BlockRequest = record.owner  # type: ignore[union-attr]  # every SQE here has one
+                res = cqe[1]
+                if res == req.length and not req.done and res:
+                    # all of a read or write at once (the common case):
+                    # finished here, one call less than _completed
+                    try:
+                        req.complete(res)
+                    except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
+                        if not req.finished:
+                            raise  # not a callback's: see below
+                        self._raised.append(exc)
+                    req.done = res
+                    delivered += 1
+                    continue
+                self.in_flight += 1  # _completed and _failed count it out themselves
                 try:
-                    req.complete(res)
-                except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
-                    self._raised.append(exc)
-                continue
-            self.in_flight += 1  # _completed and _failed count it out themselves
-            if iopoll and res == -errno.EOPNOTSUPP:
-                self._failed(req, errno.EOPNOTSUPP, None)  # not retried as a short one
-                continue
-            completed(req, res)
+                    if iopoll and res == -errno.EOPNOTSUPP:
+                        self._failed(req, errno.EOPNOTSUPP, None)  # not retried as a short one
+                    else:
+                        completed(req, res)
+                except BaseException:
+                    # raised on the way in (what runs inside is caught
+                    # there): nothing was done, it is kept below
+                    self.in_flight -= 1
+                    raise
+                delivered += 1
+        except BaseException:
+            # Interrupted between taking these completions from the ring and
+            # delivering them (a signal handler's exception: Ctrl-C): the
+            # rest are kept, delivered first by the next poll.
+            self._keep_undelivered([(record.owner, cqe[1])  # type: ignore[union-attr]
+                                    for cqe, record in records[delivered:]], counted_out=True)
+            raise
         return len(records)
 
     def release_thread(self) -> None:

@@ -629,7 +629,12 @@ class Image:
             self._collect_outstanding -= 1
             self._collected.append(req)
         if self._deferred:
-            self._pump()
+            try:
+                self._pump()
+            except BaseException as exc:  # noqa: BLE001 - raised by the next poll/wait
+                # (a signal handler's, as it started: the deferred requests
+                # wait, and go when the queue is next idle, in _progress)
+                self._raised.append(exc)
 
     # -- O_DIRECT alignment ------------------------------------------------------------
 

@@ -158,11 +158,14 @@ class BlockRequest:
         if self.finished:  # pragma: no cover - an engine bug, never silent
             raise RuntimeError(f"request completed twice: {self!r}")
         # _finish, inlined: this runs once per request
-        self.finished = True
         self.result = result
         image = self.image
         if image is not None:
             image.request_finished(self)  # the image's own bookkeeping first
+        # finished only now: an interruption before this (a signal
+        # handler's exception as request_finished starts) leaves the
+        # request unfinished, and the engine delivers it again
+        self.finished = True
         callbacks = self.callbacks
         if callbacks:
             if len(callbacks) == 1:
@@ -185,11 +188,11 @@ class BlockRequest:
     def _finish(self, result: Optional[int], error: Optional[OSError]) -> None:
         if self.finished:  # pragma: no cover - an engine bug, never silent
             raise RuntimeError(f"request completed twice: {self!r}")
-        self.finished = True
         self.result = result
         self.error = error
         if self.image is not None:
             self.image.request_finished(self)  # the image's own bookkeeping first
+        self.finished = True  # only now: see complete()
         callbacks = self.callbacks
         if not callbacks:
             return
