@@ -16,7 +16,10 @@ letting the kernel write into an immutable object.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Sequence, Tuple
+import gc
+import types
+import weakref
+from typing import Any, Iterable, Sequence, Tuple
 
 from . import abi
 
@@ -71,6 +74,44 @@ del _first, _second
 #: ``id(b) + BYTES_OFFSET`` is where an immutable ``bytes`` object's data
 #: lies (valid while *b* lives): the address a write of it hands the kernel.
 BYTES_OFFSET = _BYTES_OFFSET
+
+
+#: What may keep pinned buffers for the kernel (rings: their in-flight
+#: records and registered tables; AIO contexts): each has ``held_roots()``,
+#: the objects it keeps for requests the kernel may still be using.
+#: ``PinnedBuffer.release`` asks them, so a buffer in use is never let go.
+_holders: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+# what a search for a held buffer does not go into: code, classes, modules
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+           types.MethodType, types.CodeType, int, float, str, bytes)
+
+
+def add_holder(holder: Any) -> None:
+    """Register *holder* (it has ``held_roots()``; kept weakly) as
+    something ``PinnedBuffer.release`` asks before letting a buffer go."""
+    _holders.add(holder)
+
+
+def holds(roots: Iterable[Any], buf: Any, depth: int = 6) -> bool:
+    """Whether *buf* is reachable from *roots* (what a holder keeps for the
+    kernel: records, tuples of what they keep, iovec arrays, tables) in at
+    most *depth* steps: a search, made only when a buffer is released."""
+    seen = set()
+    level = [r for r in roots if r is not None]
+    for _ in range(depth):
+        following = []
+        for obj in level:
+            if obj is buf:
+                return True
+            if id(obj) in seen or isinstance(obj, _OPAQUE):
+                continue
+            seen.add(id(obj))
+            following.extend(gc.get_referents(obj))
+        if not following:
+            return False
+        level = following
+    return any(obj is buf for obj in level)
 
 
 class PinnedBuffer:
@@ -144,7 +185,21 @@ class PinnedBuffer:
 
     def release(self) -> None:
         """Give the export back (the object may be resized or collected
-        after); the buffer is refused from now on."""
+        after); the buffer is refused from now on.
+
+        Refused with ``BufferError`` while the kernel may still use the
+        buffer: a request in flight keeps it (until its final CQE), or a
+        registered-buffer table holds it (until unregistered)."""
+        if self.live and _holders:
+            for holder in list(_holders):
+                if holds(holder.held_roots(), self):
+                    raise BufferError(
+                        f"{self!r} is in use by the kernel ({holder!r} keeps it for a request "
+                        "in flight or a registered table): release it after the final "
+                        "completion (or after unregistering)")
+        self._release()
+
+    def _release(self) -> None:
         self.live = self.writable = False
         self._export = None
         view = self._view
@@ -160,7 +215,7 @@ class PinnedBuffer:
         return self.nbytes
 
     def __del__(self) -> None:
-        self.release()
+        self._release()  # collected: nothing keeps it, no request holds it
 
     def __repr__(self) -> str:
         state = "pinned" if self.pinned else "released"

@@ -66,6 +66,7 @@ from typing import (
 )
 
 from . import abi, barriers
+from .buffers import add_holder
 from .errors import (
     RingClosedError,
     RingForkedError,
@@ -378,6 +379,7 @@ class RingCore:
         # wait), as raw tuples with their records: the next reap, of any
         # kind, hands them out first (see _carry).
         self._carried: List[Tuple[Tuple[int, ...], Optional[Request]]] = []
+        add_holder(self)  # PinnedBuffer.release asks held_roots()
         # Every value that lands in a u32 of io_uring_params is checked
         # here: ctypes would store it modulo 2**32 without a word.
         flags = _setup_int("flags", flags, 0, _U32)
@@ -719,6 +721,17 @@ class RingCore:
         liburing: ``io_uring_cq_ready``.
         """
         return (self.cq_tail - self._cq_head) & _U32
+
+    def held_roots(self) -> List[Any]:
+        """What this ring keeps for the kernel: the records of requests in
+        flight (skip-success and carried ones too) and the registered-buffer
+        table.  ``PinnedBuffer.release`` searches them: a buffer found
+        there is refused release."""
+        roots: List[Any] = [record for record in self._requests.values() if record is not None]
+        roots += self._skipped
+        roots += [record for _cqe, record in self._carried]
+        roots.append(getattr(self, "_buffers", None))
+        return roots
 
     @property
     def in_flight(self) -> int:
