@@ -612,7 +612,8 @@ class RingCore:
 
     @property
     def next_user_data(self) -> int:
-        """The ``user_data`` the next prep without one will take.
+        """The ``user_data`` the next prep without one will take (unless a
+        request in flight holds that number: the counter steps over it).
 
         liburing: none: liburing leaves ``user_data`` to the caller.
         """
@@ -1010,6 +1011,8 @@ class RingCore:
             self._make_room()
         if user_data is None:
             user_data = self._next_user_data
+            if user_data in self._requests or (self._skipped and self._skipped_holds(user_data)):
+                user_data = self._free_user_data(user_data, 1)  # a number the caller gave
             self._next_user_data = user_data + 1
         slot = tail & self._sq_mask
         requests = self._requests
@@ -1089,6 +1092,17 @@ class RingCore:
         shapes[slot] = shape
         self._sqe_tail = tail + 1
         return user_data
+
+    def _free_user_data(self, first: int, n: int) -> int:
+        """The first of *n* consecutive numbers from *first* on that no
+        request in flight holds: the ring's counter steps over the numbers
+        a caller gave requests still in flight."""
+        requests = self._requests
+        skipped = {record.user_data for record in self._skipped}
+        while not (requests.keys().isdisjoint(range(first, first + n))
+                   and skipped.isdisjoint(range(first, first + n))):
+            first += 1
+        return first
 
     def _skipped_holds(self, user_data: int) -> bool:
         """Whether a skip-success request in flight has *user_data*: its
@@ -1177,7 +1191,11 @@ class RingCore:
         n = builtins_len(addrs)
         counted = user_data is None
         if user_data is None:
-            user_data = range(self._next_user_data, self._next_user_data + n)
+            first = self._next_user_data
+            if self._skipped or (self._requests and not self._requests.keys().isdisjoint(
+                    range(first, first + n))):
+                first = self._free_user_data(first, n)  # numbers a caller gave are in flight
+            user_data = range(first, first + n)
         if keeps is None and owners is None:
             raise ValueError(f"{op_name(opcode)}: a batch needs keeps or owners to hold its memory")
         if not (builtins_len(user_data) == builtins_len(lengths) == builtins_len(offsets) == n
@@ -1206,7 +1224,8 @@ class RingCore:
         if min(offs) < (-1 if opcode in _FILE_POSITION_OPS else -(1 << 63)):
             raise ValueError(f"{op_name(opcode)}: an offset is >= 0, or -1 for the file "
                              f"position; got {min(offs)}")
-        self._refuse_reuse(opcode, uds, distinct=not counted)  # the counter's are distinct
+        if not counted:  # the counter's are distinct and free (just above)
+            self._refuse_reuse(opcode, uds)
         requests = self._requests
         size = self._sqe_size
         # The fields common to the batch, packed once per shape and kept:
@@ -1245,7 +1264,7 @@ class RingCore:
                           _repeat(None) if keeps is None else keeps, _repeat(None), owners)
         requests.update(zip(uds, records))
         if counted:
-            self._next_user_data += n
+            self._next_user_data = user_data[-1] + 1  # type: ignore[index]
         self._copy_sqes(tail, sqes, n)
         self._sqe_tail = tail + n
         return n
@@ -1507,7 +1526,17 @@ class RingCore:
         published = self._sq_published
         skipped = self._skipped
         skipped_before = builtins_len(skipped)
-        yield self
+        try:
+            yield self
+        except BaseException:
+            # The block failed (a prep refused its arguments, or anything
+            # else): the members prepared so far are taken back, if the
+            # kernel cannot have seen them yet, so no broken chain runs.
+            if self._sq_published <= start:
+                self._discard_unsubmitted(start)
+                if skipped is self._skipped:
+                    del skipped[skipped_before:]
+            raise
         end = self._sqe_tail
         if self._sq_published != published and self._sq_published > start:
             raise RuntimeError("a linked chain was split by a submit inside the link() block; "
@@ -2265,15 +2294,17 @@ class RingCore:
             if fd >= 0:
                 self._kernel.close(fd)
 
-    def _discard_unsubmitted(self) -> None:
-        """Drop SQEs prepared but never published, and what they held."""
-        tail, published = self._sqe_tail, self._sq_published
+    def _discard_unsubmitted(self, start: Optional[int] = None) -> None:
+        """Drop SQEs prepared but never published (from *start* on, if
+        given: a position not before the published tail), and what they
+        held."""
+        tail, published = self._sqe_tail, self._sq_published if start is None else start
         words_per_sqe = self._sqe_size // 8
         while published != tail:
             slot = published & self._sq_mask
             self._requests.pop(self._sqe_words[slot * words_per_sqe + 4], None)
             published += 1
-        self._sqe_tail = self._sq_published
+        self._sqe_tail = self._sq_published if start is None else start
 
     def _drain(self, cancel: bool, timeout: Timeout) -> None:
         deadline = time.monotonic() + (_seconds(timeout) if timeout is not None else 1e9)

@@ -1,0 +1,47 @@
+"""A ``link()`` block that raises leaves no chain behind.
+
+The members prepared before the exception have not been published (the
+kernel cannot see them yet), so they are taken back with their records:
+nothing of the broken chain runs at the next submit, and the ring goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from conftest import require_uring
+
+import uring
+from uring import abi
+
+
+def test_a_failed_link_block_takes_its_members_back(tmp_path: Any) -> None:
+    require_uring()
+    path = os.path.join(str(tmp_path), "f")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with uring.Ring(8) as ring:
+            ring.prep_nop(1)  # before the block: stays
+            skip = int(abi.IOSQE_CQE_SKIP_SUCCESS)
+            with pytest.raises(TypeError):
+                with ring.link():
+                    ring.prep_write(fd, b"ABANDONED", 0)
+                    ring.prep_fsync(fd, flags=skip)
+                    ring.prep_read(fd, b"read-only", 0)  # refused: a read into bytes
+            assert (ring.sq_ready, ring.in_flight, ring.skipped_in_flight) == (1, 1, 0)
+            assert [c.user_data for c in ring.completions(1)] == [1]
+            assert os.pread(fd, 64, 0) == b""  # the write never ran
+            with pytest.raises(KeyError):
+                with ring.link():
+                    ring.prep_nop(2)
+                    raise KeyError("the caller's own error")
+            assert ring.sq_ready == 0 and ring.in_flight == 0
+            with ring.link():  # the ring goes on: a whole chain
+                ring.prep_write(fd, b"kept", 0)
+                ring.prep_fsync(fd)
+            assert sorted(c.result() for c in ring.completions(2)) == [0, 4]
+            assert os.pread(fd, 64, 0) == b"kept"
+    finally:
+        os.close(fd)
