@@ -1,4 +1,5 @@
-"""A ``link()`` block that raises leaves no chain behind.
+"""A ``link()`` block that raises leaves no chain behind, and a timeout
+too long for a timespec still waits.
 
 The members prepared before the exception have not been published (the
 kernel cannot see them yet), so they are taken back with their records:
@@ -45,3 +46,21 @@ def test_a_failed_link_block_takes_its_members_back(tmp_path: Any) -> None:
             assert os.pread(fd, 64, 0) == b"kept"
     finally:
         os.close(fd)
+
+
+def test_a_huge_timeout_waits() -> None:
+    """A timeout past what a timespec holds is a wait (the kernel's "for
+    ever"), not an immediate return: the NOP prepared later completes it."""
+    require_uring()
+    import threading
+
+    with uring.Ring(4) as ring:
+        r, w = os.pipe()
+        try:
+            ring.prep_read(r, bytearray(1), -1, 7)
+            threading.Timer(0.2, os.write, (w, b"x")).start()
+            got = ring.wait(1, timeout=2**63)
+            assert [c.user_data for c in got] == [7]
+        finally:
+            os.close(r)
+            os.close(w)

@@ -236,6 +236,9 @@ _make_cqe = partial(tuple.__new__, Cqe)
 _first, _third = _itemgetter(0), _itemgetter(2)
 
 
+_LONGEST_WAIT = float(1 << 40)  # seconds: see _wait_direct
+
+
 def _seconds(timeout: Any) -> float:
     """A timeout in seconds: an int, a float or a ``timedelta``, >= 0 and
     finite (``TypeError`` for anything else, ``ValueError`` out of range)."""
@@ -2123,7 +2126,10 @@ class RingCore:
                         or (cq[self._i_cq_tail] - self._cq_head) & _U32 < want:
                     if deadline is not None:
                         left = deadline - time.monotonic()
-                        left = left if left > 0 else 0.0
+                        # 0 at least; at most 2**40 s (a timespec's tv_sec
+                        # would wrap past 2**63: the kernel saturates
+                        # anything this long to "for ever" anyway)
+                        left = (left if left < _LONGEST_WAIT else _LONGEST_WAIT) if left > 0 else 0.0
                         self._ts.tv_sec = int(left)
                         self._ts.tv_nsec = int((left - int(left)) * 1e9)
                     if syscall(number, fd, to_submit, want if want > 0 else 0, flags, arg, argsz) < 0:
