@@ -80,6 +80,18 @@ def error_number(exc: BaseException) -> int:
     return errno.EIO
 
 
+def _check_max_batch(max_batch: Any) -> None:
+    """``max_batch`` (QEMU's aio-max-batch) as ``open_image`` and every
+    engine take it: None (the default: half the queue depth) or an int
+    >= 1; a bool, float or str is a ``TypeError``, 0 or less a ``ValueError``."""
+    if max_batch is None:
+        return
+    if max_batch.__class__ is not int:
+        raise TypeError(f"max_batch must be an int or None, not {type(max_batch).__name__}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1 (None: half the queue depth), got {max_batch}")
+
+
 class Capability(str, enum.Enum):
     """What an engine may declare it can do (``Engine.capabilities``)."""
 
@@ -105,12 +117,14 @@ class Engine:
                  max_batch: Optional[int] = None) -> None:
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be >= 1, got {queue_depth}")
+        _check_max_batch(max_batch)
         self.fd = fd
         self.queue_depth = queue_depth
         # QEMU's aio-max-batch: even while plugged, submit once this many
         # wait, so the device starts on the first ones while the rest are
         # still being prepared (a whole queue in lockstep leaves it idle).
-        self.max_batch = max_batch if max_batch else max(1, queue_depth // 2)
+        # None: the default, half the queue depth.
+        self.max_batch = max_batch if max_batch is not None else max(1, queue_depth // 2)
         # fio's iodepth_batch_submit: the most requests one submit call
         # hands the kernel (the image sets it; 0: all staged at once).  A
         # device fed a few at a time keeps working while the rest are

@@ -37,7 +37,7 @@ from ..arena import offsets_within
 from ..buffers import address_of
 from ..errors import kernel_error
 from ..ring import ThreadOwner
-from .engine import ENGINE_TABLE, MAX_RETRIES, Capability, Engine, make_engine
+from .engine import ENGINE_TABLE, MAX_RETRIES, Capability, Engine, _check_max_batch, make_engine
 from .faults import IoFaults
 from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
 from .sysops import aligned_buffer, logical_block_size, probe_alignment
@@ -54,6 +54,8 @@ _MAX_OFFSET = (1 << 63) - 1
 DIRECT_SUBMIT_BATCH = 4
 _READ, _WRITE = Op.READ, Op.WRITE
 _consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
+_BOOL = frozenset({bool})
+_NO_BOOLS = frozenset({array, range})  # sequences that cannot hold a bool
 _get_ident = threading.get_ident
 
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
@@ -99,6 +101,7 @@ class Image:
                 raise TypeError(f"submit_batch must be an int, not {type(submit_batch).__name__}")
             if submit_batch < 0:
                 raise ValueError(f"submit_batch must be >= 0, got {submit_batch}")
+        _check_max_batch(max_batch)  # before the file is opened: nothing to undo
         if not 1 <= queue_depth <= 32768:
             raise ValueError(f"queue_depth must be in 1..32768 (the kernel's IORING_MAX_ENTRIES), "
                              f"got {queue_depth}")
@@ -295,6 +298,8 @@ class Image:
             return
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        if engine.closed or self.fd < 0:
+            self._check_open()
         if self._raised:
             self._raise_early()
         self._progress(engine)
@@ -569,12 +574,14 @@ class Image:
         outstanding.  A callback that raises: as in ``poll``, the
         completions of its batch are still handled (and collected), then
         the exception is raised; the collected ones come with the next
-        ``reap``."""
+        ``reap``.  On a closed image: ``ValueError``, as for a submit."""
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        engine = self.engine
+        if engine.closed or self.fd < 0:
+            self._check_open()
         if self._raised:
             self._raise_early()
-        engine = self.engine
         if wait:
             while len(self._collected) < min_complete and self._collect_outstanding:
                 self._progress(engine)
@@ -739,22 +746,29 @@ class Image:
     # exceptions are raised by the next poll()/wait().)
 
     def poll(self) -> int:
-        """Handle completions that are ready, without blocking."""
+        """Handle completions that are ready, without blocking.  On a
+        closed image: ``ValueError``, as for a submit (whatever the engine)."""
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        engine = self.engine
+        if engine.closed or self.fd < 0:
+            self._check_open()
         if self._raised:
             self._raise_early()
-        return self.engine.poll(wait=False)
+        return engine.poll(wait=False)
 
     def wait(self, req: Optional[BlockRequest] = None) -> None:
         """Block until *req* (default: everything submitted) has finished.
         A callback's exception is raised once its batch is delivered (see
-        above); the requests still outstanding then are not waited for."""
+        above); the requests still outstanding then are not waited for.
+        On a closed image: ``ValueError``, as for a submit."""
         if self._owner.ident != _get_ident():
             self._owner.claim()
+        engine = self.engine
+        if engine.closed or self.fd < 0:
+            self._check_open()
         if self._raised:
             self._raise_early()
-        engine = self.engine
         if req is None:
             while self._outstanding:
                 self._progress(engine)
@@ -895,7 +909,8 @@ class BlockArena:
     (``failures`` names the op, slot and offset of each).
 
     ``submit`` is all or nothing: slots valid, idle and given once,
-    offsets ints >= 0 (aligned under O_DIRECT), room in the queue depth.
+    offsets ints >= 0 (aligned under O_DIRECT), room in the queue depth;
+    a bool slot or offset is a ``TypeError``, as for ``pread``.
     On the ring the SQEs reach the kernel with the next ``reap``, which
     submits them and waits in one system call (``io_uring_submit_and_wait``);
     on the other engines they go at once.
@@ -975,6 +990,13 @@ class BlockArena:
             offs = array("q", offsets)
         except (OverflowError, TypeError) as exc:
             raise TypeError(f"offsets must be ints ({exc})") from None
+        # a bool is no slot or offset (as for pread), though array('q') and
+        # indexing take one as 0/1: one C-level pass over the types of a
+        # list; an array or a range holds none
+        if slots.__class__ not in _NO_BOOLS and not _BOOL.isdisjoint(map(type, slots)):
+            raise TypeError("slots must be ints, not bool")
+        if offsets.__class__ not in _NO_BOOLS and not _BOOL.isdisjoint(map(type, offsets)):
+            raise TypeError("offsets must be ints, not bool")
         if not offsets_within(offs, 0, _MAX_OFFSET - self.slot_size):
             raise ValueError(f"an offset is out of range: {min(offs)}..{max(offs)}")
         if image.direct and image.request_alignment > 1 and \

@@ -38,6 +38,7 @@ from .. import abi
 from ..buffers import BYTES_OFFSET, IovecArray, PinnedBuffer
 from ..ring import op_name
 from .base import OpsBase
+from .files import _iovec_array
 
 __all__ = [
     "SOCKADDR_STORAGE_SIZE", "NetOps", "RecvmsgOut", "cmsghdr", "decode_sockaddr",
@@ -538,7 +539,9 @@ class NetOps(OpsBase):
         if isinstance(data, (list, tuple, IovecArray)):
             if length is not None:
                 raise ValueError(f"{op}: length applies to one buffer, not a list of them")
-            iov = data if isinstance(data, IovecArray) else IovecArray(data, writable=False)
+            # an IovecArray checked live (a released buffer's iovec may point
+            # at freed memory), or one made of the list: raised before any SQE
+            iov = _iovec_array(op, data, False)
             return iov, iov.address, iov.count, _VECTORIZED
         buf = self._readable(data)
         return buf, buf.address, self._length(op, length, buf.nbytes), 0
@@ -720,7 +723,7 @@ class NetOps(OpsBase):
         if isinstance(buffers, (bytes, bytearray, memoryview, PinnedBuffer)):
             raise TypeError(f"{op}: buffers is a sequence of buffers (as for socket.sendmsg), "
                             "not one buffer")
-        iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers, writable=False)
+        iov = _iovec_array(op, buffers, False)  # a released buffer refused, by op and iovec
         table = None
         if buf_index is not None:
             table = self._within_registered(op, buf_index, iov)
@@ -819,10 +822,9 @@ class NetOps(OpsBase):
             if isinstance(buffers, (bytes, bytearray, memoryview, PinnedBuffer)):
                 raise TypeError(f"{op}: buffers is a sequence of buffers (as for "
                                 "socket.recvmsg_into), not one buffer")
-            iov = buffers if isinstance(buffers, IovecArray) else IovecArray(buffers,
-                                                                            writable=True)
-            if any(not b.writable for b in iov.buffers):
-                raise TypeError(f"{op}: every buffer must be writable")
+            # a released buffer refused by op and iovec (not as unwritable),
+            # then every buffer writable
+            iov = _iovec_array(op, buffers, True)
         name = sockaddr_storage() if namelen else None
         control = (ctypes.c_uint8 * ancbufsize)() if ancbufsize else None
         msg = _Msg(iov, name, namelen, control, ancbufsize)
