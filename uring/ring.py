@@ -1823,6 +1823,12 @@ class RingCore:
             return out
         # the final CQE (no IORING_CQE_F_MORE) releases its record;
         # completions()/wait_owned() pair each CQE with its record
+        if builtins_len(out) == 1:
+            cqe = out[0]
+            record = requests.get(cqe[0]) if cqe[2] & _CQE_F_MORE else requests.pop(cqe[0], None)
+            if pairing is not None:
+                pairing.append(record)
+            return out
         if not any(map(_and, map(_third, out), _repeat(_CQE_F_MORE))):
             if pairing is not None:
                 pairing.extend(map(requests.pop, map(_first, out), _repeat(None)))
