@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from types import CodeType
-from typing import Any, Iterator
+from typing import Any, Iterator, Tuple
 
 import pytest
 
@@ -58,6 +58,21 @@ def try_ring(*args: object, **kwargs: object) -> uring.Ring:
         if exc.errno in (22, 95):  # EINVAL / EOPNOTSUPP: flag unknown to this kernel
             pytest.skip(f"kernel {os.uname().release} refuses {kwargs}: {exc}")
         raise
+
+
+@pytest.fixture
+def pipe() -> Iterator[Tuple[int, int]]:
+    """A pipe (read end, write end), both closed after the test (either may
+    have been closed by it already)."""
+    r, w = os.pipe()
+    try:
+        yield r, w
+    finally:
+        for fd in (r, w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 @contextlib.contextmanager

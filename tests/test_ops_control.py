@@ -34,16 +34,6 @@ class Buf(bytearray):
     """A bytearray that can be weakly referenced."""
 
 
-@pytest.fixture
-def pipe() -> Iterator[Tuple[int, int]]:
-    rd, wr = os.pipe()
-    try:
-        yield rd, wr
-    finally:
-        os.close(rd)
-        os.close(wr)
-
-
 def closed_fd() -> int:
     rd, wr = os.pipe()
     os.close(rd)

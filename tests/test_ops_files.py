@@ -9,7 +9,7 @@ import ctypes
 import errno
 import mmap
 import os
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import pytest
 from conftest import require_op
@@ -25,19 +25,6 @@ from uring.ops.files import (
 
 PAGE = mmap.PAGESIZE
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-@pytest.fixture
-def pipe() -> Iterator[Tuple[int, int]]:
-    r, w = os.pipe()
-    try:
-        yield r, w
-    finally:
-        for fd in (r, w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _file(tmp_path: os.PathLike, name: str, content: bytes = b"") -> int:

@@ -25,16 +25,6 @@ def ring() -> Iterator[uring.Ring]:
         yield r
 
 
-@pytest.fixture
-def pipe() -> Iterator[Tuple[int, int]]:
-    r, w = os.pipe()
-    try:
-        yield r, w
-    finally:
-        os.close(r)
-        os.close(w)
-
-
 def test_a_buffer_read_into_is_not_released_until_its_completion(
         ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     r, w = pipe

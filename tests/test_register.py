@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 from conftest import require_op, require_uring, submit_issued, try_ring
@@ -32,19 +32,6 @@ T = 1 << 63  # tags with bit 63 set never meet the ring's own user_data numbers
 
 class Buf(bytearray):
     """A bytearray that can be watched with a weak reference."""
-
-
-@pytest.fixture
-def pipe() -> Iterator[Tuple[int, int]]:
-    r, w = os.pipe()
-    try:
-        yield r, w
-    finally:
-        for fd in (r, w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _in_thread(fn: Callable[[], Any]) -> Any:

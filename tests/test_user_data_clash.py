@@ -27,16 +27,6 @@ def ring() -> Iterator[uring.Ring]:
         yield r
 
 
-@pytest.fixture
-def pipe() -> Iterator[Tuple[int, int]]:
-    r, w = os.pipe()
-    try:
-        yield r, w
-    finally:
-        os.close(r)
-        os.close(w)
-
-
 def test_a_request_may_not_take_the_number_of_a_nop_in_flight(
         ring: uring.Ring, pipe: Tuple[int, int]) -> None:
     r, w = pipe
