@@ -122,3 +122,25 @@ def test_an_fd_in_an_error_reads_fd_n(ring: uring.Ring, tmp_path: Any) -> None:
         assert f"on fd {d}" in str(c.error) and f"'{d}'" not in str(c.error)
     finally:
         os.close(d)
+
+
+def test_a_bool_is_no_offset_length_or_fd(tmp_path: Any) -> None:
+    """``struct`` would store True as 1: a bool offset, length or fd is a
+    ``TypeError`` naming the op, and nothing is left in the SQ."""
+    require_uring()
+    path = os.path.join(str(tmp_path), "f")
+    with open(path, "wb") as f:
+        f.write(b"0123456789")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with uring.Ring(4) as ring:
+            buf = bytearray(4)
+            with pytest.raises(TypeError, match="IORING_OP_READ: .*offset must be an int, not bool"):
+                ring.prep_read(fd, buf, True, 1)
+            with pytest.raises(TypeError):
+                ring.prep_read(True, buf, 0, 3)
+            assert ring.sq_ready == 0 and ring.in_flight == 0
+            ring.prep_read(fd, buf, 1, 4)
+            assert ring.completions(1)[0].result() == 4 and bytes(buf) == b"1234"
+    finally:
+        os.close(fd)

@@ -1071,6 +1071,11 @@ class RingCore:
         else:
             shape = 0
         try:
+            if offset.__class__ is bool or length.__class__ is bool or fd.__class__ is bool:
+                # struct would take True as 1: a bool is no offset, length or fd
+                what = "offset" if offset.__class__ is bool else \
+                    "length" if length.__class__ is bool else "fd"
+                raise TypeError(f"{what} must be an int, not bool")
             if offset < 0:
                 if offset < -1 and opcode in _FILE_POSITION_OPS:
                     raise struct.error(f"offset {offset}: an offset is >= 0, or -1 for the "
