@@ -2338,8 +2338,10 @@ class RingCore:
 
     def _cancel_everything(self) -> None:
         """``IORING_OP_ASYNC_CANCEL`` with ``IORING_ASYNC_CANCEL_ANY|ALL``
-        (5.19+); on older kernels, one cancel per tracked user_data."""
+        (5.19+), under the highest ``user_data`` no request in flight holds."""
         marker = (1 << 64) - 1
+        while marker in self._requests or (self._skipped and self._skipped_holds(marker)):
+            marker -= 1
         try:
             self.prep(abi.IORING_OP_ASYNC_CANCEL, fd=-1, user_data=marker,
                       op_flags=abi.IORING_ASYNC_CANCEL_ANY | abi.IORING_ASYNC_CANCEL_ALL)

@@ -1,9 +1,10 @@
-"""A ``link()`` block that raises leaves no chain behind, and a timeout
-too long for a timespec still waits.
+"""What a broken step leaves behind: nothing that runs, nothing pinned.
 
-The members prepared before the exception have not been published (the
-kernel cannot see them yet), so they are taken back with their records:
-nothing of the broken chain runs at the next submit, and the ring goes on.
+A ``link()`` block that raises takes back the members it prepared (not
+published yet: the kernel has not seen them), with their records, so no
+broken chain runs at the next submit.  A timeout too long for a timespec
+still waits.  ``close()`` cancels what is in flight under a number of its
+own, whatever numbers the requests hold.
 """
 
 from __future__ import annotations
@@ -64,3 +65,17 @@ def test_a_huge_timeout_waits() -> None:
         finally:
             os.close(r)
             os.close(w)
+
+
+def test_close_cancels_a_request_that_holds_the_highest_user_data(pipe: Any) -> None:
+    """``close()`` cancels what is in flight with one ASYNC_CANCEL under a
+    number of its own: a request holding 2**64-1 does not stop it."""
+    require_uring()
+    r, _w = pipe
+    ring = uring.Ring(4)
+    buf = bytearray(4)
+    ring.prep_read(r, buf, -1, (1 << 64) - 1)
+    ring.submit()
+    ring.close()  # used to raise (the number was taken) and cancel nothing
+    assert ring.in_flight == 0
+    buf.extend(b"x")  # the read was cancelled and its record released: no pin left
