@@ -202,6 +202,10 @@ def test_several_failing_callbacks_first_raised_rest_logged(
                 buf[:] = bytes([i + 1]) * 4096
                 reqs.append(img.submit_write(buf, i * 4096, bad))
         time.sleep(0.2)
+        ring = getattr(img.engine, "ring", None)
+        deadline = time.monotonic() + 5
+        while ring is not None and ring.cq_ready < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)  # a busy disk: all eight in the CQ before the one reap
         while not all(r.finished for r in reqs):
             try:
                 img.wait()

@@ -130,7 +130,7 @@ def test_a_wait_broken_into_between_rounds_keeps_what_it_took() -> None:
 
     def handler(*_: Any) -> None:
         signals[0] += 1
-        if signals[0] == 2:
+        if signals[0] >= 2:  # the first only ends a round (EINTR)
             signal.setitimer(signal.ITIMER_REAL, 0)
             raise KeyboardInterrupt
 
@@ -147,7 +147,7 @@ def test_a_wait_broken_into_between_rounds_keeps_what_it_took() -> None:
                 signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
                 with pytest.raises(KeyboardInterrupt):
                     ring.completions(3)
-                assert signals[0] == 2
+                assert signals[0] >= 2
                 assert ring.in_flight == 1  # the read; the NOPs' CQEs were taken and kept
                 os.write(w, b"abcd")
                 if take == "completions":
@@ -166,3 +166,40 @@ def test_a_wait_broken_into_between_rounds_keeps_what_it_took() -> None:
         signal.signal(signal.SIGALRM, old)
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("aio", ["io_uring", "native", "threads"])
+def test_a_callback_that_resubmits_its_request_and_raises(image_file: str, aio: str) -> None:
+    """Not an interruption: the request finished, its callback sent it again
+    and then raised.  The exception reaches ``wait()``; the request is not
+    delivered twice, and its second read lands once, with its data."""
+    if aio == "io_uring":
+        require_uring()
+    with open(image_file, "rb") as f:
+        content = f.read()
+    img = block.open_image(image_file, aio=aio)
+    try:
+        buf = bytearray(BS)
+        seen: List[int] = []
+
+        def again(req: Any) -> None:
+            seen.append(req.offset)
+            if len(seen) == 1:
+                img.resubmit([req], [2 * BS])
+                raise ValueError("after resubmitting")
+
+        req = img.submit_read(buf, 0, again)
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(10)
+        try:
+            with pytest.raises(ValueError, match="after resubmitting"):
+                img.wait()
+            img.wait()
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        assert seen == [0, 2 * BS] and req.finished and req.result == BS
+        assert bytes(buf) == content[2 * BS:3 * BS]
+        assert img.engine.in_flight == 0
+    finally:
+        img.close()

@@ -497,7 +497,7 @@ class Engine:
     def _completed(self, req: BlockRequest, res: int) -> None:
         """One kernel completion for *req*: finish it, or queue the rest."""
         self.in_flight -= 1
-        done_before = req.done
+        done_before, deliveries = req.done, req.deliveries
         try:
             if res < 0:
                 if -res in (errno.EAGAIN, errno.EINTR) and req.retries < MAX_RETRIES:
@@ -543,7 +543,7 @@ class Engine:
             else:
                 req.complete(0)
         except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
-            if not req.finished:
+            if req.deliveries == deliveries and req not in self.pending:
                 # not a callback's: raised before the request finished (a
                 # signal handler's, as a call started): it is delivered
                 # again, first, by the next poll
@@ -556,10 +556,11 @@ class Engine:
         """*req*, counted in flight, failed inside the engine (never reached
         the kernel) with *cause*: finish it with *err*."""
         self.in_flight -= 1
+        deliveries = req.deliveries
         try:
             req.fail(err, cause)
         except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
-            if not req.finished:  # see _completed
+            if req.deliveries == deliveries:  # see _completed
                 self.in_flight += 1
                 self._synthetic.appendleft((req, -err, cause))
             self._raised.append(exc)

@@ -318,13 +318,15 @@ class UringEngine(Engine):
                 if res == req.length and not req.done and res:
                     # all of a read or write at once (the common case):
                     # finished here, one call less than _completed
+                    req.done = res
+                    before = req.deliveries
                     try:
                         req.complete(res)
                     except BaseException as exc:  # noqa: BLE001 - a callback's: raised by poll()
-                        if not req.finished:
-                            raise  # not a callback's: see below
+                        if req.deliveries == before:  # not a callback's: it never finished
+                            req.done = 0
+                            raise  # kept below
                         self._raised.append(exc)
-                    req.done = res
                     delivered += 1
                     continue
                 self.in_flight += 1  # _completed and _failed count it out themselves

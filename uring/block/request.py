@@ -120,6 +120,7 @@ class BlockRequest:
 
     __slots__ = ("op", "offset", "length", "views", "done", "result", "error",
                  "callbacks", "finished", "retries", "image", "tag", "collect", "address",
+                 "deliveries",
                  "__weakref__")
 
     def __init__(self, op: Op, offset: int, length: int, views: List[memoryview],
@@ -142,6 +143,11 @@ class BlockRequest:
         #: the single buffer's address, once an engine has taken it (0: not
         #: yet); the request's own view keeps it valid while it lives
         self.address = 0
+        #: completions delivered so far (one per submission; ``rearm`` keeps
+        #: it): an engine tells by it whether an exception out of
+        #: ``complete()`` came before the request finished (a signal
+        #: handler's, as the call started) or from a callback after it
+        self.deliveries = 0
 
     # -- what the engine asks -------------------------------------------------
 
@@ -166,6 +172,7 @@ class BlockRequest:
         # handler's exception as request_finished starts) leaves the
         # request unfinished, and the engine delivers it again
         self.finished = True
+        self.deliveries += 1
         callbacks = self.callbacks
         if callbacks:
             if len(callbacks) == 1:
@@ -193,6 +200,7 @@ class BlockRequest:
         if self.image is not None:
             self.image.request_finished(self)  # the image's own bookkeeping first
         self.finished = True  # only now: see complete()
+        self.deliveries += 1
         callbacks = self.callbacks
         if not callbacks:
             return
