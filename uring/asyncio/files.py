@@ -298,13 +298,7 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         limit = _size(hint)
         self._check_readable()
         raw = self._raw()
-        if raw._busy:  # noqa: SLF001 - this module's own binary file
-            return await raw._in_turn(self._check_readable, self._readlines, limit)  # noqa: SLF001
-        raw._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._readlines(limit)
-        finally:
-            raw._leave()  # noqa: SLF001 - this module's own binary file
+        return await raw._in_turn(self._check_readable, self._readlines, limit)  # noqa: SLF001
 
     async def _readlines(self, limit: int) -> List[AnyStr]:
         lines: List[AnyStr] = []
@@ -327,14 +321,7 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         """``write`` each item of *lines* (no newlines are added), as one
         operation: no other runs between them."""
         raw = self._raw()
-        if raw._busy:  # noqa: SLF001 - this module's own binary file
-            await raw._in_turn(None, self._writelines, lines)  # noqa: SLF001
-            return
-        raw._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            await self._writelines(lines)
-        finally:
-            raw._leave()  # noqa: SLF001 - this module's own binary file
+        await raw._in_turn(None, self._writelines, lines)  # noqa: SLF001
 
     async def _writelines(self, lines: Iterable[Any]) -> None:
         for line in lines:
@@ -366,14 +353,7 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         once the operations called before it (the writes) are done."""
         raw = self._raw()
         raw._check_open()  # noqa: SLF001 - this module's own binary file
-        if raw._busy:  # noqa: SLF001 - this module's own binary file
-            await raw._in_turn(raw._check_open, self._fsync, datasync)  # noqa: SLF001
-            return
-        raw._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            await self._fsync(datasync)
-        finally:
-            raw._leave()  # noqa: SLF001 - this module's own binary file
+        await raw._in_turn(raw._check_open, self._fsync, datasync)  # noqa: SLF001
 
     async def _fsync(self, datasync: bool) -> None:
         raw = self._raw()
@@ -521,12 +501,21 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def _in_turn(self, check: Optional[Callable[[], Any]],
                        op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
-        """``op(*args)`` once the operations called before are done (after
-        *check*: the file may have been closed meanwhile)."""
-        await self._wait_turn()
+        """``op(*args)`` holding the gate: at once when no operation holds
+        it (taken without an await), else once the operations called
+        before are done, and then after *check* (the file may have been
+        closed meanwhile)."""
+        if self._busy:
+            await self._wait_turn()
+            try:
+                if check is not None:
+                    check()
+            except BaseException:
+                self._leave()
+                raise
+        else:
+            self._busy = True
         try:
-            if check is not None:
-                check()
             return await op(*args)
         finally:
             self._leave()
@@ -705,14 +694,13 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             self._off = off + n
             self._pos += n
             return buf[off:off + n]
+        # _in_turn's uncontended case, written out: the hot read keeps its
+        # one frame (a read served from the read-ahead, above, takes no gate)
         self._busy = True
         try:
             return await self._read(n)
         finally:
-            if self._waiters:
-                self._leave()
-            else:
-                self._busy = False
+            self._leave()
 
     async def _read(self, n: int) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
@@ -750,13 +738,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         if self._fd < 0 or not self._readable:
             self._check_readable()
         n = _size(size)
-        if self._busy:
-            return await self._in_turn(self._check_readable, self._read1, n)
-        self._busy = True
-        try:
-            return await self._read1(n)
-        finally:
-            self._leave()
+        return await self._in_turn(self._check_readable, self._read1, n)
 
     async def _read1(self, n: int) -> bytes:
         if n < 0:
@@ -781,13 +763,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         the end of the file, and maybe more than *size*."""
         if self._fd < 0 or not self._readable:
             self._check_readable()
-        if self._busy:
-            return await self._in_turn(self._check_readable, self._peek)
-        self._busy = True
-        try:
-            return await self._peek()
-        finally:
-            self._leave()
+        return await self._in_turn(self._check_readable, self._peek)
 
     async def _peek(self) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
@@ -806,13 +782,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         (less than its size only at the end of the file)."""
         if self._fd < 0 or not self._readable:
             self._check_readable()
-        if self._busy:
-            return await self._in_turn(self._check_readable, self._readinto, buf)
-        self._busy = True
-        try:
-            return await self._readinto(buf)
-        finally:
-            self._leave()
+        return await self._in_turn(self._check_readable, self._readinto, buf)
 
     async def _readinto(self, buf: Any) -> int:
         have = len(self._buf) - self._off
@@ -857,13 +827,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         return await self._readline_in_turn(_size(size))
 
     async def _readline_in_turn(self, limit: int) -> bytes:
-        if self._busy:
-            return await self._in_turn(None, self._readline, limit)
-        self._busy = True
-        try:
-            return await self._readline(limit)
-        finally:
-            self._leave()
+        return await self._in_turn(None, self._readline, limit)
 
     async def _readline(self, limit: int) -> bytes:
         if self._fd < 0 or not self._readable:
@@ -908,13 +872,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """Write *data* (bytes-like) at the position (append mode: at the
         end); the byte count.  Cancelled, it may have landed in part or
         whole: the position says how far (see the module's docstring)."""
-        if self._busy:
-            return await self._in_turn(None, self._write, data)
-        self._busy = True
-        try:
-            return await self._write(data)
-        finally:
-            self._leave()
+        return await self._in_turn(None, self._write, data)
 
     async def _write(self, data: Any) -> int:
         if self._fd < 0 or not self._writable:
@@ -1003,13 +961,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._check_open()
         if not self._writable:
             raise io.UnsupportedOperation("truncate")
-        if self._busy:
-            return await self._in_turn(self._check_open, self._truncate, size)
-        self._busy = True
-        try:
-            return await self._truncate(size)
-        finally:
-            self._leave()
+        return await self._in_turn(self._check_open, self._truncate, size)
 
     async def _truncate(self, size: Optional[int]) -> int:
         if size is None:
@@ -1278,13 +1230,7 @@ class AsyncTextFile(AsyncFile[str]):
         / ``seek(0, SEEK_END)``; the new position."""
         self._check_seekable()
         b = self.buffer
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn(self._check_seekable, self._seek, cookie, whence)  # noqa: SLF001
-        b._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._seek(cookie, whence)
-        finally:
-            b._leave()  # noqa: SLF001 - this module's own binary file
+        return await b._in_turn(self._check_seekable, self._seek, cookie, whence)  # noqa: SLF001
 
     async def _seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         b = self.buffer
@@ -1368,13 +1314,7 @@ class AsyncTextFile(AsyncFile[str]):
         everything to the end with -1/None."""
         b = self._check_readable()
         n = _size(size)
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn(self._check_readable, self._read, n)  # noqa: SLF001
-        b._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._read(n)
-        finally:
-            b._leave()  # noqa: SLF001 - this module's own binary file
+        return await b._in_turn(self._check_readable, self._read, n)  # noqa: SLF001
 
     async def _read(self, n: int) -> str:
         decoder = self._decoder or self._get_decoder()
@@ -1411,13 +1351,7 @@ class AsyncTextFile(AsyncFile[str]):
         if size is None:  # as the builtin text file's (a binary file's takes None)
             raise TypeError("'NoneType' object cannot be interpreted as an integer")
         limit = _size(size)
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn(self._check_readable, self._readline_whole, limit)  # noqa: SLF001
-        b._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._readline_whole(limit)
-        finally:
-            b._leave()  # noqa: SLF001 - this module's own binary file
+        return await b._in_turn(self._check_readable, self._readline_whole, limit)  # noqa: SLF001
 
     async def _readline_whole(self, limit: int) -> str:
         """``_readline``, all or nothing: a cancelled one consumes nothing."""
@@ -1508,13 +1442,7 @@ class AsyncTextFile(AsyncFile[str]):
         encoded bytes may have landed in part or whole: ``tell()`` then
         says how far (see the module's docstring)."""
         b = self.buffer
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn(None, self._write, s)  # noqa: SLF001
-        b._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._write(s)
-        finally:
-            b._leave()  # noqa: SLF001 - this module's own binary file
+        return await b._in_turn(None, self._write, s)  # noqa: SLF001
 
     async def _write(self, s: Any) -> int:
         b = self.buffer
@@ -1549,13 +1477,7 @@ class AsyncTextFile(AsyncFile[str]):
         b = self.buffer
         b._check_open()  # noqa: SLF001 - this module's own binary file
         b._check_writable()  # noqa: SLF001 - this module's own binary file
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn(b._check_open, self._truncate, size)  # noqa: SLF001
-        b._busy = True  # noqa: SLF001 - this module's own binary file
-        try:
-            return await self._truncate(size)
-        finally:
-            b._leave()  # noqa: SLF001 - this module's own binary file
+        return await b._in_turn(b._check_open, self._truncate, size)  # noqa: SLF001
 
     async def _truncate(self, size: Optional[int]) -> int:
         await self._sync(clear=False)
