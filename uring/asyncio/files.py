@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import collections
 import errno
 import io
 import locale
@@ -99,7 +98,6 @@ from typing import (
     AnyStr,
     Awaitable,
     Callable,
-    Deque,
     Dict,
     Generator,
     Generic,
@@ -120,7 +118,7 @@ from .fallback import use_threads
 from .fileproto import Answer, AsyncFileProtocol, answer
 from .os import _os_error
 from .sockets import close_fd
-from .threadfile import open_thread_file
+from .threadfile import Gate, open_thread_file
 
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
@@ -333,10 +331,7 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         does, once the operations called before it are done.  For
         durability, ``fsync``."""
         raw = self._raw()
-        if raw._busy:  # noqa: SLF001 - this module's own binary file
-            await raw._in_turn_sync(raw._check_open)  # noqa: SLF001
-        else:
-            raw._check_open()  # noqa: SLF001 - this module's own binary file
+        await raw._in_turn_sync(raw._check_open)  # noqa: SLF001
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Up to *size* bytes at *offset* (fewer at end of file); the position
@@ -415,10 +410,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._last_pinned: Optional[PinnedBuffer] = None  # the last one pread gave back
         # The gate of the operations at the position (the text file over
         # this one uses it too): one runs at a time, the others wait their
-        # turn in call order.  _busy: one is running (or has just been
-        # handed the turn); _waiters: the turns of those waiting.
-        self._busy = False
-        self._waiters: Optional[Deque["asyncio.Future[None]"]] = None
+        # turn in call order.
+        self._gate = Gate()
 
     def _raw(self) -> "AsyncBinaryFile":
         return self
@@ -461,43 +454,11 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._buf, self._off, self._pos = state
 
     # -- the gate: the operations at the position one at a time, in call order -----
-    #
-    # Each such operation either finds the gate free and takes it at once
-    # (``_busy = True``: no await, no loop step), or waits its turn in
-    # ``_waiters``.  The one leaving hands the turn to the next waiter
-    # directly (``_busy`` stays True), so an operation called meanwhile
-    # queues behind it: call order is kept.  A task cancelled while it
-    # waits leaves the queue having done nothing.
 
-    async def _wait_turn(self) -> None:
-        """Wait until the operations called before this one are done (the
-        gate is busy); on return the caller holds the gate."""
-        waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = collections.deque()
-        turn: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
-        waiters.append(turn)
-        try:
-            await turn
-        except BaseException:
-            if turn.done() and not turn.cancelled():
-                self._leave()  # handed the turn just as it was cancelled: pass it on
-            else:
-                try:
-                    waiters.remove(turn)
-                except ValueError:
-                    pass
-            raise
-
-    def _leave(self) -> None:
-        """The operation holding the gate is done: the next one's turn."""
-        waiters = self._waiters
-        while waiters:
-            turn = waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._busy = False
+    @property
+    def busy(self) -> bool:
+        """An operation at the position is running (others wait their turn)."""
+        return self._gate.busy
 
     async def _in_turn(self, check: Optional[Callable[[], Any]],
                        op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
@@ -505,28 +466,33 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         it (taken without an await), else once the operations called
         before are done, and then after *check* (the file may have been
         closed meanwhile)."""
-        if self._busy:
-            await self._wait_turn()
+        gate = self._gate
+        if gate.busy:
+            await gate.wait_turn()
             try:
                 if check is not None:
                     check()
             except BaseException:
-                self._leave()
+                gate.leave()
                 raise
         else:
-            self._busy = True
+            gate.busy = True
         try:
             return await op(*args)
         finally:
-            self._leave()
+            gate.leave()
 
     async def _in_turn_sync(self, op: Callable[..., _T], *args: Any) -> _T:
-        """``op(*args)`` (no I/O) once the operations called before are done."""
-        await self._wait_turn()
+        """``op(*args)`` (no I/O) holding the gate: at once when it is
+        free, else once the operations called before are done."""
+        gate = self._gate
+        if not gate.busy:
+            return op(*args)
+        await gate.wait_turn()
         try:
             return op(*args)
         finally:
-            self._leave()
+            gate.leave()
 
     # -- positional I/O ------------------------------------------------------------
 
@@ -687,7 +653,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         n = _size(size)
         if n < -1 and self._keep_ahead:  # as BufferedReader (FileIO reads all)
             raise ValueError("read length must be non-negative or -1")
-        if self._busy:
+        gate = self._gate
+        if gate.busy:
             return await self._in_turn(self._check_readable, self._read, n)
         buf, off = self._buf, self._off
         if 0 <= n <= len(buf) - off:
@@ -696,11 +663,11 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             return buf[off:off + n]
         # _in_turn's uncontended case, written out: the hot read keeps its
         # one frame (a read served from the read-ahead, above, takes no gate)
-        self._busy = True
+        gate.busy = True
         try:
             return await self._read(n)
         finally:
-            self._leave()
+            gate.leave()
 
     async def _read(self, n: int) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
@@ -816,7 +783,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """One line, with its ``b"\\n"`` (empty at the end of the file); at
         most *size* bytes with *size* >= 0.  Split out of one read-ahead
         chunk: one request per chunk, not per line."""
-        if not self._busy:
+        if not self._gate.busy:
             buf, off = self._buf, self._off
             i = buf.find(b"\n", off)
             if i >= 0 and (size is None or size < 0 or i - off < size):
@@ -855,7 +822,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def __anext__(self) -> bytes:
-        if not self._busy:
+        if not self._gate.busy:
             buf, off = self._buf, self._off
             i = buf.find(b"\n", off)
             if i >= 0:
@@ -939,9 +906,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the position; the new one.  No request: the position is
         kept here (``SEEK_END`` asks ``lseek`` for the size)."""
-        if self._busy:
-            return await self._in_turn_sync(self._seek, offset, whence)
-        return self._seek(offset, whence)
+        return await self._in_turn_sync(self._seek, offset, whence)
 
     def _tell(self) -> int:
         self._check_open()
@@ -951,9 +916,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def tell(self) -> int:
         """The position: the offset of the next byte read or written."""
-        if self._busy:
-            return await self._in_turn_sync(self._tell)
-        return self._tell()
+        return await self._in_turn_sync(self._tell)
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
@@ -1211,9 +1174,7 @@ class AsyncTextFile(AsyncFile[str]):
         offset when the decoder holds nothing, else an opaque cookie that
         ``seek`` takes back."""
         b = self.buffer
-        if b._busy:  # noqa: SLF001 - this module's own binary file
-            return await b._in_turn_sync(self._tell_checked)  # noqa: SLF001
-        return self._tell_checked()
+        return await b._in_turn_sync(self._tell_checked)  # noqa: SLF001
 
     def _reset_encoder(self, position: int) -> None:
         try:
@@ -1340,7 +1301,7 @@ class AsyncTextFile(AsyncFile[str]):
     async def readline(self, size: Optional[int] = -1) -> str:
         """One line with its newline as *newline* defines lines (empty at
         the end of the file); at most *size* characters with *size* >= 0."""
-        if self._readtranslate and size == -1 and not self.buffer._busy:  # noqa: SLF001
+        if self._readtranslate and size == -1 and not self.buffer.busy:
             # The common case without copying the rest of the chunk per line.
             chars, start = self._decoded_chars, self._decoded_chars_used
             i = chars.find("\n", start)

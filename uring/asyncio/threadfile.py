@@ -62,8 +62,15 @@ async def _finish(fut: "asyncio.Future[Any]") -> None:
         fut.exception()  # retrieved: no "never retrieved" warning
 
 
-class _Gate:
-    """One call at a time, in call order (``files.AsyncBinaryFile``'s gate)."""
+class Gate:
+    """One operation at a time, in call order: the file position's gate,
+    for ``ThreadFile`` and ``files.AsyncBinaryFile`` alike.
+
+    An operation finds the gate free and takes it at once (``busy = True``:
+    no await, no loop step), or waits its turn (``wait_turn``).  The one
+    leaving hands the turn to the next waiter directly (``busy`` stays
+    True), so an operation called meanwhile queues behind it: call order
+    is kept.  A task cancelled while it waits leaves having done nothing."""
 
     __slots__ = ("busy", "waiters")
 
@@ -100,9 +107,9 @@ class ThreadFile(AsyncFileProtocol):
     """An open builtin file whose blocking calls run on a worker thread,
     one at a time in call order (see the module's docstring)."""
 
-    def __init__(self, file: Any, gate: Optional[_Gate] = None) -> None:
+    def __init__(self, file: Any, gate: Optional[Gate] = None) -> None:
         self._file = file
-        self._gate = gate if gate is not None else _Gate()
+        self._gate = gate if gate is not None else Gate()
         self._text = isinstance(file, io.TextIOBase)
         try:
             self._rewind = bool(file.seekable())  # a cancelled read can be undone
