@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 from array import array
+from operator import attrgetter
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .. import abi
@@ -32,6 +33,8 @@ __all__ = ["UringEngine"]
 
 _READ, _WRITE = Op.READ, Op.WRITE
 _OP_READ, _OP_WRITE = int(abi.IORING_OP_READ), int(abi.IORING_OP_WRITE)
+_get_address, _get_done, _get_op, _get_length, _get_offset = (
+    attrgetter(name) for name in ("address", "done", "op", "length", "offset"))
 
 
 def _address(req: BlockRequest) -> int:
@@ -61,8 +64,27 @@ class UringEngine(Engine):
             flags |= abi.IORING_SETUP_SQPOLL
         if iopoll:
             flags |= abi.IORING_SETUP_IOPOLL
-        self.ring = Ring(queue_depth, flags=flags, kernel=kernel,
-                         sq_thread_idle=sq_thread_idle if sqpoll else None)
+        try:
+            # A completion that comes by interrupt (O_DIRECT) is posted by
+            # task work in this thread.  By default the kernel interrupts
+            # the thread for it wherever it is (an IPI and a trip into the
+            # kernel per completion, in the middle of the interpreter);
+            # IORING_SETUP_COOP_TASKRUN leaves it for the next entry into
+            # the kernel, which the completion path makes anyway (a wait
+            # enters; a poll that finds the CQ short enters when
+            # IORING_SETUP_TASKRUN_FLAG raises IORING_SQ_TASKRUN), as
+            # fio's io_uring engine sets it.  Not with SQPOLL (the kernel
+            # refuses both: its thread runs the task work), nor before
+            # Linux 5.19 (EINVAL: set up without).
+            coop = 0 if sqpoll else int(abi.IORING_SETUP_COOP_TASKRUN
+                                        | abi.IORING_SETUP_TASKRUN_FLAG)
+            self.ring = Ring(queue_depth, flags=flags | coop, kernel=kernel,
+                             sq_thread_idle=sq_thread_idle if sqpoll else None)
+        except OSError as exc:
+            if not coop or exc.errno != errno.EINVAL:
+                raise
+            self.ring = Ring(queue_depth, flags=flags, kernel=kernel,
+                             sq_thread_idle=sq_thread_idle if sqpoll else None)
         self.fixed_buffer_ops = 0
         self.datasync = datasync
         self.target = fd
@@ -130,19 +152,22 @@ class UringEngine(Engine):
         request its record's owner (a new request's buffer address is taken
         here, once); anything else goes one by one."""
         if self._plain and len(reqs) > 1:
-            try:  # a new request's buffer address is taken once
-                addrs = [r.address or _address(r) for r in reqs]
-            except Exception:  # noqa: BLE001 - one by one: the one that fails, fails alone
-                addrs = [0]
-            if 0 not in addrs and not any([r.done for r in reqs]):
-                ops = [r.op for r in reqs]
+            addrs = list(map(_get_address, reqs))  # taken at submit (Image.submit_read)
+            if 0 in addrs:
+                try:  # not yet: a request made some other way
+                    addrs = [r.address or _address(r) for r in reqs]
+                except Exception:  # noqa: BLE001 - one by one: the one that fails, fails alone
+                    addrs = [0]
+            if 0 not in addrs and not any(map(_get_done, reqs)):
+                ops = list(map(_get_op, reqs))
                 n = len(reqs)
                 opcode = _OP_READ if ops.count(_READ) == n else \
                     _OP_WRITE if ops.count(_WRITE) == n else 0
                 if opcode:
                     try:
-                        self.ring.prep_batch(opcode, self.target, addrs, [r.length for r in reqs],
-                                             [r.offset for r in reqs], None, None,
+                        self.ring.prep_batch(opcode, self.target, addrs,
+                                             list(map(_get_length, reqs)),
+                                             list(map(_get_offset, reqs)), None, None,
                                              self._sqe_flags, 0, None, reqs)
                     except SubmissionQueueFull:
                         pass  # one by one, as far as there is room

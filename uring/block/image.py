@@ -21,7 +21,6 @@ unsafe        no          no-op       to the page cache
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import operator
 import os
@@ -31,7 +30,7 @@ from array import array
 from collections import deque
 from functools import partial
 from itertools import repeat
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterable, List, Optional, Sequence, Tuple
 
 from ..arena import offsets_within
 from ..buffers import address_of
@@ -39,7 +38,7 @@ from ..errors import kernel_error
 from ..ring import ThreadOwner
 from .engine import ENGINE_TABLE, MAX_RETRIES, Capability, Engine, _check_max_batch, make_engine
 from .faults import IoFaults
-from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total
+from .request import BlockRequest, Callback, Op, as_view, as_views, raise_deferred, total, view_and_address
 from .sysops import aligned_buffer, logical_block_size, probe_alignment
 
 __all__ = ["BlockArena", "CACHE_MODES", "DIRECT_SUBMIT_BATCH", "ENGINES", "Image", "open_image"]
@@ -235,14 +234,14 @@ class Image:
         return self._submit(BlockRequest(Op.WRITE, offset, total(views), views, callback))
 
     def submit_read(self, buf: Any, offset: int, callback: Optional[Callback] = None) -> BlockRequest:
-        v = as_view(buf, True)
-        return self._submit(BlockRequest(Op.READ, offset, v.nbytes, [v], callback))
+        v, address = view_and_address(buf, True)
+        return self._submit(BlockRequest(_READ, offset, v.nbytes, [v], callback, None, address))
 
     def submit_write(self, data: Any, offset: int, callback: Optional[Callback] = None) -> BlockRequest:
         if self.read_only:
             raise PermissionError(errno.EBADF, f"{self.path} is open read-only")
-        v = as_view(data, False)
-        return self._submit(BlockRequest(Op.WRITE, offset, v.nbytes, [v], callback))
+        v, address = view_and_address(data, False)
+        return self._submit(BlockRequest(_WRITE, offset, v.nbytes, [v], callback, None, address))
 
     def submit_flush(self, callback: Optional[Callback] = None) -> BlockRequest:
         req = BlockRequest(Op.FLUSH, 0, 0, [], callback)
@@ -330,9 +329,9 @@ class Image:
             length = req.length = _as_int(length, "length")
         if not 0 <= offset <= _MAX_OFFSET - length or length < 0:
             _check_range(offset, length)
-        callbacks = req.callbacks
-        if callbacks and not callable(callbacks[0]):
-            raise TypeError(f"callback must be callable, not {type(callbacks[0]).__name__}")
+        callback = req.callback
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         op = req.op
         if length and (op is _READ or op is _WRITE) and not (
                 self.direct or self._deferred or self._rmw_active):
@@ -793,15 +792,11 @@ class Image:
             self._owner.claim()
         self.engine.unplug()
 
-    @contextlib.contextmanager
-    def plugged(self) -> Iterator["Image"]:
+    def plugged(self) -> "_Plugged":
         """Queue everything submitted in the block; submit it as one batch
-        at the end (QEMU's ``blk_io_plug``/``blk_io_unplug``)."""
-        self.plug()
-        try:
-            yield self
-        finally:
-            self.unplug()
+        at the end (QEMU's ``blk_io_plug``/``blk_io_unplug``).  A loop may
+        enter it once per batch: it is a plain object, no generator."""
+        return _Plugged(self)
 
     # -- synchronous API ----------------------------------------------------------------------
 
@@ -886,6 +881,22 @@ class Image:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Plugged:
+    """``Image.plugged()``: ``plug`` on entry, ``unplug`` on exit."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: Image) -> None:
+        self.image = image
+
+    def __enter__(self) -> Image:
+        self.image.plug()
+        return self.image
+
+    def __exit__(self, *exc: Any) -> None:
+        self.image.unplug()
 
 
 class BlockArena:

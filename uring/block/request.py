@@ -8,12 +8,17 @@ and one completion, delivered once.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 import os
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-__all__ = ["Op", "BlockRequest", "advance", "as_view", "as_views", "raise_deferred", "total"]
+__all__ = ["Op", "BlockRequest", "advance", "as_view", "as_views", "raise_deferred", "total",
+           "view_and_address"]
+
+_c_char = ctypes.c_char
+_addressof = ctypes.addressof
 
 
 class Op(enum.Enum):
@@ -55,6 +60,24 @@ def as_view(b: Any, writable: bool) -> memoryview:
     if v.format != "B" or v.ndim != 1:
         v = v.cast("B")
     return v
+
+
+def view_and_address(b: Any, writable: bool) -> Tuple[memoryview, int]:
+    """``as_view(b, writable)`` and the address of its first byte (0 when
+    the engine must take it: a read-only buffer, whose address ``export``
+    knows, or an empty one), for a one-buffer read or write: taken once,
+    at submit, for the engines that hand it to the kernel.  ctypes'
+    ``from_buffer`` checks on the way that the view is writable,
+    C-contiguous and not empty; the view holds the export that keeps the
+    address valid while the request lives."""
+    try:
+        v = memoryview(b)
+        address = _addressof(_c_char.from_buffer(v))
+    except (TypeError, ValueError):  # as_view says what is wrong
+        return as_view(b, writable), 0
+    if v.ndim != 1 or v.itemsize != 1:
+        v = v.cast("B")
+    return v, address
 
 
 def as_views(buffers: Sequence[Any], writable: bool) -> List[memoryview]:
@@ -119,12 +142,12 @@ class BlockRequest:
     """
 
     __slots__ = ("op", "offset", "length", "views", "done", "result", "error",
-                 "callbacks", "finished", "retries", "image", "tag", "collect", "address",
-                 "deliveries",
+                 "callback", "more_callbacks", "finished", "retries", "image", "tag", "collect",
+                 "address", "deliveries",
                  "__weakref__")
 
     def __init__(self, op: Op, offset: int, length: int, views: List[memoryview],
-                 callback: Optional[Callback] = None, tag: Any = None) -> None:
+                 callback: Optional[Callback] = None, tag: Any = None, address: int = 0) -> None:
         self.op = op
         self.offset = offset
         self.length = length
@@ -132,7 +155,10 @@ class BlockRequest:
         self.done = 0  # bytes completed so far (short transfers)
         self.result: Optional[int] = None
         self.error: Optional[OSError] = None
-        self.callbacks: List[Callback] = [callback] if callback else []
+        #: the first callback (the one passed at submit); more, from
+        #: ``add_done_callback``, wait in ``more_callbacks``
+        self.callback = callback
+        self.more_callbacks: Optional[List[Callback]] = None
         self.finished = False
         self.retries = 0
         self.image: Any = None
@@ -140,9 +166,10 @@ class BlockRequest:
         self.tag = tag
         #: finished, it goes to the image's list for ``Image.reap``
         self.collect = False
-        #: the single buffer's address, once an engine has taken it (0: not
-        #: yet); the request's own view keeps it valid while it lives
-        self.address = 0
+        #: the single buffer's address, once taken (at submit, or by an
+        #: engine: 0 until then); the request's own view keeps it valid
+        #: while it lives
+        self.address = address
         #: completions delivered so far (one per submission; ``rearm`` keeps
         #: it): an engine tells by it whether an exception out of
         #: ``complete()`` came before the request finished (a signal
@@ -173,10 +200,10 @@ class BlockRequest:
         # request unfinished, and the engine delivers it again
         self.finished = True
         self.deliveries += 1
-        callbacks = self.callbacks
-        if callbacks:
-            if len(callbacks) == 1:
-                callbacks[0](self)  # raises to the engine, which delivers the rest of the batch
+        callback = self.callback
+        if callback is not None:
+            if self.more_callbacks is None:
+                callback(self)  # raises to the engine, which delivers the rest of the batch
             else:
                 self._run_callbacks()
 
@@ -201,11 +228,11 @@ class BlockRequest:
             self.image.request_finished(self)  # the image's own bookkeeping first
         self.finished = True  # only now: see complete()
         self.deliveries += 1
-        callbacks = self.callbacks
-        if not callbacks:
+        callback = self.callback
+        if callback is None:
             return
-        if len(callbacks) == 1:
-            callbacks[0](self)  # raises to the engine, which delivers the rest of the batch
+        if self.more_callbacks is None:
+            callback(self)  # raises to the engine, which delivers the rest of the batch
             return
         self._run_callbacks()
 
@@ -237,8 +264,19 @@ class BlockRequest:
     def add_done_callback(self, cb: Callback) -> None:
         if self.finished:
             cb(self)
+        elif self.callback is None:
+            self.callback = cb
+        elif self.more_callbacks is None:
+            self.more_callbacks = [cb]
         else:
-            self.callbacks.append(cb)
+            self.more_callbacks.append(cb)
+
+    @property
+    def callbacks(self) -> List[Callback]:
+        """Every callback, in the order they were added."""
+        if self.callback is None:
+            return []
+        return [self.callback] + (self.more_callbacks or [])
 
     def value(self) -> int:
         """The result, or raise the error (once finished)."""
