@@ -58,6 +58,12 @@ class iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
+#: ``UIO_MAXIOV`` (``linux/uio.h``): the most iovecs one vectored request
+#: takes (READV/WRITEV and their FIXED forms, SENDMSG/RECVMSG, a vectored
+#: SEND); more fail with -EINVAL (-EMSGSIZE for a msghdr).
+UIO_MAXIOV = 1024
+
+
 # ---------------------------------------------------------------------------
 # struct io_uring_sqe: the submission queue entry (64 bytes; 128 with SQE128)
 

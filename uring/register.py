@@ -488,6 +488,7 @@ class RegisterMixin(RingCore):
         already handed to the kernel.  Receives and reads name the group
         (``buf_group=``) and the kernel picks a buffer when data arrives;
         ``BufferRing.take(completion)`` copies the data out and recycles it."""
+        group = check_int("register_buf_ring: group (a u16)", group, 0, 0xFFFF)
         rings = self._buf_rings
         if rings is None:
             rings = self._buf_rings = {}

@@ -59,6 +59,7 @@ from typing import (
     Literal,
     Optional,
     Sequence,
+    Set,
     Tuple,
     TypeVar,
     Union,
@@ -115,6 +116,11 @@ MAX_CQ_ENTRIES = 2 * MAX_ENTRIES
 _SETUP_CLAMP = int(abi.IORING_SETUP_CLAMP)
 _SETUP_NO_SQARRAY = int(abi.IORING_SETUP_NO_SQARRAY)
 _KNOWN_SETUP_FLAGS = sum(int(f) for f in abi.IoringSetup)
+#: io_uring_sqe.flags: the bits the header names (IOSQE_FIXED_FILE ...
+#: IOSQE_CQE_SKIP_SUCCESS); the kernel fails a request with any other
+#: (-EINVAL).  One AND per prep tests a value against the rest.
+_IOSQE_KNOWN = sum(int(f) for f in abi.IosqeFlags)
+_IOSQE_UNKNOWN = ~_IOSQE_KNOWN
 
 
 _FILE_POSITION_OPS = frozenset(int(op) for op in (
@@ -127,6 +133,18 @@ _FILE_POSITION_OPS = frozenset(int(op) for op in (
 def _in_flight(opcode: int, user_data: int) -> ValueError:
     return ValueError(f"{op_name(opcode)}: user_data {user_data} belongs to a request still in "
                       "flight; reusing it would make its completion ambiguous")
+
+
+def _unknown_sqe_flags(what: str, flags: int) -> ValueError:
+    """The error for SQE *flags* with a bit no ``IOSQE_*`` flag names."""
+    known = ", ".join(str(f.name) for f in abi.IosqeFlags)
+    if flags < 0:
+        return ValueError(f"{what}: flags {flags}: the SQE flags are a byte of IOSQE_* bits "
+                          f"({known}), not a negative number")
+    bits = [f"{1 << i:#x}" for i in range(flags.bit_length()) if _IOSQE_UNKNOWN >> i & flags >> i & 1]
+    named = f"bit {bits[0]} is" if len(bits) == 1 else f"bits {', '.join(bits)} are"
+    return ValueError(f"{what}: flags {flags:#x}: {named} no IOSQE_* flag "
+                      f"(the kernel knows {known}: {_IOSQE_KNOWN:#x})")
 
 
 def _field_error(what: str, exc: BaseException) -> Exception:
@@ -342,6 +360,8 @@ class RingCore:
                     CQ first; no lock is held in a blocking ``io_uring_enter``
                     except by ``reap_records``/``completions`` (the CQ lock)
                     and by a prep that waits for room (the SQ lock).
+                    ``close()`` from one thread wakes the others waiting in
+                    the ring (``RingClosedError``) before it unmaps it.
     kernel:         the syscall seam (default: the running kernel).
     """
 
@@ -382,6 +402,13 @@ class RingCore:
         # wait), as raw tuples with their records: the next reap, of any
         # kind, hands them out first (see _carry).
         self._carried: List[Tuple[Tuple[int, ...], Optional[Request]]] = []
+        # threadsafe=True: the thread closing the ring (set once, first
+        # thing close() does), the threads inside a wait (they keep the
+        # rings mapped), and the user_data of the wake-up timeouts close
+        # posted for them (see _wake_waiters).
+        self._closer: Optional[int] = None
+        self._in_wait = 0
+        self._wakeups: Set[int] = set()
         add_holder(self)  # PinnedBuffer.release asks held_roots()
         # Every value that lands in a u32 of io_uring_params is checked
         # here: ctypes would store it modulo 2**32 without a word.
@@ -888,6 +915,132 @@ class RingCore:
                 yield ring
 
         self.link = locked_link  # type: ignore[method-assign]
+        # A wait holds no lock in io_uring_enter (reap_records holds the
+        # CQ one), so close() could unmap the rings under a waiter: each
+        # wait registers here, and close wakes the waiters and lets them
+        # leave before it takes the locks (_wake_waiters).
+        self._wait_gate = threading.Condition(threading.Lock())
+        for name in _WAITS:
+            setattr(self, name, self._waiting(getattr(self, name)))
+        close, closing = self.close, threading.RLock()
+
+        def waking_close(*, cancel: bool = True, timeout: Timeout = 5.0) -> None:
+            with closing:  # a second closer waits for the first
+                if self._state is None and os.getpid() == self._pid:
+                    seconds = None if timeout is None else _seconds(timeout)
+                    try:
+                        timeout = self._wake_waiters(seconds)
+                    finally:  # even if broken into: the waiters' mappings are kept
+                        close(cancel=cancel, timeout=timeout)
+                else:
+                    close(cancel=cancel, timeout=timeout)
+
+        functools.update_wrapper(waking_close, close)
+        self.close = waking_close  # type: ignore[method-assign]
+
+    def _waiting(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """``threadsafe=True``: *method* (a wait) counted among the ring's
+        waiters while it runs; refused (``RingClosedError``) once another
+        thread has begun to close the ring.  A ``submit_and_wait`` that
+        comes back from the kernel while the ring is being closed was woken
+        by the close (it reaps nothing): ``RingClosedError`` too."""
+        gate = self._wait_gate
+        what = "wait" if method.__name__ == "_wait_direct" else method.__name__
+        reaps = what == "wait"
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            me = _get_ident()
+            with gate:
+                if self._closer not in (None, me):
+                    raise RingClosedError(f"{what}: the ring is being closed by another thread")
+                self._in_wait += 1
+            try:
+                result = method(*args, **kwargs)
+                if not reaps and self._closer not in (None, me):
+                    raise RingClosedError(f"{what}: the ring was closed by another thread "
+                                          "while this one waited in it")
+                return result
+            finally:
+                with gate:
+                    self._in_wait -= 1
+                    if not self._in_wait:
+                        gate.notify_all()
+
+        functools.update_wrapper(call, method)
+        return call
+
+    def _wake_waiters(self, seconds: Optional[float]) -> Optional[float]:
+        """``threadsafe=True``, the first step of ``close``: stop new waits,
+        wake every thread waiting in the ring, and wait (up to *seconds*;
+        None: no limit) for them to leave, so that the rings are not
+        unmapped under one of them.  Returns the time left for the rest of
+        close (None: no limit).
+
+        A waiter sleeps in ``io_uring_enter`` until the CQ holds as many
+        CQEs as it asked for, or until an ``IORING_OP_TIMEOUT`` *expires*:
+        the kernel counts expired timeouts (``cq_timeouts``) and wakes
+        every waiter that began before one did, whatever its count.  So the
+        wake-up is a timeout with a zero timespec under a fresh user_data
+        (filed in ``_wakeups``: a waiter that reaps its CQE drops it).
+        One that was only about to enter when it expired would sleep on:
+        the wake-up is posted again, at growing intervals, while any stays.
+        Back from the kernel, a waiter reaps what is there, sees
+        ``_closer`` and leaves (``_woken_by_close``); a wait that starts
+        now is refused (``_waiting``).  Called without the ring's locks:
+        ``reap_records`` waits holding the CQ one."""
+        deadline = time.monotonic() + (1e9 if seconds is None else seconds)
+        gate = self._wait_gate
+        with gate:
+            self._closer = _get_ident()
+            waiting = self._in_wait
+        pause = 0.01
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break  # close() keeps the mappings for the waiters still inside
+            self._post_wakeup()
+            with gate:
+                gate.wait_for(lambda: not self._in_wait, min(pause, left))
+                waiting = self._in_wait
+            pause = min(pause * 2, 0.25)
+        return None if seconds is None else max(deadline - time.monotonic(), 0.0)
+
+    def _post_wakeup(self) -> None:
+        """Submit an ``IORING_OP_TIMEOUT`` that expires at once (see
+        ``_wake_waiters``); with no room in the SQ, or a submit refused,
+        none is posted this time."""
+        ts = abi.kernel_timespec()  # {0, 0}: expires as soon as it is armed
+        try:
+            user_data = self.prep(abi.IORING_OP_TIMEOUT, addr=ctypes.addressof(ts), len=1,
+                                  keep=ts)
+        except SubmissionQueueFull:
+            return
+        self._wakeups.add(user_data)
+        try:
+            self.submit()
+        except OSError:
+            pass
+
+    def _woken_by_close(self, out: List[Any], pairing: Optional[List[Optional[Request]]]
+                        ) -> List[Any]:
+        """A waiter back from ``io_uring_enter`` while another thread closes
+        the ring: drop the close's wake-up CQEs from what it reaped (and
+        their records from *pairing*, aligned with *out* at its end), then
+        hand back the real CQEs it took, or, with none, raise
+        ``RingClosedError``.  Mutates *out* in place: nothing is left for
+        ``_carry``."""
+        wakeups = self._wakeups
+        offset = 0 if pairing is None else builtins_len(pairing) - builtins_len(out)
+        for i in range(builtins_len(out) - 1, -1, -1):
+            if out[i][0] in wakeups:
+                wakeups.discard(out[i][0])
+                del out[i]
+                if pairing is not None:
+                    del pairing[offset + i]
+        if out:
+            return out  # never lose reaped CQEs: the next call raises
+        raise RingClosedError("wait: the ring was closed by another thread while this one "
+                              "waited in it")
 
     def _forked(self) -> None:
         """In a fork child: forget the parent's ring without touching it."""
@@ -1009,6 +1162,8 @@ class RingCore:
         """
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
+        if flags & _IOSQE_UNKNOWN:
+            raise _unknown_sqe_flags(op_name(opcode), flags)
         tail = self._sqe_tail
         if tail >= self._sq_limit:
             self._make_room()
@@ -1196,6 +1351,8 @@ class RingCore:
         """
         if self._state is not None or self._owner.ident != _get_ident():
             self._check()
+        if flags & _IOSQE_UNKNOWN:
+            raise _unknown_sqe_flags(op_name(opcode), flags)
         n = builtins_len(addrs)
         counted = user_data is None
         if user_data is None:
@@ -1365,6 +1522,8 @@ class RingCore:
         except TypeError as exc:
             raise TypeError(f"IORING_OP_NOP: user_data: {exc}") from None
         if flags or flags.__class__ is not int:
+            if isinstance(flags, int) and flags & _IOSQE_UNKNOWN:
+                raise _unknown_sqe_flags("IORING_OP_NOP", flags)
             try:  # the flags byte checked before any slot is touched
                 _pack_sqe(self._nop_probe, 0, _OP_NOP, flags, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             except (struct.error, TypeError) as exc:
@@ -1429,6 +1588,8 @@ class RingCore:
         NOP, so a later NOP in it is packed in full."""
         if not self._sq_published <= index < self._sqe_tail:
             raise ValueError(f"SQ position {index} is not a prepared, unsubmitted SQE")
+        if sqe_flags & _IOSQE_UNKNOWN:
+            raise _unknown_sqe_flags("set_sqe_flags", sqe_flags)
         slot = index & self._sq_mask
         self._slot_shape[slot] = 0
         self._sqe_bytes[slot * self._sqe_size + 1] |= sqe_flags
@@ -2150,6 +2311,8 @@ class RingCore:
                 if iopoll or sq[self._i_sq_flags] & (_SQ_CQ_OVERFLOW | _SQ_TASKRUN):
                     out += self._reap_from_kernel(_NO_LIMIT, raw)
                 got = len(out) - before
+                if threadsafe and self._closer is not None and self._closer != _get_ident():
+                    return self._woken_by_close(out, pairing)
                 if failed and failed != _errno.EINTR and failed != _errno.ETIME and not (
                         got and failed in (_errno.EAGAIN, _errno.EBUSY)):
                     if out:
@@ -2233,9 +2396,23 @@ class RingCore:
         carried over; then the old mappings are dropped and the new ones
         mapped from the offsets the kernel wrote back.
 
+        Both sizes are checked as ``Ring()`` checks them, before anything
+        is published: ints (not bools), at least 1 and at most
+        ``IORING_MAX_ENTRIES``/``IORING_MAX_CQ_ENTRIES`` (the struct's u32
+        would take 2**32 + 8 as 8), the CQ no smaller than the SQ.
+
         liburing: ``io_uring_resize_rings``.
         """
         self._check()
+        sq_entries = _setup_int("resize: sq_entries (IORING_MAX_ENTRIES at most)", sq_entries,
+                                1, MAX_ENTRIES)
+        if cq_entries is not None:
+            cq_entries = _setup_int("resize: cq_entries (IORING_MAX_CQ_ENTRIES at most)",
+                                    cq_entries, 1, MAX_CQ_ENTRIES)
+            if _pow2(cq_entries) < _pow2(sq_entries):  # compared as the kernel rounds them
+                raise ValueError(f"resize: cq_entries={cq_entries} is less than sq_entries="
+                                 f"{sq_entries} (each rounded up to a power of two): the CQ "
+                                 "must hold at least as many as the SQ")
         self._publish()
         p = abi.io_uring_params()
         p.sq_entries = sq_entries
@@ -2280,6 +2457,17 @@ class RingCore:
         rest of the process (a deliberate leak, never a use-after-free).
         In a forked child, only this process's mapping and fd are dropped.
 
+        ``threadsafe=True``: other threads may be asleep in the ring (a
+        ``wait``, ``completions``, ``submit_and_wait``).  First they are
+        woken and waited for, within *timeout* (``_wake_waiters``): each
+        gets ``RingClosedError``, or the CQEs it had already reaped, and
+        a wait begun meanwhile is refused; then the above (SQEs prepared
+        before the wake-up went to the kernel with it: they are cancelled
+        with the rest).  For a waiter that cannot be woken (only the
+        issuer may enter a ``SINGLE_ISSUER`` ring) the mappings are kept,
+        leaked for the rest of the process: it returns at its own timeout
+        to ``RingClosedError``, never to unmapped memory.
+
         liburing: ``io_uring_queue_exit``.
         """
         state = self._state
@@ -2306,6 +2494,9 @@ class RingCore:
             self._requests = {}
             self._skipped = []
             self._state = "closed"
+            if self._in_wait:  # threadsafe: a waiter close could not wake is still inside
+                _GRAVEYARD.extend(self._maps + self._views)  # its views stay valid
+                self._maps, self._views = [], []
             self._unmap()
             fd, self._fd = self._fd, -1
             if fd >= 0:
@@ -2385,6 +2576,9 @@ _SQ_SIDE = ("prep_rw", "prep_batch", "prep_copies", "prep_nop_batch", "get_sqe",
             "set_owner", "set_sqe_flags", "_publish")
 _CQ_SIDE = ("_reap_ring", "_reap_words", "_reap_from_kernel", "reap_records")
 _BOTH_SIDES = ("release_skipped", "register", "resize", "close", "_discard_unsubmitted")
+# ... and the calls that may sleep in io_uring_enter without a lock: each
+# is counted while it runs, so close() can wake them (RingCore._waiting).
+_WAITS = ("_wait_direct", "submit_and_wait")
 
 
 def _locked(locks: Tuple[Any, ...], method: Callable[..., Any]) -> Callable[..., Any]:

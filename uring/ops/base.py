@@ -19,7 +19,7 @@ from typing import Any, Callable, FrozenSet, Optional, Tuple, Union
 
 from .. import abi
 from ..buffers import PinnedBuffer, pin
-from ..errors import FixedFile, UnsupportedOperation
+from ..errors import FixedFile, UnsupportedOperation, check_int
 from ..register import RegisterMixin, _fileno
 from ..request import op_name
 
@@ -137,6 +137,13 @@ class OpsBase(RegisterMixin):
             where = f"the registered file table ({self._files} slots)" if own_table else "a file table"
             raise ValueError(f"{op}: file_index {file_index} is outside {where}")
         return file_index + 1
+
+    def _group(self, op: str, buf_group: Any) -> Any:
+        """What a buffer-selecting request (``IOSQE_BUFFER_SELECT``) holds:
+        the memory of provided-buffer group *buf_group*, the SQE's u16
+        ``buf_group`` (an int, not a bool: ``TypeError``; out of range:
+        ``ValueError``)."""
+        return self._buffer_group(check_int(f"{op}: buf_group", buf_group, 0, 0xFFFF))
 
     # -- filling SQEs ----------------------------------------------------------
 

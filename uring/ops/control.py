@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import abi
 from ..buffers import PinnedBuffer
+from ..errors import check_int
 from ..ring import RingCore
 from .base import OpsBase, Seconds, timespec
 
@@ -708,8 +709,7 @@ class ControlOps(OpsBase):
         if count * size > buf.nbytes:
             raise ValueError(f"{what}: {count} buffers of {size} bytes need {count * size} bytes; "
                              f"the buffer has {buf.nbytes}")
-        if not 0 <= group <= 0xFFFF:
-            raise ValueError(f"{what}: buffer group {group} is not a u16")
+        group = check_int(f"{what}: buffer group", group, 0, 0xFFFF)
         if start_id < 0 or start_id + count > 1 << 16:
             raise ValueError(f"{what}: buffer ids {start_id}..{start_id + count - 1} exceed 65535")
         ud = self._op(abi.IORING_OP_PROVIDE_BUFFERS, fd=count, addr=buf.address, len=size,
@@ -733,8 +733,7 @@ class ControlOps(OpsBase):
         what = "IORING_OP_REMOVE_BUFFERS"
         if not 1 <= count <= 1 << 16:
             raise ValueError(f"{what}: count must be 1..65536, got {count}")
-        if not 0 <= group <= 0xFFFF:
-            raise ValueError(f"{what}: buffer group {group} is not a u16")
+        group = check_int(f"{what}: buffer group", group, 0, 0xFFFF)
         pools, counts = self._provided_pools()
         left = counts.get(group, 0) - count
         released: List[PinnedBuffer] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Sized, Tuple, Union
 
 from .. import abi
 from ..buffers import IovecArray, PinnedBuffer, ReleasedBufferError, export, pin
@@ -68,24 +68,38 @@ def _named(op: str, exc: ReleasedBufferError, where: str = "") -> ReleasedBuffer
     return exc
 
 
+def _iovec_count(op: str, count: int) -> None:
+    """At most ``UIO_MAXIOV`` iovecs in one request: the kernel refuses more
+    (``-EINVAL``, or ``-EMSGSIZE`` for a ``msghdr``)."""
+    if count > abi.UIO_MAXIOV:
+        raise ValueError(f"{op}: {count} iovecs; one request takes at most "
+                         f"{abi.UIO_MAXIOV} (UIO_MAXIOV)")
+
+
 def _iovec_array(op: str, buffers: Any, writable: bool) -> IovecArray:
     """The ``IovecArray`` a vectored op hands the kernel: *buffers* itself
     when it is one, checked live (its iovecs hold the addresses its
     ``PinnedBuffer`` objects had when it was made: one released since may
     have moved or been freed), and writable for a read; else one made of
-    *buffers*.  Raises before any SQE is written."""
+    *buffers* (counted first: no more than ``UIO_MAXIOV``).  Raises before
+    any SQE is written."""
     if isinstance(buffers, IovecArray):
         iov = buffers
+        _iovec_count(op, iov.count)
         for i, b in enumerate(iov.buffers):
             if not b.live:
                 raise _named(op, ReleasedBufferError(b), f"iovec {i} of the IovecArray: ")
         if writable and not all(b.writable for b in iov.buffers):
             raise TypeError(f"{op}: every buffer must be writable")
         return iov
+    if isinstance(buffers, Sized):
+        _iovec_count(op, len(buffers))  # before a buffer is pinned
     try:
-        return IovecArray(buffers, writable=writable)
+        iov = IovecArray(buffers, writable=writable)
     except ReleasedBufferError as exc:
         raise _named(op, exc) from None
+    _iovec_count(op, iov.count)  # an iterable with no len()
+    return iov
 
 
 class FileOps(OpsBase):
@@ -276,7 +290,7 @@ class FileOps(OpsBase):
             raise TypeError("prep_read: with buf_group the kernel picks the buffer; pass buf=None")
         if buf_group is None:
             raise TypeError("prep_read: buf is None, but no buf_group names buffers to pick from")
-        keep = self._buffer_group(buf_group)
+        keep = self._group("IORING_OP_READ", buf_group)
         if length is None:
             length = 0  # the whole selected buffer
         elif not 0 <= length <= _U32:
@@ -297,7 +311,7 @@ class FileOps(OpsBase):
         the last one lacks it (EOF: ``res`` 0; the group ran dry:
         ``-ENOBUFS``; an error).  The request holds the group's memory
         until that last CQE."""
-        keep = self._buffer_group(buf_group)
+        keep = self._group("IORING_OP_READ_MULTISHOT", buf_group)
         if not 0 <= length <= _U32:
             raise ValueError(f"IORING_OP_READ_MULTISHOT: bad length {length}")
         fd = self._file(fd, fixed)
@@ -316,6 +330,7 @@ class FileOps(OpsBase):
         items = list(buffers)
         if not items:
             raise ValueError(f"{op}: no iovecs")
+        _iovec_count(op, len(items))
         array = (abi.iovec * len(items))()
         pins: List[PinnedBuffer] = []
         for i, item in enumerate(items):

@@ -393,11 +393,6 @@ class NetOps(OpsBase):
             raise ValueError(f"{op}: {length} bytes is more than one request moves (2**31-1)")
         return length
 
-    def _group(self, op: str, buf_group: int) -> Any:
-        if not isinstance(buf_group, int) or not 0 <= buf_group <= 0xFFFF:
-            raise ValueError(f"{op}: buf_group must be a u16, got {buf_group!r}")
-        return self._buffer_group(buf_group)
-
     # -- setting up -------------------------------------------------------------
 
     def prep_socket(self, domain: int, type: int, protocol: int = 0,
