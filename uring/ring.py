@@ -359,9 +359,11 @@ class RingCore:
                     (prep, publish) and another the CQ side (reap), taken
                     CQ first; no lock is held in a blocking ``io_uring_enter``
                     except by ``reap_records``/``completions`` (the CQ lock)
-                    and by a prep that waits for room (the SQ lock).
-                    ``close()`` from one thread wakes the others waiting in
-                    the ring (``RingClosedError``) before it unmaps it.
+                    and by ``sq_wait`` or a prep that waits for room (the SQ
+                    lock).  ``close()`` from one thread wakes the others
+                    waiting in the ring (``RingClosedError``) before it
+                    unmaps it; a call made during or after it raises
+                    ``RingClosedError``, never enters a closed fd.
     kernel:         the syscall seam (default: the running kernel).
     """
 
@@ -404,10 +406,12 @@ class RingCore:
         self._carried: List[Tuple[Tuple[int, ...], Optional[Request]]] = []
         # threadsafe=True: the thread closing the ring (set once, first
         # thing close() does), the threads inside a wait (they keep the
-        # rings mapped), and the user_data of the wake-up timeouts close
-        # posted for them (see _wake_waiters).
+        # rings mapped, and the fd open: close leaves it to the last of
+        # them, _fd_after_waiters), and the user_data of the wake-up
+        # timeouts close posted for them (see _wake_waiters).
         self._closer: Optional[int] = None
         self._in_wait = 0
+        self._fd_after_waiters = -1
         self._wakeups: Set[int] = set()
         add_holder(self)  # PinnedBuffer.release asks held_roots()
         # Every value that lands in a u32 of io_uring_params is checked
@@ -915,6 +919,7 @@ class RingCore:
                 yield ring
 
         self.link = locked_link  # type: ignore[method-assign]
+        self._enter = self._enter_open  # type: ignore[method-assign]
         # A wait holds no lock in io_uring_enter (reap_records holds the
         # CQ one), so close() could unmap the rings under a waiter: each
         # wait registers here, and close wakes the waiters and lets them
@@ -961,13 +966,52 @@ class RingCore:
                                           "while this one waited in it")
                 return result
             finally:
+                fd = -1
                 with gate:
                     self._in_wait -= 1
                     if not self._in_wait:
                         gate.notify_all()
+                        fd, self._fd_after_waiters = self._fd_after_waiters, -1
+                if fd >= 0:  # the ring was closed while this one was inside: the fd is ours
+                    self._kernel.close(fd)
 
         functools.update_wrapper(call, method)
         return call
+
+    def _enter_open(self, to_submit: int, min_complete: int, flags: int) -> int:
+        """``threadsafe=True``: ``_enter`` on a ring that may be closed by
+        another thread, refused with ``RingClosedError`` once it is.
+
+        The fd is read once, here, and is still the ring's when the
+        kernel gets it: every caller either holds a lock ``close()``
+        takes before it closes the fd (submit, ``sq_wait`` and a prep
+        making room hold the SQ lock; ``reap``, ``reap_words`` and the
+        reaps inside a wait hold the CQ one), or is a waiter
+        (``submit_and_wait``), whose fd ``close()`` leaves open for the
+        last waiter to close (``_fd_after_waiters``).  Never -1, never a
+        number closed and handed to another file meanwhile."""
+        fd = self._fd
+        if fd < 0:
+            raise RingClosedError("io_uring_enter: the ring was closed by another thread")
+        if self._enter_fd != fd and _get_ident() == self._registered_thread:
+            fd, flags = self._enter_fd, flags | _ENTER_REGISTERED_RING
+        while True:
+            try:
+                return self._kernel.enter(fd, to_submit, min_complete, flags)
+            except InterruptedError:
+                pass
+
+    def _leave_fd_to_waiters(self, fd: int) -> bool:
+        """``close()`` of a ``threadsafe`` ring with waiters still inside
+        (the wake-up did not bring them out within its timeout): leave the
+        fd open for the last of them to close on its way out (``_waiting``),
+        so that none enters a closed fd, or a number the process has given
+        to another file meanwhile.  False if none is left: close it now."""
+        with self._wait_gate:
+            if not self._in_wait:
+                return False
+            self._fd_after_waiters = fd
+            return True
 
     def _wake_waiters(self, seconds: Optional[float]) -> Optional[float]:
         """``threadsafe=True``, the first step of ``close``: stop new waits,
@@ -2232,10 +2276,15 @@ class RingCore:
         the CQ holds that many, counting the ones we have not reaped); then
         reap everything.  The variants are flags of the same round:
 
-        - a deadline: ``IORING_ENTER_EXT_ARG`` with the reused
+        - a deadline: ``IORING_ENTER_EXT_ARG`` with an
           ``io_uring_getevents_arg`` whose timespec is set, each round, to
           the time that is left (so a signal never restarts the full
-          timeout); ``ETIME`` ends the wait with what arrived;
+          timeout); ``ETIME`` ends the wait with what arrived.  The kernel
+          reads the timespec when it is entered, so between the store and
+          the call it must be this wait's alone: the ring's one reused pair
+          by default, a pair of its own per wait on a ``threadsafe`` ring,
+          where another thread's wait would store its own deadline there
+          (``_own_wait_arg``);
         - SQPOLL: the kernel thread submits, so ``to_submit`` is 0 and the
           thread is woken (``IORING_ENTER_SQ_WAKEUP``) when it sleeps with
           SQEs pending: the full fence between our tail store and the
@@ -2252,23 +2301,28 @@ class RingCore:
         error comes again with the next call.
         """
         syscall, number = self._raw_enter
+        threadsafe, sqpoll, iopoll = self._threadsafe, self._sqpoll, self._iopoll
         fd, base = self._enter_fd, _ENTER_GETEVENTS
         if fd != self._fd:
             fd, base = self._registered_target(base)
+        if threadsafe and fd < 0:  # closed by another thread since this one was let in
+            raise RingClosedError("wait: the ring was closed by another thread")
         arg: Any = None
         argsz: Any = 0
         deadline = None
+        ts = self._ts
         if seconds is not None:
             if not self.params.features & abi.IORING_FEAT_EXT_ARG:
                 raise UnsupportedOperation("IORING_ENTER_EXT_ARG (a wait with a timeout)")
             deadline = time.monotonic() + seconds
             base |= _ENTER_EXT_ARG
             arg, argsz = self._ext_arg_ptr, self._ext_arg_size
+            if threadsafe:
+                ts, arg = _own_wait_arg()
         sq, cq = self._sq_u32, self._cq_u32
         out: List[Any] = []
         pairing = self._pairing
         i_tail, i_head = self._i_sq_tail, self._i_sq_head
-        threadsafe, sqpoll, iopoll = self._threadsafe, self._sqpoll, self._iopoll
         if self._carried:  # taken before and kept: they count toward *n*
             out += self._take_carried(_NO_LIMIT, raw)
         try:
@@ -2302,8 +2356,8 @@ class RingCore:
                         # would wrap past 2**63: the kernel saturates
                         # anything this long to "for ever" anyway)
                         left = (left if left < _LONGEST_WAIT else _LONGEST_WAIT) if left > 0 else 0.0
-                        self._ts.tv_sec = int(left)
-                        self._ts.tv_nsec = int((left - int(left)) * 1e9)
+                        ts.tv_sec = int(left)
+                        ts.tv_nsec = int((left - int(left)) * 1e9)
                     if syscall(number, fd, to_submit, want if want > 0 else 0, flags, arg, argsz) < 0:
                         failed = ctypes.get_errno()
                 before = len(out)
@@ -2499,7 +2553,7 @@ class RingCore:
                 self._maps, self._views = [], []
             self._unmap()
             fd, self._fd = self._fd, -1
-            if fd >= 0:
+            if fd >= 0 and not (self._in_wait and self._leave_fd_to_waiters(fd)):
                 self._kernel.close(fd)
 
     def _discard_unsubmitted(self, start: Optional[int] = None) -> None:
@@ -2529,13 +2583,18 @@ class RingCore:
 
     def _cancel_everything(self) -> None:
         """``IORING_OP_ASYNC_CANCEL`` with ``IORING_ASYNC_CANCEL_ANY|ALL``
-        (5.19+), under the highest ``user_data`` no request in flight holds."""
+        (5.19+), under the highest ``user_data`` no request in flight holds.
+        Posted by a ``threadsafe`` ring's close, it is filed with the
+        wake-ups: a waiter the close gave up on may reap its CQE, which is
+        not one of its own (``_woken_by_close`` drops it)."""
         marker = (1 << 64) - 1
         while marker in self._requests or (self._skipped and self._skipped_holds(marker)):
             marker -= 1
         try:
             self.prep(abi.IORING_OP_ASYNC_CANCEL, fd=-1, user_data=marker,
                       op_flags=abi.IORING_ASYNC_CANCEL_ANY | abi.IORING_ASYNC_CANCEL_ALL)
+            if self._closer is not None:  # close's own CQE, like a wake-up: no waiter's
+                self._wakeups.add(marker)
             self.submit()
         except (OSError, SubmissionQueueFull):
             return
@@ -2571,13 +2630,38 @@ class RingCore:
             pass
 
 
+class _WaitArg(ctypes.Structure):
+    """An ``io_uring_getevents_arg`` and the ``__kernel_timespec`` its
+    ``ts`` points to, in one allocation (see ``_own_wait_arg``)."""
+
+    _fields_ = [("arg", abi.io_uring_getevents_arg), ("ts", abi.kernel_timespec)]
+
+
+_WAIT_ARG_TS = _WaitArg.ts.offset
+
+
+def _own_wait_arg() -> Tuple[abi.kernel_timespec, ctypes.c_void_p]:
+    """A timed wait's own ``IORING_ENTER_EXT_ARG`` argument on a
+    ``threadsafe`` ring: (the timespec to set before each enter, the
+    argument's address to pass).  The timespec keeps the pair alive."""
+    pair = _WaitArg()
+    pair.arg.sigmask_sz = _NSIG_BYTES
+    address = ctypes.addressof(pair)
+    pair.arg.ts = address + _WAIT_ARG_TS
+    return pair.ts, ctypes.c_void_p(address)
+
+
 # threadsafe=True: what each lock guards (see RingCore._install_locks).
+# The calls that enter the kernel and return at once (submit, reap, ...)
+# hold a lock through it: close() takes both before it closes the fd.
 _SQ_SIDE = ("prep_rw", "prep_batch", "prep_copies", "prep_nop_batch", "get_sqe", "write_sqe",
-            "set_owner", "set_sqe_flags", "_publish")
-_CQ_SIDE = ("_reap_ring", "_reap_words", "_reap_from_kernel", "reap_records")
+            "set_owner", "set_sqe_flags", "_publish", "submit", "sq_wait")
+_CQ_SIDE = ("_reap_ring", "_reap_words", "_reap_from_kernel", "reap_records", "reap",
+            "reap_words")
 _BOTH_SIDES = ("release_skipped", "register", "resize", "close", "_discard_unsubmitted")
 # ... and the calls that may sleep in io_uring_enter without a lock: each
-# is counted while it runs, so close() can wake them (RingCore._waiting).
+# is counted while it runs, so close() can wake them, and leaves the fd
+# open until the last of them is out (RingCore._waiting).
 _WAITS = ("_wait_direct", "submit_and_wait")
 
 
