@@ -231,8 +231,8 @@ def test_write_bytes_and_text(run: Loop, tmp_path: Any) -> None:
         assert path.read_bytes() == "héllo\nwörld".encode()
         async with ua.open(path, "r+") as f:
             assert await f.readline() == "héllo\n"
-            await f.write("W")  # lands after the line read, not after the read-ahead
-        assert path.read_text(encoding="utf-8") == "héllo\nWörld"
+            await f.write("W")  # as the builtin's: after its 8 KiB read-ahead (here the end)
+        assert path.read_text(encoding="utf-8") == "héllo\nwörldW"
     run(main())
 
 

@@ -23,11 +23,7 @@ an ``OSError`` the errno, strerror, filename and filename2), the stable
 fields of each ``stat`` result and the bytes on disk after each part; the
 four transcripts must be equal, step by step.
 
-What the program leaves out, on purpose: the builtin text file's write
-right after a read without a seek (it lands after the builtin's 8 KiB
-read-ahead, which is no position a program can name; the package writes
-where the reading stopped, as documented in ``uring.asyncio.files``), and
-results that depend on the builtin's buffer size (``read1()``/``peek()``
+What the program leaves out, on purpose: results that depend on the builtin's buffer size (``read1()``/``peek()``
 beyond the end of a small file, the ``start`` of a ``UnicodeDecodeError``
 in a large one).  No aiofiles needed: it wraps the builtins compared here.
 """

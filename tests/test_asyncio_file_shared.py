@@ -135,18 +135,13 @@ _BATCH: List[Tuple[Any, ...]] = [
 ]
 
 
-def _builtin_batch(path: Any, binary: bool, kind: str) -> List[Any]:
+def _builtin_batch(path: Any, binary: bool) -> List[Any]:
     out: List[Any] = []
     with builtins.open(path, "r+b" if binary else "r+", encoding=None if binary else "utf-8") as g:
         for op in _BATCH:
             name, args = op[0], list(op[1:])
             if name == "write":
                 args = [args[0].encode() if binary else args[0]]
-                if kind == "uring":
-                    # The builtin text file writes after its read-ahead;
-                    # this package's (documented) where the reading
-                    # stopped: the same with an explicit seek(tell()) first.
-                    g.seek(g.tell())
             if name == "truncate":
                 g.flush()
             out.append(getattr(g, name)(*args))
@@ -160,7 +155,7 @@ def test_calls_started_together_run_in_call_order(run: Any, tmp_path: Any, kind:
     initial = "".join(f"{i:02d}abcdefgh\n" for i in range(8))
     reference = tmp_path / "ref.dat"
     reference.write_bytes(initial.encode())
-    expected = _builtin_batch(reference, binary, kind)
+    expected = _builtin_batch(reference, binary)
     path = tmp_path / "f.dat"
     path.write_bytes(initial.encode())
 

@@ -12,7 +12,8 @@ Two ways in, and the same ops on both:
   own Unix loop, its readiness polling done with ``IORING_OP_POLL_ADD`` and one
   ``io_uring_enter`` per iteration for polls and requests alike (``loop``).
 
-Files (``open``, ``AsyncBinaryFile``, ``AsyncTextFile``: aiofiles' API),
+Files (``open``, ``AsyncBinaryFile``, ``AsyncBinaryStream``, ``AsyncTextFile``:
+aiofiles' API, with the builtin file's results and errors),
 sockets (``sock_*``, with the semantics of the loop methods of the same names), transports and streams
 (``open_connection``, ``start_server``, ``create_connection``,
 ``create_server``); ``uring.asyncio.os`` (``os.path``) and
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from .driver import LoopRing, get_ring
 from .fallback import backend, set_backend
-from .files import AsyncBinaryFile, AsyncFile, AsyncTextFile, open
+from .files import AsyncBinaryFile, AsyncBinaryStream, AsyncFile, AsyncTextFile, open
 from .loop import EventLoopPolicy, UringEventLoop, UringSelector, new_event_loop, run
 from .sockets import (
     sock_accept,
@@ -51,6 +52,7 @@ from . import os, ospath, tempfile  # noqa: E402,F401  # isort: skip
 
 __all__ = [
     "AsyncBinaryFile",
+    "AsyncBinaryStream",
     "AsyncFile",
     "AsyncTextFile",
     "EventLoopPolicy",

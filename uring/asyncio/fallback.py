@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import warnings
 from typing import Optional
@@ -45,6 +46,33 @@ _mode: Optional[str] = None      # set_backend's, else the environment's (read o
 _source = ENV                    # who asked: the environment variable or set_backend()
 _decided: Optional[str] = None   # "io_uring" or "threads", once decided
 _warned = False
+
+
+# Code whose frames the warning skips: this package's, and asyncio's own
+# (a coroutine run as a task has the event loop below it, not its caller).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """``warnings.warn``'s *stacklevel* from ``backend()`` for the first
+    frame outside this package: the user's line that made the first
+    operation (``open``, an ``os`` function, a tempfile function,
+    ``run``, ...), however deep in the package it was decided.  Past
+    asyncio's own frames too when a user frame lies beyond them."""
+    frame = sys._getframe(1)  # noqa: SLF001 - backend()'s: stacklevel 1
+    level = 1
+    first_outside = 0
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        if not name.startswith(_PACKAGE_DIR):
+            if not first_outside:
+                first_outside = level
+            if not name.startswith(_ASYNCIO_DIR):
+                return level
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return first_outside or 2
 
 
 def _check(mode: str, where: str) -> str:
@@ -113,7 +141,7 @@ def backend() -> str:
             f"uring.asyncio: {cause}; files, uring.asyncio.os and the socket functions run "
             f"on a thread pool, streams on asyncio's transports "
             f"({ENV}=io_uring or set_backend('io_uring') to get an error instead)",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=_user_stacklevel())
     return "threads"
 
 

@@ -15,7 +15,16 @@ on a binary file), ``tell``, ``flush``, ``truncate``, ``stat``, ``close``,
 async iteration and ``async with``; ``fileno()`` and a binary file's
 ``readable()`` answer at once, and ``seekable()``, ``writable()``,
 ``isatty()`` and a text file's ``readable()`` answer at once *and* may be
-awaited, as aiofiles awaits them (``fileproto.Answer``).  Plus
+awaited, as aiofiles awaits them (``fileproto.Answer``); ``detach()``, as
+aiofiles calls it, at once (a text file's gives its binary file, a
+buffered binary file's an unbuffered one over the same fd); the
+attributes ``name``, ``mode``, ``closed``, ``raw`` (binary), ``buffer``,
+``encoding``, ``errors``, ``newlines``, ``line_buffering`` (text).  An
+operation the file cannot do (closed, detached, a mode without it, a bad
+argument) raises the builtin file's exception with its message, checked
+in its order (``io.UnsupportedOperation: read``/``not readable``/``File
+not open for reading``, ``ValueError: read of closed file``/``I/O
+operation on closed file.``, ``whence value 7 unsupported``, ...).  Plus
 ``pread``/``pwrite`` at explicit offsets, which leave the position alone
 and may run concurrently, ``fsync`` and ``statx``.  The open itself is
 ``IORING_OP_OPENAT`` (an *opener* runs on a worker thread instead), reads
@@ -34,13 +43,23 @@ nothing read ahead reads exactly *n* bytes.  Writes go straight to the
 kernel, so ``flush`` has nothing to do.
 
 Text files are ``AsyncTextFile``, CPython's ``io.TextIOWrapper`` algorithm
-(``_pyio``'s, awaited) over the binary file (``f.buffer``): the same
-incremental decoder and ``io.IncrementalNewlineDecoder``, so universal
-newlines, *newline* ``""``/``"\\n"``/``"\\r"``/``"\\r\\n"`` and ``tell()``'s
-opaque cookies are the builtin's.  One difference, on purpose: a write
-(or ``truncate()``) after a read lands where the reading stopped, as if
-``seek(tell())`` had come first, where the builtin writes after its own
-read-ahead.
+(C's, awaited) over the binary file (``f.buffer``): the same incremental
+decoder and ``io.IncrementalNewlineDecoder``, the same chunks (8 KiB, or
+what ``read(n)`` asks for, taken from the binary file's read-ahead), so
+universal newlines, *newline* ``""``/``"\\n"``/``"\\r"``/``"\\r\\n"``,
+``tell()``'s opaque cookies, and where a write or ``truncate()`` after a
+read lands (as the builtin's: after its read-ahead, the binary position,
+not where the reading stopped; ``seek(tell())`` first writes there;
+after a ``seek()`` to a cookie that feeds the decoder, the block the
+builtin's buffered file reads there counts too, except in a writable
+file, whose reads are as if flushed first, as the thread fallback's are)
+are the builtin's.  Two of the builtin's CPython 3.11 quirks are not copied:
+its ``readlines()`` iterates, which turns its ``tell()`` off until a
+``flush()``/``seek()`` and can leave it wrong after (here the lines are
+``readline()``'s and ``tell()`` stays right), and its read after a write
+reads from before its still-buffered write (here writes go straight to
+the kernel).  A read that fails (a decoding error) leaves the file as the
+builtin's failing read does.
 
 One file object may be shared by several tasks: the operations at the
 position (``read``, ``read1``, ``readinto``, ``readline``, ``readlines``,
@@ -58,8 +77,10 @@ in the kernel finishes, the operations still waiting find the file closed.
 Cancellation.  A cancelled read consumes nothing: the position does not
 move, and what the cancelled read had read ahead is kept for the next read
 (``readlines`` included: all of its lines or none).  On a file that cannot
-be read twice (a pipe, FIFO or terminal: ``seekable()`` False), bytes the
-kernel had already handed to a cancelled read are lost, in both backends.
+be read twice (a pipe, FIFO or terminal: ``seekable()`` False,
+``AsyncBinaryStream``), the bytes the kernel had already handed to the
+cancelled read (a read the kernel completed before the cancel took
+included) are kept in the file's read-ahead: the next read returns them.
 A write cannot be taken back once the kernel has it: a cancelled write
 may have landed in part or whole, and the position says how far.  It is
 moved past every byte the kernel wrote before the cancel took (for a
@@ -67,9 +88,14 @@ write done in several requests, up to the first short or failed one),
 and ``CancelledError`` is still raised; the same when a write fails part
 way.  A text write's position is that of its encoded bytes that landed
 (``tell()`` is then that byte offset).  The thread fallback
-(``threadfile.ThreadFile``) keeps the same promises; on a file that is not
-seekable, bytes a cancelled read took on the worker thread are lost there
-too.
+(``threadfile.ThreadFile``) keeps the same promises, a stream's bytes a
+cancelled read took on the worker thread included.
+
+Append mode.  Each write goes to the end of the file, where the kernel
+puts it, and the position is then the end of the file (``tell()`` after a
+read and a write in ``"a+b"`` too), as the builtin's once it has flushed
+(its buffered file reports, before that, where the bytes would have gone
+without ``O_APPEND``).
 
 A pipe, FIFO, socket or terminal is not seekable, as for the builtin:
 ``seekable()`` is False, and ``tell``/``seek``/``truncate()`` raise the
@@ -86,6 +112,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import errno
+import functools
 import io
 import locale
 import operator
@@ -123,7 +150,8 @@ from .threadfile import Gate, open_thread_file
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
 
-__all__ = ["AsyncBinaryFile", "AsyncFile", "AsyncTextFile", "open", "stat_result_from_statx"]
+__all__ = ["AsyncBinaryFile", "AsyncBinaryStream", "AsyncFile", "AsyncTextFile", "open",
+           "stat_result_from_statx"]
 
 _READ = "IORING_OP_READ"
 _WRITE = "IORING_OP_WRITE"
@@ -142,6 +170,52 @@ _SEEK_DATA_HOLE = tuple(getattr(os, name) for name in ("SEEK_DATA", "SEEK_HOLE")
 def _einval() -> OSError:
     """The builtin file's error for a negative position or size."""
     return OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+
+# The builtin's errors for an operation the file cannot do now, as
+# ``_refuse`` raises them.  A closed file: the text file and ``IOBase``'s
+# own methods (``readlines``, ``writelines``, ``flush``) say
+# ``_CLOSED``; ``FileIO`` (``buffering=0``) and what the buffered file
+# asks its ``FileIO`` say ``_CLOSED_RAW``; the buffered file's own methods
+# name the operation (``_BUFFERED_CLOSED``).
+_CLOSED = "I/O operation on closed file."
+_CLOSED_RAW = "I/O operation on closed file"
+_BUFFERED_CLOSED = {
+    "read": "read of closed file", "read1": "read of closed file",
+    "readall": "read of closed file", "readinto": "readinto of closed file",
+    "readline": "readline of closed file", "peek": "peek of closed file",
+    "write": "write to closed file", "seek": "seek of closed file",
+    "truncate": "truncate of closed file", "tell": _CLOSED_RAW, "fileno": _CLOSED_RAW,
+    "readable": _CLOSED_RAW, "writable": _CLOSED_RAW, "seekable": _CLOSED_RAW,
+    "isatty": _CLOSED_RAW,
+}
+_RAW_PERIOD = frozenset({"readlines", "writelines", "flush"})  # IOBase's own, on FileIO too
+_READS = frozenset({"read", "read1", "readall", "readinto", "readline", "readlines", "peek",
+                    "pread", "preadinto"})
+_WRITES = frozenset({"write", "writelines", "truncate", "pwrite"})
+# Methods the builtin's buffered class lacks where its mode lacks them:
+# ``BufferedIOBase``'s refuse them before anything else, even closed.
+_LACKING = {"read": "read", "read1": "read1", "readall": "read", "readinto": "read",
+            "readline": "read", "peek": "read", "write": "write"}
+_DETACHED = "raw stream has been detached"
+_TEXT_DETACHED = "underlying buffer has been detached"
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A read that did not finish because its task was cancelled (or a
+    ``KeyboardInterrupt``): it consumes nothing.  One that failed (a
+    decoding error, the kernel's) leaves the file as the builtin's failing
+    read does: what it had consumed stays consumed."""
+    return not isinstance(exc, Exception)
+
+
+def _nbytes(data: Any) -> int:
+    """The size of bytes-like *data*; the builtin's ``TypeError`` for anything else."""
+    try:
+        return memoryview(data).nbytes
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not "
+                        f"'{type(data).__name__}'") from None
 
 
 def binary_mode(mode: str) -> str:
@@ -212,10 +286,15 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
     iteration.  ``AsyncBinaryFile`` reads ``bytes``, ``AsyncTextFile``
     ``str``."""
 
-    name: Any
-    mode: str
-
     # -- overridden -----------------------------------------------------------------
+
+    @property
+    def name(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def mode(self) -> str:
+        raise NotImplementedError
 
     async def read(self, size: Optional[int] = -1) -> AnyStr:
         raise NotImplementedError
@@ -241,6 +320,11 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
     def _check_readable(self) -> Any:
         raise NotImplementedError
 
+    def _check_op(self, op: str) -> None:
+        """Raise the builtin's error where this file cannot do *op* now
+        (closed, detached, or its mode lacks it)."""
+        raise NotImplementedError
+
     def _save(self) -> Tuple[Any, ...]:
         raise NotImplementedError
 
@@ -257,30 +341,37 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
 
     @property
     def closed(self) -> bool:
-        return self._raw()._fd < 0  # noqa: SLF001 - this module's own binary file
+        raw = self._raw()
+        if raw._detached:  # noqa: SLF001 - this module's own binary file
+            raise ValueError(_DETACHED)
+        return raw._fd < 0  # noqa: SLF001 - this module's own binary file
 
     def fileno(self) -> int:
         raw = self._raw()
-        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        raw._check("fileno")  # noqa: SLF001 - this module's own binary file
         return raw._fd  # noqa: SLF001 - this module's own binary file
 
     # aiofiles calls a binary file's ``readable`` directly and awaits the
     # others (and a text file's ``readable``): each answers at once, and an
-    # ``Answer`` may be awaited too.
+    # ``Answer`` may be awaited too.  As the builtin's: a buffered file
+    # (the text file's too) answers False for what its mode lacks even
+    # when closed; otherwise a closed file refuses to answer.
 
     def readable(self) -> bool:
         raw = self._raw()
-        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        if raw._fd < 0 and (raw._readable or not raw._keep_ahead):  # noqa: SLF001
+            raw._refuse("readable")  # noqa: SLF001 - this module's own binary file
         return raw._readable  # noqa: SLF001 - this module's own binary file
 
     def writable(self) -> Answer:
         raw = self._raw()
-        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        if raw._fd < 0 and (raw._writable or not raw._keep_ahead):  # noqa: SLF001
+            raw._refuse("writable")  # noqa: SLF001 - this module's own binary file
         return answer(raw._writable)  # noqa: SLF001 - this module's own binary file
 
     def seekable(self) -> Answer:
         raw = self._raw()
-        raw._check_open()  # noqa: SLF001 - this module's own binary file
+        raw._check("seekable")  # noqa: SLF001 - this module's own binary file
         return answer(raw._seekable)  # noqa: SLF001 - this module's own binary file
 
     def isatty(self) -> Answer:
@@ -294,9 +385,10 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         One operation: no other runs between its lines, and a cancelled
         one consumes none of them."""
         limit = _size(hint)
-        self._check_readable()
+        self._check_op("readlines")
         raw = self._raw()
-        return await raw._in_turn(self._check_readable, self._readlines, limit)  # noqa: SLF001
+        return await raw._in_turn(functools.partial(self._check_op, "readlines"),  # noqa: SLF001
+                                  self._readlines, limit)
 
     async def _readlines(self, limit: int) -> List[AnyStr]:
         lines: List[AnyStr] = []
@@ -311,15 +403,18 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
                 total += len(line)
                 if 0 < limit < total:
                     return lines
-        except BaseException:
-            self._restore(saved)  # all the lines or none
+        except BaseException as exc:
+            if _interrupted(exc):
+                self._restore(saved)  # all the lines or none
             raise
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """``write`` each item of *lines* (no newlines are added), as one
         operation: no other runs between them."""
+        self._check_op("writelines")
         raw = self._raw()
-        await raw._in_turn(None, self._writelines, lines)  # noqa: SLF001
+        await raw._in_turn(functools.partial(self._check_op, "writelines"),  # noqa: SLF001
+                           self._writelines, lines)
 
     async def _writelines(self, lines: Iterable[Any]) -> None:
         for line in lines:
@@ -331,7 +426,7 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         does, once the operations called before it are done.  For
         durability, ``fsync``."""
         raw = self._raw()
-        await raw._in_turn_sync(raw._check_open)  # noqa: SLF001
+        await raw._in_turn_sync(self._check_op, "flush")  # noqa: SLF001
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Up to *size* bytes at *offset* (fewer at end of file); the position
@@ -378,8 +473,13 @@ class AsyncFile(AsyncFileProtocol, Generic[AnyStr]):
         await self._raw()._close()  # noqa: SLF001 - this module's own binary file
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fileno()}"
-        return f"<uring.asyncio.{type(self).__name__} {self.name!r} mode={self.mode!r} {state}>"
+        try:
+            state = "closed" if self.closed else f"fd={self.fileno()}"
+        except ValueError:  # detached: no name or state to tell
+            return f"<uring.asyncio.{self._kind} detached mode={self.mode!r}>"
+        return f"<uring.asyncio.{self._kind} {self.name!r} mode={self.mode!r} {state}>"
+
+    _kind = "AsyncFile"  # the class named by repr
 
 
 
@@ -395,8 +495,9 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._ring = ring
         self._fd = fd
         self._closefd = closefd
-        self.name = name
-        self.mode = mode
+        self._name = name
+        self._mode = mode
+        self._detached = False  # detach() gave the fd to another file object
         self._readable = readable
         self._writable = writable
         self._append = append
@@ -413,26 +514,138 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         # turn in call order.
         self._gate = Gate()
 
+    _kind = "AsyncBinaryFile"
+
+    # A stream's (AsyncBinaryStream's) journal: the bytes the kernel has
+    # handed the operation at the position that is running, and its task.
+    _journal: Optional[List[bytes]] = None
+    _journal_task: Any = None
+
     def _raw(self) -> "AsyncBinaryFile":
         return self
 
+    def _keep_late(self, data: Any) -> None:
+        """Bytes the kernel delivered to a read whose task was cancelled
+        before it saw them: into the running operation's journal (a
+        stream's), unless the read was not that operation's (a ``pread``
+        of another task)."""
+        if self._journal is not None and asyncio.current_task() is self._journal_task:
+            self._journal.append(bytes(data))
+
+    @property  # type: ignore[override]
+    def name(self) -> Any:
+        if self._detached:
+            raise ValueError(_DETACHED)
+        return self._name
+
+    @name.setter
+    def name(self, value: Any) -> None:
+        self._name = value
+
+    @property  # type: ignore[override]
+    def mode(self) -> str:
+        if self._detached:
+            raise ValueError(_DETACHED)
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = value
+
+    # -- what the file can do now: the builtin's errors -----------------------------
+
+    def _check(self, op: str) -> None:
+        """Raise the builtin's error where this file cannot do *op* now."""
+        if self._fd < 0 or (op in _READS and not self._readable) \
+                or (op in _WRITES and not self._writable):
+            self._refuse(op)
+
+    _check_op = _check
+
     def _check_open(self) -> None:
         if self._fd < 0:
-            raise ValueError("I/O operation on closed file.")
-
-    # As the builtin's: a buffered file asked to do what its mode does not
-    # allow says so even when closed; an unbuffered one (FileIO) says
-    # closed first.
+            self._refuse("")
 
     def _check_readable(self) -> None:
-        if not self._readable and (self._fd >= 0 or self._keep_ahead):
-            raise io.UnsupportedOperation("read")
-        self._check_open()
+        if self._fd < 0 or not self._readable:
+            self._refuse("read")
 
-    def _check_writable(self) -> None:
-        if not self._writable and (self._fd >= 0 or self._keep_ahead):
-            raise io.UnsupportedOperation("write")
-        self._check_open()
+    def _refuse(self, op: str, convert: Optional[Callable[[], Any]] = None) -> None:
+        """Raise the error the builtin binary file of this mode and
+        buffering raises for *op* here (closed, detached, or a mode
+        without *op*), checking in its order: a buffered file
+        (``BufferedReader``/``Writer``/``Random``) refuses a method its
+        class lacks first, then the argument's type (*convert*), then
+        closed, then the mode; ``FileIO`` (``buffering=0``) the argument,
+        closed, the mode.  Returns only if *op* can be done."""
+        buffered = self._keep_ahead
+        lacking = (op in _READS and not self._readable) or (op in _WRITES and not self._writable)
+        if op == "readline" and convert is not None:  # IOBase.readline takes its argument first
+            convert()
+        if buffered and lacking and op in _LACKING:
+            raise io.UnsupportedOperation(_LACKING[op])
+        if convert is not None:
+            convert()
+        if self._detached:
+            raise ValueError(_DETACHED)
+        if self._fd < 0:
+            if buffered:
+                if op in ("flush", "detach") and self._writable:
+                    raise ValueError("flush of closed file")
+                raise ValueError(_BUFFERED_CLOSED.get(op, _CLOSED))
+            raise ValueError(_CLOSED if op in _RAW_PERIOD or not op else _CLOSED_RAW)
+        if not lacking:
+            return
+        if buffered:
+            raise io.UnsupportedOperation("truncate" if op == "truncate"
+                                          else "read" if op in _READS else "write")
+        if op == "readall":  # FileIO.readall does not ask: the read(2) fails
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        raise io.UnsupportedOperation("File not open for reading" if op in _READS
+                                      else "File not open for writing")
+
+    # -- detach() and raw, as a buffered builtin file's --------------------------------
+
+    def _no_attribute(self, attr: str) -> AttributeError:
+        return AttributeError(f"'{self._kind}' object has no attribute '{attr}'")
+
+    @property
+    def raw(self) -> Optional["AsyncBinaryFile"]:
+        """The file itself (None once detached): there is no separate
+        unbuffered layer below it, its reads and writes are the kernel's.
+        As the builtin's ``FileIO``, a file opened with ``buffering=0`` has
+        no ``raw`` (``AttributeError``)."""
+        if not self._keep_ahead:
+            raise self._no_attribute("raw")
+        return None if self._detached else self
+
+    @property
+    def detach(self) -> Callable[[], "AsyncBinaryFile"]:
+        """``detach()``, as a buffered builtin file's: the file as an
+        unbuffered one (``buffering=0``) over the same fd, position and
+        mode, with what was read ahead still to be read (the builtin's
+        raw file starts after its read-ahead; here nothing is lost); this
+        object is unusable afterwards (``ValueError: raw stream has been
+        detached``).  A file opened with ``buffering=0`` has no
+        ``detach`` (``AttributeError``), as ``FileIO``."""
+        if not self._keep_ahead:
+            raise self._no_attribute("detach")
+        return self._detach
+
+    def _detach(self) -> "AsyncBinaryFile":
+        if self._fd < 0:
+            self._refuse("detach")
+        if self._gate.busy:
+            raise RuntimeError("detach() while an operation of the file is running")
+        raw = type(self)(self._ring, self._fd, self._name, self._mode, self._readable,
+                         self._writable, self._append, self._pos, 0, closefd=self._closefd,
+                         seekable=self._seekable)
+        raw._buf, raw._off = self._buf, self._off  # noqa: SLF001 - nothing read ahead is lost
+        raw._spare, raw._last_pinned = self._spare, self._last_pinned  # noqa: SLF001
+        self._fd = -1
+        self._detached = True
+        self._drop()
+        return raw
 
     def _drop(self) -> None:
         """Forget what was read ahead (the position stays)."""
@@ -498,7 +711,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def pread(self, size: int, offset: int) -> bytes:
         if self._fd < 0 or not self._readable:
-            self._check_readable()
+            self._refuse("pread")
         if size < 0 or offset < 0:
             raise ValueError("size and offset must be >= 0")
         # A buffer pinned on an earlier read of this size is reused: pinning
@@ -519,7 +732,9 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         try:
             cqe = await fut
         except asyncio.CancelledError:
-            await lr.after_cancel(ud, fut)  # the kernel is done with the buffer
+            late = await lr.after_cancel(ud, fut)  # the kernel is done with the buffer
+            if late is not None and late[1] > 0 and self._journal is not None:
+                self._keep_late(memoryview(pinned.obj)[:late[1]])
             raise
         n: int = cqe[1]
         if n < 0:
@@ -539,7 +754,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """Read into *buf* (a writable buffer; a ``uring.PinnedBuffer`` made
         once saves pinning it per request) at *offset*; the byte count."""
         if self._fd < 0 or not self._readable:
-            self._check_readable()
+            self._refuse("preadinto")
         if offset < 0:
             raise ValueError("offset must be >= 0")
         lr = self._ring
@@ -562,7 +777,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
     async def pwrite(self, data: Any, offset: int) -> int:
         """Write all of *data* (bytes) at *offset*; the position is not
         used or moved.  Cancelled, it may have landed in part or whole."""
-        self._check_writable()
+        if self._fd < 0 or not self._writable:
+            self._refuse("pwrite")
         if offset < 0:
             raise ValueError("offset must be >= 0")
         self._drop()  # the read-ahead may hold the old bytes
@@ -582,7 +798,10 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         try:
             cqe = await fut
         except asyncio.CancelledError:
-            await lr.after_cancel(ud, fut)
+            late = await lr.after_cancel(ud, fut)
+            if late is not None and late[1] > 0 and self._journal is not None:
+                self._keep_late(memoryview(buf.obj if buf.__class__ is PinnedBuffer else buf)
+                                .cast("B")[:late[1]])
             raise
         res: int = cqe[1]
         if res < 0:
@@ -649,7 +868,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """Up to *size* bytes from the position (fewer only at the end of
         the file), or everything to the end with -1/None."""
         if self._fd < 0 or not self._readable:
-            self._check_readable()
+            self._refuse("read", functools.partial(self._read_size, size))
         n = _size(size)
         if n < -1 and self._keep_ahead:  # as BufferedReader (FileIO reads all)
             raise ValueError("read length must be non-negative or -1")
@@ -668,6 +887,12 @@ class AsyncBinaryFile(AsyncFile[bytes]):
             return await self._read(n)
         finally:
             gate.leave()
+
+    def _read_size(self, size: Optional[int]) -> int:
+        n = _size(size)
+        if n < -1 and self._keep_ahead:  # as BufferedReader (FileIO reads all)
+            raise ValueError("read length must be non-negative or -1")
+        return n
 
     async def _read(self, n: int) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
@@ -703,7 +928,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         """Up to *size* bytes with at most one request: what was read ahead
         if anything was, else one read (of *size*, or one chunk with -1)."""
         if self._fd < 0 or not self._readable:
-            self._check_readable()
+            self._refuse("read1", functools.partial(_size, size))
         n = _size(size)
         return await self._in_turn(self._check_readable, self._read1, n)
 
@@ -723,14 +948,42 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         self._set(b"", 0, pos + len(got))
         return got
 
+    async def _take(self, n: int) -> bytes:
+        """*n* bytes from the position for the text file over this one
+        (fewer only at the end of the file; from a stream, what is read
+        ahead or what one read gives): what the builtin's ``read1(n)``
+        returns there.  Served from the read-ahead, refilled a buffer
+        size (64 KiB) at a time: the text file's 8 KiB chunks cost one
+        request per buffer, not one each."""
+        buf, off, pos = self._buf, self._off, self._pos
+        have = len(buf) - off
+        if n <= have:
+            self._off = off + n
+            self._pos = pos + n
+            return buf[off:off + n]
+        if have and not self._seekable:  # a stream: no waiting for more than it has
+            self._set(b"", 0, pos + have)
+            return buf[off:]
+        got = await self.pread(max(self._bufsize, n - have), pos + have)
+        take = n - have
+        if have:
+            data = buf[off:] + got[:take]
+        else:
+            data = got[:take] if len(got) > take else got
+        if len(got) > take:
+            self._set(got, take, pos + n)
+        else:
+            self._set(b"", 0, pos + len(data))
+        return data
+
     async def peek(self, size: int = 0) -> bytes:
         """The bytes ahead of the position, not consumed (the builtin
         ``BufferedReader.peek``): what was read ahead, else one chunk read
         now (and kept, unless *buffering* was 0); at least one byte before
         the end of the file, and maybe more than *size*."""
         if self._fd < 0 or not self._readable:
-            self._check_readable()
-        return await self._in_turn(self._check_readable, self._peek)
+            self._refuse("peek")
+        return await self._in_turn(functools.partial(self._check, "peek"), self._peek)
 
     async def _peek(self) -> bytes:
         buf, off, pos = self._buf, self._off, self._pos
@@ -742,14 +995,17 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def readall(self) -> bytes:
         """Everything from the position to the end (``FileIO.readall``)."""
+        if self._fd < 0 or not self._readable:
+            self._refuse("readall")
         return await self.read()
 
     async def readinto(self, buf: Any) -> int:
         """Fill *buf* (a writable buffer) from the position; the byte count
         (less than its size only at the end of the file)."""
         if self._fd < 0 or not self._readable:
-            self._check_readable()
-        return await self._in_turn(self._check_readable, self._readinto, buf)
+            self._refuse("readinto")
+        return await self._in_turn(functools.partial(self._check, "readinto"),
+                                  self._readinto, buf)
 
     async def _readinto(self, buf: Any) -> int:
         have = len(self._buf) - self._off
@@ -791,6 +1047,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
                 self._off = i
                 self._pos += i - off
                 return buf[off:i]
+        if self._fd < 0 or not self._readable:  # (the argument first, then the state)
+            self._refuse("readline", functools.partial(_size, size))
         return await self._readline_in_turn(_size(size))
 
     async def _readline_in_turn(self, limit: int) -> bytes:
@@ -798,7 +1056,7 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def _readline(self, limit: int) -> bytes:
         if self._fd < 0 or not self._readable:
-            self._check_readable()
+            self._refuse("readline")
         buf, off, start = self._buf, self._off, self._pos
         parts: List[bytes] = []
         total = 0
@@ -843,10 +1101,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def _write(self, data: Any) -> int:
         if self._fd < 0 or not self._writable:
-            self._check_writable()
-        if isinstance(data, str):
-            raise TypeError("a bytes-like object is required, not 'str'")
-        if not memoryview(data).nbytes:
+            self._refuse("write", functools.partial(_nbytes, data))
+        if not _nbytes(data):
             return 0  # as the builtin: nothing written, the position stays
         self._drop()
         if not self._append:
@@ -869,24 +1125,34 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
 
     def _seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._check_open()
-        offset = operator.index(offset)
-        if not self._seekable:
+        # In the builtin's order: a buffered file checks whence, closed,
+        # seekable, then the offset; FileIO closed, the offset, then lets
+        # lseek refuse (ESPIPE, EINVAL for a bad whence).
+        whence = operator.index(whence)
+        known = whence in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END) or whence in _SEEK_DATA_HOLE
+        if self._keep_ahead and not known:
+            raise ValueError(f"whence value {whence} unsupported")
+        if self._fd < 0:
+            self._refuse("seek")
+        if self._keep_ahead and not self._seekable:
             self._check_seekable()
+        offset = operator.index(offset)
         if not _OFF_MIN <= offset <= _OFF_MAX:  # the builtin's conversion to off_t
             if self._keep_ahead:
                 raise ValueError("cannot fit 'int' into an offset-sized integer")
             raise OverflowError("Python int too large to convert to C long")
+        if not known:  # lseek(2) refuses the whence before anything else
+            raise _einval()
+        if not self._seekable:
+            self._check_seekable()
         if whence == os.SEEK_SET:
             pos = offset
         elif whence == os.SEEK_CUR:
             pos = self._pos + offset
-        elif whence == os.SEEK_END or whence in _SEEK_DATA_HOLE:
-            # SEEK_DATA/SEEK_HOLE as the builtin binary file takes them:
-            # the kernel's answer for this file (ENXIO past the end).
-            pos = os.lseek(self._fd, offset, whence)
         else:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            # SEEK_END, and SEEK_DATA/SEEK_HOLE as the builtin binary file
+            # takes them: the kernel's answer for this file (ENXIO past the end).
+            pos = os.lseek(self._fd, offset, whence)
         if pos < 0 or pos > _OFF_MAX:
             raise _einval()
         if pos >= _FAR:
@@ -909,7 +1175,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
         return await self._in_turn_sync(self._seek, offset, whence)
 
     def _tell(self) -> int:
-        self._check_open()
+        if self._fd < 0:
+            self._refuse("tell")
         if not self._seekable:
             raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
         return self._pos
@@ -921,10 +1188,9 @@ class AsyncBinaryFile(AsyncFile[bytes]):
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
         position does not move."""
-        self._check_open()
-        if not self._writable:
-            raise io.UnsupportedOperation("truncate")
-        return await self._in_turn(self._check_open, self._truncate, size)
+        self._check("truncate")
+        return await self._in_turn(functools.partial(self._check, "truncate"), self._truncate,
+                                   size)
 
     async def _truncate(self, size: Optional[int]) -> int:
         if size is None:
@@ -941,6 +1207,8 @@ class AsyncBinaryFile(AsyncFile[bytes]):
 
     async def _close(self) -> None:
         if self._fd < 0:
+            if self._detached:
+                raise ValueError(_DETACHED)
             return
         fd, self._fd = self._fd, -1
         self._drop()
@@ -969,17 +1237,96 @@ class AsyncBinaryFile(AsyncFile[bytes]):
                 pass
 
 
+class AsyncBinaryStream(AsyncBinaryFile):
+    """An ``AsyncBinaryFile`` that cannot be read twice: a pipe, FIFO,
+    socket or terminal (``seekable()`` False), as ``open`` makes it.
+
+    On a seekable file a read that does not finish (cancelled, or failed)
+    consumes nothing by leaving the position where it was: the next read
+    reads the bytes again.  A stream's bytes, once the kernel has handed
+    them over, are gone from the kernel, so each operation at the position
+    keeps a journal of the bytes the kernel hands it (a read cancelled
+    after the kernel completed it included: ``LoopRing.after_cancel``
+    gives its CQE back).  If the operation does not finish, the file is as
+    before it (every read changes the state only once done, the text file's
+    reads put it back) and the journal's bytes go to the read-ahead,
+    after what was read ahead before: the next read returns them.  The
+    same for the text file over it.  (``pread``/``preadinto``, which do
+    not take their turn, keep no journal.)  What was read ahead is never
+    dropped (see ``_set``)."""
+
+    async def _in_turn(self, check: Optional[Callable[[], Any]],
+                       op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        return await super()._in_turn(check, self._journaled, op, *args)
+
+    # What was read ahead is not a copy of the file here but bytes taken
+    # from the stream: kept even unbuffered (buffering=0: a readline()
+    # reads a chunk, the rest of it waits for the next read) and across a
+    # write (an O_RDWR FIFO).
+
+    def _set(self, buf: bytes, off: int, pos: int) -> None:
+        self._buf, self._off, self._pos = buf, off, pos
+
+    def _drop(self) -> None:
+        pass
+
+    async def _journaled(self, op: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        journal: List[bytes] = []
+        self._journal, self._journal_task = journal, asyncio.current_task()
+        try:
+            return await op(*args)
+        except BaseException as exc:
+            if journal and _interrupted(exc):
+                self._buf = self._buf[self._off:] + b"".join(journal)
+                self._off = 0
+            raise
+        finally:
+            self._journal = self._journal_task = None
+
+    async def read(self, size: Optional[int] = -1) -> bytes:
+        # No uncontended path of its own here: every read that reaches the
+        # kernel keeps its journal (_in_turn).
+        if self._fd < 0 or not self._readable:
+            self._refuse("read", functools.partial(self._read_size, size))
+        n = self._read_size(size)
+        buf, off = self._buf, self._off
+        if not self._gate.busy and 0 <= n <= len(buf) - off:
+            self._off = off + n
+            self._pos += n
+            return buf[off:off + n]
+        return await self._in_turn(self._check_readable, self._read, n)
+
+    async def pread(self, size: int, offset: int) -> bytes:
+        data = await super().pread(size, offset)
+        if data and self._journal is not None and asyncio.current_task() is self._journal_task:
+            self._journal.append(data)
+        return data
+
+    async def _read_at(self, buf: Any, offset: int) -> int:
+        n = await super()._read_at(buf, offset)
+        if n > 0 and self._journal is not None and asyncio.current_task() is self._journal_task:
+            view = memoryview(buf.obj if buf.__class__ is PinnedBuffer else buf).cast("B")
+            self._journal.append(bytes(view[:n]))
+        return n
+
+
 class AsyncTextFile(AsyncFile[str]):
     """An open text file; made by ``uring.asyncio.open`` without ``"b"``.
     ``io.TextIOWrapper``'s algorithm over an ``AsyncBinaryFile``
     (``buffer``): reads return ``str``, ``tell()`` returns the builtin's
     cookie, newlines are handled as *newline* says (see ``open``)."""
 
-    _CHUNK_SIZE = _CHUNK
+    _kind = "AsyncTextFile"
+    #: The text layer's chunk: the builtin ``TextIOWrapper``'s (8 KiB, or
+    #: what ``read(n)`` asks for), taken from the binary file's 64 KiB
+    #: read-ahead, so that the binary position after a read (where a write
+    #: lands) is the builtin's.
+    _CHUNK_SIZE = 8192
 
     def __init__(self, buffer: AsyncBinaryFile, encoding: Optional[str] = None,
                  errors: Optional[str] = None, newline: Optional[str] = None,
-                 line_buffering: bool = False) -> None:
+                 line_buffering: bool = False, *,
+                 buffer_size: int = io.DEFAULT_BUFFER_SIZE, mode: Optional[str] = None) -> None:
         _check_newline(newline)
         encoding = _text_encoding(encoding)
         if not getattr(codecs.lookup(encoding), "_is_text_encoding", True):
@@ -989,9 +1336,8 @@ class AsyncTextFile(AsyncFile[str]):
             errors = "strict"
         elif not isinstance(errors, str):
             raise ValueError(f"invalid errors: {errors!r}")
-        self.buffer = buffer
-        self.name = buffer.name
-        self.mode = buffer.mode
+        self.buffer: AsyncBinaryFile = buffer
+        self._text_mode = buffer.mode if mode is None else mode  # its own, kept after detach()
         self.encoding = encoding
         self.errors = errors
         self.line_buffering = line_buffering
@@ -1008,14 +1354,39 @@ class AsyncTextFile(AsyncFile[str]):
         # bytes): tell() rebuilds the position from it.
         self._snapshot: Optional[Tuple[int, bytes]] = None
         self._b2cratio = 0.0
-        self._dirty = False  # read ahead since the last seek or write
+        # The buffer size of the builtin's buffered file under its text
+        # file: *buffering*, else the file system's block size.
+        self._buffer_size = buffer_size if buffer_size > 1 else io.DEFAULT_BUFFER_SIZE
+        # After a seek() that fed the decoder, the builtin's buffered file
+        # holds a block read ahead from the seek's position: (its start,
+        # its end), which its next reads return first (see _read_chunk).
+        self._block: Optional[Tuple[int, int]] = None
         if buffer._readable:  # noqa: SLF001 - this module's own binary file
             self._get_decoder()
         if buffer._writable and buffer._pos != 0:  # noqa: SLF001 - this module's own binary file
             self._get_encoder().setstate(0)  # no BOM in the middle of a file
 
     def _raw(self) -> AsyncBinaryFile:
-        return self.buffer
+        b = self.buffer
+        if b is None:
+            raise ValueError(_TEXT_DETACHED)
+        return b
+
+    @property  # type: ignore[override]
+    def name(self) -> Any:
+        return self._raw().name
+
+    @name.setter
+    def name(self, value: Any) -> None:
+        self._raw().name = value
+
+    @property  # type: ignore[override]
+    def mode(self) -> str:
+        return self._text_mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._text_mode = value
 
     def readable(self) -> Answer:  # type: ignore[override]  # awaitable, as aiofiles' text file
         return answer(super().readable())
@@ -1023,7 +1394,42 @@ class AsyncTextFile(AsyncFile[str]):
     @property
     def newlines(self) -> Any:
         """The newlines read so far (universal newlines mode), as the builtin's."""
+        self._raw()
         return getattr(self._decoder, "newlines", None)
+
+    # -- what the file can do now: the builtin's errors -----------------------------
+
+    def _check_op(self, op: str) -> None:
+        """Raise the builtin text file's error where it cannot do *op* now:
+        detached, closed, then a mode without it (``not readable``, ``not
+        writable``, ``truncate``) or a stream that cannot seek."""
+        b = self._raw()
+        if b._fd < 0:  # noqa: SLF001 - this module's own binary file
+            raise ValueError(_CLOSED)
+        if op in _READS and not b._readable:  # noqa: SLF001 - this module's own binary file
+            raise io.UnsupportedOperation("not readable")
+        if op in ("write", "writelines") and not b._writable:  # noqa: SLF001
+            raise io.UnsupportedOperation("not writable")
+        if op == "truncate" and not b._writable:  # noqa: SLF001 - its own binary file
+            raise io.UnsupportedOperation("truncate")
+        if op in ("seek", "tell") and not b._seekable:  # noqa: SLF001 - its own binary file
+            raise io.UnsupportedOperation("underlying stream is not seekable")
+
+    def detach(self) -> AsyncBinaryFile:
+        """As the builtin's: the binary file (``buffer``), at the position
+        where the builtin's would be (after this file's read-ahead); this
+        object is unusable afterwards (``ValueError: underlying buffer has
+        been detached``), its ``buffer`` None.  The text decoded ahead is
+        dropped, as the builtin drops it."""
+        self._check_op("detach")
+        b = self.buffer
+        if b.busy:
+            raise RuntimeError("detach() while an operation of the file is running")
+        self._set_decoded_chars("")
+        self._snapshot = None
+        self._block = None
+        self.buffer = None  # type: ignore[assignment]
+        return b
 
     # -- TextIOWrapper's machinery -------------------------------------------------
 
@@ -1054,27 +1460,43 @@ class AsyncTextFile(AsyncFile[str]):
         b = self.buffer
         dec = self._decoder.getstate() if self._decoder is not None else None
         return (self._decoded_chars, self._decoded_chars_used, self._snapshot, self._b2cratio,
-                dec, b._buf, b._off, b._pos, self._dirty)  # noqa: SLF001 - this module's own binary file
+                dec, b._buf, b._off, b._pos, self._block)  # noqa: SLF001 - this module's own binary file
 
     def _restore(self, state: Tuple[Any, ...]) -> None:
         b = self.buffer
         (self._decoded_chars, self._decoded_chars_used, self._snapshot, self._b2cratio,
-         dec, b._buf, b._off, b._pos, self._dirty) = state  # noqa: SLF001 - this module's own binary file
+         dec, b._buf, b._off, b._pos, self._block) = state  # noqa: SLF001 - this module's own binary file
         if dec is not None and self._decoder is not None:
             self._decoder.setstate(dec)
 
-    async def _read_chunk(self) -> bool:
-        """Read and decode the next chunk; False at the end of the file."""
+    async def _read_chunk(self, size_hint: int = 0) -> bool:
+        """Read and decode the next chunk; False at the end of the file.
+        The chunk is C ``TextIOWrapper``'s: ``_CHUNK_SIZE`` bytes, or
+        *size_hint* characters' worth (``read(n)``: the characters still
+        wanted, times the bytes per character of the last chunk), fewer
+        where the builtin's buffered file holds fewer read ahead
+        (``_block``)."""
         decoder = self._decoder
         assert decoder is not None
         dec_buffer, dec_flags = decoder.getstate()
-        input_chunk = await self.buffer._read1(self._CHUNK_SIZE)  # noqa: SLF001 - its own
+        b = self.buffer
+        if size_hint > 0:
+            size_hint = int(max(self._b2cratio, 1.0) * size_hint)
+        size = max(self._CHUNK_SIZE, size_hint)
+        # (A writable file reads as if flushed first: see _flush_block.)
+        if self._block is not None and not b._writable:  # noqa: SLF001 - its own binary file
+            # BufferedReader.read1: what it holds read ahead, if anything.
+            left = self._block[1] - b._pos  # noqa: SLF001 - this module's own binary file
+            if left > 0:
+                size = min(size, left)
+            if left <= size:
+                self._block = None
+        input_chunk = await b._take(size)  # noqa: SLF001 - this module's own binary file
         eof = not input_chunk
         decoded_chars = decoder.decode(input_chunk, eof)
         self._set_decoded_chars(decoded_chars)
         self._b2cratio = len(input_chunk) / len(decoded_chars) if decoded_chars else 0.0
         self._snapshot = (dec_flags, dec_buffer + input_chunk)
-        self._dirty = True
         return not eof or bool(decoded_chars)  # as C: a chunk that gave text is not the end
 
     # The cookie is the C TextIOWrapper's (not _pyio's): a 64-bit byte
@@ -1102,7 +1524,6 @@ class AsyncTextFile(AsyncFile[str]):
             self._decoder.setstate((b"", dec_flags))
 
     def _tell(self) -> int:
-        self.buffer._check_open()  # noqa: SLF001 - this module's own binary file
         position = self.buffer._pos  # noqa: SLF001 - this module's own binary file
         decoder = self._decoder
         if decoder is None or self._snapshot is None:
@@ -1118,7 +1539,14 @@ class AsyncTextFile(AsyncFile[str]):
             skip_back = 1
             while skip_bytes > 0:
                 self._decoder_setstate(position, dec_flags)
-                n = len(decoder.decode(next_input[:skip_bytes]))
+                # C decodes skip_bytes bytes of the input even past its end
+                # (the ratio is the last chunk's): it reads the bytes
+                # object's NUL terminator there, which sends the search
+                # back; the same here (a slice would stop short, and the
+                # position found would be past bytes never decoded).
+                over = skip_bytes - len(next_input)
+                n = len(decoder.decode(next_input[:skip_bytes] if over <= 0
+                                       else next_input + b"\0" * over))
                 if n <= chars_to_skip:
                     b, d = decoder.getstate()
                     if not b:
@@ -1159,21 +1587,38 @@ class AsyncTextFile(AsyncFile[str]):
         finally:
             decoder.setstate(saved_state)
 
-    def _check_seekable(self) -> None:
-        b = self.buffer
-        b._check_open()  # noqa: SLF001 - this module's own binary file
-        if not b._seekable:  # noqa: SLF001 - this module's own binary file
-            raise io.UnsupportedOperation("underlying stream is not seekable")
-
     def _tell_checked(self) -> int:
-        self._check_seekable()
+        self._check_op("tell")
+        self._flush_block()
         return self._tell()
+
+    def _flush_block(self) -> None:
+        """The builtin text file's ``flush()`` (in its ``tell``, ``seek``,
+        ``flush``, ``truncate``) flushes its buffered file, and a
+        ``BufferedRandom``'s flush empties its read buffer (a
+        ``BufferedReader``'s does not).  A writable file's reads here are
+        as if that flush came first: so are the thread fallback's, whose
+        text reads ask the builtin's ``tell()`` first (to undo a cancelled
+        read); only after a ``seek()`` that fed the decoder does that
+        change anything (the builtin's next chunk is the rest of the block
+        it read there, here a whole one)."""
+        if self.buffer._writable:  # noqa: SLF001 - this module's own binary file
+            self._block = None
+
+    def _flush_checked(self) -> None:
+        self._check_op("flush")
+        self._flush_block()
+
+    async def flush(self) -> None:
+        """Nothing to flush: writes go straight to the kernel.  Checks that
+        the file is open, once the operations called before it are done."""
+        await self._raw()._in_turn_sync(self._flush_checked)  # noqa: SLF001
 
     async def tell(self) -> int:
         """The position as the builtin's ``tell()`` gives it: the byte
         offset when the decoder holds nothing, else an opaque cookie that
         ``seek`` takes back."""
-        b = self.buffer
+        b = self._raw()
         return await b._in_turn_sync(self._tell_checked)  # noqa: SLF001
 
     def _reset_encoder(self, position: int) -> None:
@@ -1186,95 +1631,126 @@ class AsyncTextFile(AsyncFile[str]):
         else:
             encoder.reset()
 
-    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+    async def seek(self, cookie: Any, whence: int = os.SEEK_SET) -> Any:
         """As the builtin's: to a ``tell()`` cookie, or ``seek(0, SEEK_CUR)``
-        / ``seek(0, SEEK_END)``; the new position."""
-        self._check_seekable()
+        / ``seek(0, SEEK_END)``; the new position (the cookie as given)."""
+        whence = operator.index(whence)
+        self._check_op("seek")
         b = self.buffer
-        return await b._in_turn(self._check_seekable, self._seek, cookie, whence)  # noqa: SLF001
+        return await b._in_turn(functools.partial(self._check_op, "seek"),  # noqa: SLF001
+                                self._seek, cookie, whence)
 
-    async def _seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+    async def _seek(self, cookie: Any, whence: int = os.SEEK_SET) -> Any:
+        # C TextIOWrapper.seek's steps and errors, in its order: the
+        # cookie is compared with 0 before it is taken as an int (so a
+        # float is taken, a str refused by the comparison).
         b = self.buffer
-        b._check_open()  # noqa: SLF001 - this module's own binary file
-        cookie = operator.index(cookie)
         if whence == os.SEEK_CUR:
             if cookie != 0:
                 raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
-            whence = os.SEEK_SET
+            self._flush_block()
             cookie = self._tell()
         elif whence == os.SEEK_END:
             if cookie != 0:
                 raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
+            self._block = None
             position = b._seek(0, os.SEEK_END)  # noqa: SLF001 - this module's own binary file
             self._set_decoded_chars("")
             self._snapshot = None
+            self._block = None
             if self._decoder is not None:
                 self._decoder.reset()
             self._reset_encoder(position)
-            self._dirty = False
             return position
-        if whence != os.SEEK_SET:
+        elif whence != os.SEEK_SET:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if cookie < 0:
-            raise ValueError(f"negative seek position {cookie}")
-        if cookie >> 168:  # wider than the C cookie's 21 bytes
+            raise ValueError(f"negative seek position {cookie!r}")
+        self._flush_block()
+        value = operator.index(cookie) if isinstance(cookie, int) else int(cookie)
+        if value >> 168:  # wider than the C cookie's 21 bytes
             raise OverflowError("int too big to convert")
-        start_pos, dec_flags, bytes_to_feed, need_eof, chars_to_skip = self._unpack_cookie(cookie)
+        start_pos, dec_flags, bytes_to_feed, need_eof, chars_to_skip = self._unpack_cookie(value)
         if start_pos > _OFF_MAX:  # a negative off_t to the builtin: its seek's EINVAL
             raise _einval()
         saved = self._save()
         try:
+            self._block = self._block_after_seek(start_pos)
             b._seek(start_pos)  # noqa: SLF001 - this module's own binary file
             self._set_decoded_chars("")
             self._snapshot = None
-            self._dirty = False
-            if self._decoder is not None:
+            self._snapshot = (dec_flags, b"")
+            decoder = self._decoder
+            if decoder is not None:
                 self._decoder_setstate(start_pos, dec_flags)
-                self._snapshot = (dec_flags, b"")
-            elif dec_flags or chars_to_skip:
-                self._decoder_setstate(start_pos, dec_flags)  # type: ignore[unreachable]
             if chars_to_skip:
-                decoder = self._decoder or self._get_decoder()
+                if decoder is None:  # C reads from the buffer: a write-only one refuses
+                    raise io.UnsupportedOperation("read")
+                self._block = self._block_after_read(start_pos, bytes_to_feed)
                 input_chunk = await b._read(bytes_to_feed)  # noqa: SLF001 - its own
                 self._snapshot = (dec_flags, input_chunk)
                 self._set_decoded_chars(decoder.decode(input_chunk, need_eof))
                 if len(self._decoded_chars) < chars_to_skip:
                     raise OSError("can't restore logical file position")
                 self._decoded_chars_used = chars_to_skip
-                self._dirty = True
-        except BaseException:
-            self._restore(saved)
+        except BaseException as exc:
+            if _interrupted(exc):  # (a failing one leaves what it did, as the builtin's)
+                self._restore(saved)
             raise
-        self._reset_encoder(cookie)
+        self._reset_encoder(value)
         return cookie
 
-    async def _sync(self, clear: bool = True) -> None:
-        """Before a write or truncate after a read: put the binary position
-        where the reading stopped (``seek(tell())``); for a write, forget
-        the decoder's state as the builtin's write does."""
-        if self._dirty and self.buffer._seekable:  # noqa: SLF001 - its own binary file
-            await self._seek(self._tell())
-        if clear and (self._decoded_chars or self._snapshot is not None):
-            self._set_decoded_chars("")
-            self._snapshot = None
-            if self._decoder is not None:
-                self._decoder.reset()
-        self._dirty = False
+    # The builtin's buffered file under the text file holds a block read
+    # ahead only after a seek() that fed the decoder (its read(n) of the
+    # bytes to feed fills its buffer); the text file's reads take the rest
+    # of that block before anything else (read1).  Where its reads and
+    # writes leave it, so that the next chunk, and so the position after
+    # it, is the builtin's: ``_block`` = (start, end), or None.
+
+    def _block_after_seek(self, target: int) -> Optional[Tuple[int, int]]:
+        """The buffered file's seek keeps its block when the target is in
+        it (and it had bytes not read yet)."""
+        block = self._block
+        if block is not None and self.buffer._pos < block[1] \
+                and block[0] <= target <= block[1]:  # noqa: SLF001 - this module's own binary file
+            return block
+        return None
+
+    def _block_after_read(self, pos: int, n: int) -> Optional[Tuple[int, int]]:
+        """The block after the buffered file's read(n) at *pos*: the old one
+        if it holds the n bytes, else a new one where the read left off a
+        multiple of the buffer size (``_bufferedreader_read_generic``)."""
+        block = self._block
+        have = block[1] - pos if block is not None else 0
+        if 0 <= n <= have:
+            return block
+        remaining = n - max(have, 0)
+        size = self._buffer_size
+        start = pos + max(have, 0) + remaining - remaining % size
+        return (start, start + size) if remaining % size else None
+
+    def _forget_decoded(self) -> None:
+        """What the builtin's write does to the reading side: the text
+        decoded ahead is dropped and the decoder reset (the binary
+        position stays after the read-ahead: the write lands there)."""
+        self._set_decoded_chars("")
+        self._snapshot = None
+        if self._decoder is not None:
+            self._decoder.reset()
 
     # -- reading -------------------------------------------------------------------
 
     def _check_readable(self) -> AsyncBinaryFile:
         b = self.buffer
-        if b._fd < 0 or not b._readable:  # noqa: SLF001 - this module's own binary file
-            b._check_open()  # noqa: SLF001 - closed first, as the builtin text file
-            b._check_readable()  # noqa: SLF001 - this module's own binary file
+        if b is None or b._fd < 0 or not b._readable:  # noqa: SLF001 - its own binary file
+            self._check_op("read")
         return b
 
     async def read(self, size: Optional[int] = -1) -> str:
         """Up to *size* characters (fewer only at the end of the file), or
         everything to the end with -1/None."""
+        n = _size(size)  # (the argument first, then the state: the builtin's order)
         b = self._check_readable()
-        n = _size(size)
         return await b._in_turn(self._check_readable, self._read, n)  # noqa: SLF001
 
     async def _read(self, n: int) -> str:
@@ -1286,41 +1762,45 @@ class AsyncTextFile(AsyncFile[str]):
                 result = self._get_decoded_chars() + decoder.decode(raw, final=True)
                 self._set_decoded_chars("")
                 self._snapshot = None
-                self._dirty = True
+                self._block = None
                 return result
             result = self._get_decoded_chars(n)
             eof = False
             while len(result) < n and not eof:
-                eof = not await self._read_chunk()
+                eof = not await self._read_chunk(n - len(result))
                 result += self._get_decoded_chars(n - len(result))
             return result
-        except BaseException:
-            self._restore(saved)
+        except BaseException as exc:
+            if _interrupted(exc):
+                self._restore(saved)
             raise
 
     async def readline(self, size: Optional[int] = -1) -> str:
         """One line with its newline as *newline* defines lines (empty at
         the end of the file); at most *size* characters with *size* >= 0."""
-        if self._readtranslate and size == -1 and not self.buffer.busy:
-            # The common case without copying the rest of the chunk per line.
+        if self._readtranslate and size == -1:
+            # The common case without copying the rest of the chunk per line
+            # (nothing decoded once closed or detached: the checks below).
             chars, start = self._decoded_chars, self._decoded_chars_used
             i = chars.find("\n", start)
-            if i >= 0:
+            if i >= 0 and not self.buffer.busy:
                 self._decoded_chars_used = i + 1
                 return chars[start:i + 1]
+        # As the builtin text file's: an index (not None, as a binary file's
+        # takes), then the state.
+        limit = operator.index(size)  # type: ignore[arg-type]
         b = self._check_readable()
-        if size is None:  # as the builtin text file's (a binary file's takes None)
-            raise TypeError("'NoneType' object cannot be interpreted as an integer")
-        limit = _size(size)
-        return await b._in_turn(self._check_readable, self._readline_whole, limit)  # noqa: SLF001
+        return await b._in_turn(functools.partial(self._check_op, "readline"),  # noqa: SLF001
+                                self._readline_whole, limit)
 
     async def _readline_whole(self, limit: int) -> str:
         """``_readline``, all or nothing: a cancelled one consumes nothing."""
         saved = self._save()
         try:
             return await self._readline(limit)
-        except BaseException:
-            self._restore(saved)
+        except BaseException as exc:
+            if _interrupted(exc):
+                self._restore(saved)
             raise
 
     def _line_end(self, line: str, start: int) -> int:
@@ -1339,7 +1819,7 @@ class AsyncTextFile(AsyncFile[str]):
                 return nlpos + 1
             return crpos + 2  # \r\n (the decoder never splits one)
         assert self._readnl is not None
-        pos = line.find(self._readnl, max(0, start - len(self._readnl) + 1))
+        pos = line.find(self._readnl, start)
         return pos + len(self._readnl) if pos >= 0 else -1
 
     async def _readline(self, limit: int) -> str:
@@ -1372,8 +1852,8 @@ class AsyncTextFile(AsyncFile[str]):
                 chunks.append(line[start:endpos])
                 return "".join(chunks)
             endpos = len(line)
-            if self._readnl == "\r\n" and line.endswith("\r"):
-                endpos -= 1
+            if self._readnl == "\r\n" and line.endswith("\r") and endpos > start:
+                endpos -= 1  # (a "\r" not read yet, that may be half of the newline)
             if limit >= 0 and endpos - start + chunked >= limit:
                 endpos = start + limit - chunked
                 self._decoded_chars_used = max(base + endpos, 0)
@@ -1402,16 +1882,20 @@ class AsyncTextFile(AsyncFile[str]):
         as *newline* says; the number of characters.  Cancelled, its
         encoded bytes may have landed in part or whole: ``tell()`` then
         says how far (see the module's docstring)."""
+        # The builtin's order: the argument's type, then the state.
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         b = self.buffer
+        if b is None or b._fd < 0 or not b._writable:  # noqa: SLF001 - its own binary file
+            self._check_op("write")
         return await b._in_turn(None, self._write, s)  # noqa: SLF001
 
     async def _write(self, s: Any) -> int:
-        b = self.buffer
-        if b._fd < 0 or not b._writable:  # noqa: SLF001 - this module's own binary file
-            b._check_open()  # noqa: SLF001 - closed first, as the builtin text file
-            b._check_writable()  # noqa: SLF001 - this module's own binary file
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        b = self.buffer
+        if b is None or b._fd < 0 or not b._writable:  # noqa: SLF001 - its own binary file
+            self._check_op("write")
         length = len(s)
         if self._writetranslate and self._writenl != "\n" and "\n" in s:
             s = s.replace("\n", self._writenl)
@@ -1420,13 +1904,21 @@ class AsyncTextFile(AsyncFile[str]):
         data = encoder.encode(s)
         start: Optional[int] = None
         try:
-            await self._sync()
+            # As the builtin's: the write lands at the binary position, after
+            # the text read ahead (C TextIOWrapper's chunk, see _read_chunk),
+            # and the decoded text is dropped.
+            self._forget_decoded()
             start = b._pos  # noqa: SLF001 - this module's own binary file
+            # A read after a write reads as if a flush came between (which
+            # empties the builtin's read buffer): the builtin reads from
+            # before its pending write there (CPython 3.11's read1) or from
+            # what it buffered, the thread fallback flushes first.
+            self._block = None
             await b._write(data)  # noqa: SLF001 - this module's own binary file
         except BaseException:
             # Nothing landed: the encoder is as before (a BOM still to
-            # write).  What did land is past the position: _sync left no
-            # decoded text, so tell() is that byte offset.
+            # write).  What did land is past the position: no decoded text
+            # is left, so tell() is that byte offset.
             if start is None or b._pos == start:  # noqa: SLF001 - this module's own binary file
                 encoder.setstate(state)
             raise
@@ -1434,14 +1926,15 @@ class AsyncTextFile(AsyncFile[str]):
 
     async def truncate(self, size: Optional[int] = None) -> int:
         """``IORING_OP_FTRUNCATE`` to *size* (default: the position); the
-        position does not move."""
+        position does not move (as the builtin's: the default is the binary
+        position, after the text read ahead)."""
+        self._check_op("truncate")
         b = self.buffer
-        b._check_open()  # noqa: SLF001 - this module's own binary file
-        b._check_writable()  # noqa: SLF001 - this module's own binary file
-        return await b._in_turn(b._check_open, self._truncate, size)  # noqa: SLF001
+        return await b._in_turn(functools.partial(self._check_op, "truncate"),  # noqa: SLF001
+                                self._truncate, size)
 
     async def _truncate(self, size: Optional[int]) -> int:
-        await self._sync(clear=False)
+        self._block = None  # the buffered file's truncate empties its buffer
         return await self.buffer._truncate(size)  # noqa: SLF001 - this module's own binary file
 
 
@@ -1537,7 +2030,8 @@ class _Opening(Generic[_F]):
             # reading); an append-mode file is positioned at its end, a
             # given fd where it is.  A file lseek refuses (a pipe, FIFO,
             # socket, terminal) is not seekable, as FileIO.seekable() says.
-            st_mode = os.fstat(res).st_mode
+            st = os.fstat(res)
+            st_mode = st.st_mode
             if stat.S_ISDIR(st_mode):
                 raise _os_error(errno.EISDIR, "fstat", name)
             seekable = True
@@ -1556,13 +2050,19 @@ class _Opening(Generic[_F]):
                 os.close(res)
             raise
         size = buffering if buffering > 1 else (0 if buffering == 0 else _CHUNK)
-        raw = AsyncBinaryFile(lr, res, name, binary_mode(mode) if binary else mode, readable,
-                              writable, append, position, size, closefd=closefd,
-                              seekable=seekable)
+        # A file that cannot be read twice keeps what a read that did not
+        # finish had taken (AsyncBinaryStream).
+        kind = AsyncBinaryFile if seekable else AsyncBinaryStream
+        raw = kind(lr, res, name, binary_mode(mode), readable, writable, append, position, size,
+                   closefd=closefd, seekable=seekable)
         if binary:
             return raw  # type: ignore[return-value]
         try:
-            text = AsyncTextFile(raw, encoding, errors, newline, line_buffering=buffering == 1)
+            # The builtin's buffer under its text file: *buffering* bytes,
+            # else the file system's block size (FileIO._blksize).
+            block = buffering if buffering > 1 else st.st_blksize
+            text = AsyncTextFile(raw, encoding, errors, newline, line_buffering=buffering == 1,
+                                 buffer_size=block, mode=mode)
         except BaseException:
             await raw.close()
             raise

@@ -17,12 +17,17 @@ It keeps ``files.py``'s promises:
   made), and if the read ran, the position is put back where it was (a
   binary file seeks back by the bytes read, a text file to the ``tell()``
   cookie taken before the read), so the next read returns those bytes.
-  On a file that is not seekable (a pipe, FIFO, terminal) that cannot be
-  done: the bytes a cancelled read took are lost, as they are with
-  io_uring.
+  On a file that is not seekable (a pipe, FIFO, terminal) what the read
+  took is kept instead (``_back``) and the next reads return it first,
+  as the io_uring files keep it in their read-ahead.
 * A cancelled write has landed (the builtin file's write finishes on its
   thread); its position says so, and ``CancelledError`` is raised once it
   is done.
+* A binary file in append mode is flushed after each write, as the
+  io_uring files write at once: the position is then the end of the
+  file, where the kernel appended (the builtin's buffered file reports,
+  until it flushes, the position the bytes would have had without
+  ``O_APPEND``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ import builtins
 import collections
 import functools
 import io
+import operator
 import os
-from typing import Any, Callable, Deque, Iterable, List, Optional, TypeVar
+from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple, TypeVar
 
 from .fileproto import Answer, AsyncFileProtocol, answer
 
@@ -107,14 +113,27 @@ class ThreadFile(AsyncFileProtocol):
     """An open builtin file whose blocking calls run on a worker thread,
     one at a time in call order (see the module's docstring)."""
 
-    def __init__(self, file: Any, gate: Optional[Gate] = None) -> None:
+    def __init__(self, file: Any, gate: Optional[Gate] = None, *,
+                 newline: Optional[str] = None) -> None:
         self._file = file
         self._gate = gate if gate is not None else Gate()
         self._text = isinstance(file, io.TextIOBase)
+        self._newline = newline  # the text file's, for lines in _back
         try:
             self._rewind = bool(file.seekable())  # a cancelled read can be undone
         except (OSError, ValueError):
             self._rewind = False
+        # What cancelled reads of a stream took (bytes or str), returned first.
+        self._back: Any = "" if self._text else b""
+        # Writes in append mode go out at once (see the module's docstring).
+        self._flush_writes = isinstance(file, io.BufferedIOBase) \
+            and "a" in getattr(file, "mode", "")
+        self._buffer: Optional[ThreadFile] = None
+        self._raw: Optional[ThreadFile] = None
+        # A write since the last flush: a read flushes first (CPython 3.11's
+        # BufferedRandom.read1, under the text file's reads too, reads from
+        # before its buffered writes; the io_uring files have none).
+        self._unflushed = False
 
     # -- state (no I/O) ---------------------------------------------------------------
 
@@ -147,8 +166,55 @@ class ThreadFile(AsyncFileProtocol):
         return getattr(self._file, "line_buffering", None)
 
     @property
-    def buffer(self) -> "ThreadFile":
-        return ThreadFile(self._file.buffer, self._gate)  # the text file's queue
+    def buffer(self) -> Optional["ThreadFile"]:
+        """The text file's binary file (in the text file's queue); None once
+        detached, as the builtin's."""
+        inner = self._file.buffer
+        if inner is None:
+            return None
+        if self._buffer is None or self._buffer._file is not inner:  # noqa: SLF001 - this class's own
+            self._buffer = ThreadFile(inner, self._gate)
+        return self._buffer
+
+    @property
+    def raw(self) -> Optional["ThreadFile"]:
+        """A buffered binary file's unbuffered one (in its queue); None once
+        detached.  ``AttributeError`` where the builtin file has none."""
+        inner = self._file.raw
+        if inner is None:
+            return None
+        if self._raw is None or self._raw._file is not inner:  # noqa: SLF001 - this class's own
+            self._raw = ThreadFile(inner, self._gate)
+        return self._raw
+
+    @property
+    def detach(self) -> Callable[[], "ThreadFile"]:
+        """``detach()``: the builtin's, called at once (as aiofiles calls
+        it), the file it returns as a ``ThreadFile`` (the same object as
+        ``buffer``/``raw``).  ``AttributeError`` where the builtin file has
+        none (``FileIO``).  As the io_uring binary file's, a buffered binary
+        file's raw file is put where the reading stopped (the builtin's is
+        left after its read-ahead)."""
+        detach = self._file.detach
+
+        def run() -> "ThreadFile":
+            if self._gate.busy:
+                raise RuntimeError("detach() while an operation of the file is running")
+            position = None
+            if not self._text and self._rewind and not self._file.closed:
+                position = self._file.tell()
+            inner = detach()
+            if position is not None:
+                inner.seek(position)
+            wrapped = self._buffer if self._text else self._raw
+            if wrapped is None or wrapped._file is not inner:  # noqa: SLF001 - this class's own
+                wrapped = ThreadFile(inner, self._gate)
+            if not self._text and self._back:  # what cancelled reads took: still to be read
+                wrapped._back = self._back + wrapped._back
+            self._back = self._back[:0]
+            return wrapped
+
+        return run
 
     def fileno(self) -> int:
         return self._file.fileno()  # type: ignore[no-any-return]
@@ -203,13 +269,25 @@ class ThreadFile(AsyncFileProtocol):
         finally:
             gate.leave()
 
+    def _flushed(self, func: Callable[..., T]) -> Callable[..., T]:
+        """*func* with a flush first if a write came since the last one."""
+        def run(*args: Any) -> T:
+            f = self._file
+            if self._unflushed and not f.closed and f.readable():  # (else: the read's own error)
+                f.flush()
+                self._unflushed = False
+            return func(*args)
+
+        return run
+
     async def _read_op(self, func: Callable[..., Any], *args: Any,
                        count: Callable[[Any], int] = len) -> Any:
         """A read, undone if its task is cancelled: the position put back
         (a seekable file), so the bytes it took are read again."""
         if not self._rewind:
-            return await self._op(func, *args)
+            return await self._stream_op(func.__name__, *args)
         f = self._file
+        func = self._flushed(func)
         if not self._text:
             return await self._op(func, *args,
                                   undo=lambda got: f.seek(-count(got), os.SEEK_CUR))
@@ -227,6 +305,125 @@ class ThreadFile(AsyncFileProtocol):
 
         return (await self._op(read_from_cookie, undo=undo))[1]
 
+    # -- a stream's reads: what cancelled ones took comes first -------------------------
+
+    async def _stream_op(self, name: str, *args: Any) -> Any:
+        """A read of a file that cannot seek (a pipe, FIFO, terminal):
+        ``_back`` first, then the builtin file's.  Cancelled after it ran,
+        what it took goes back to the front of ``_back``."""
+        def undo(done: Tuple[Any, Any]) -> None:
+            self._back = done[1] + self._back
+
+        return (await self._op(self._flushed(self._from_back), name, args, undo=undo))[0]
+
+    def _from_back(self, name: str, args: Tuple[Any, ...]) -> Tuple[Any, Any]:
+        """(the result of ``name(*args)`` with ``_back`` read first, what
+        it consumed); on the worker thread, in turn."""
+        f = self._file
+        back = self._back
+        if name == "peek":
+            return (back if back else f.peek(*args)), back[:0]
+        if name == "readinto":
+            view = memoryview(args[0]).cast("B")
+            k = min(len(back), view.nbytes)
+            view[:k] = back[:k]
+            got = k
+            if k < view.nbytes and (not k or isinstance(f, io.BufferedIOBase)):
+                got += f.readinto(view[k:]) or 0
+            self._back = back[k:]
+            return got, bytes(view[:got])
+        if name == "_readlines":
+            name = "readlines"
+        if not back:
+            result = self._readlines(*args) if name == "readlines" else getattr(f, name)(*args)
+            return result, ("".join(result) if self._text else b"".join(result)) \
+                if name == "readlines" else result
+        if name == "readlines":
+            lines = self._readlines_back(*args)
+            return lines, ("".join(lines) if self._text else b"".join(lines))
+        if name == "readline":
+            limit = -1 if not args or args[0] is None and not self._text \
+                else operator.index(args[0])
+            line = self._readline_back(limit)
+            return line, line
+        size = -1 if not args or args[0] is None else operator.index(args[0])
+        if name in ("read", "readall") and size < 0:
+            data = back + getattr(f, name)(*args)
+        elif size < 0 or size <= len(back) or name == "read1" \
+                or isinstance(f, io.RawIOBase):  # one read at most: what is here
+            data = back[:size] if size >= 0 else back
+        else:
+            data = back + f.read(size - len(back))
+        self._back = back[len(data):] if len(data) <= len(back) else back[:0]
+        return data, data
+
+    def _line_end(self, s: Any) -> int:
+        """Where the first line of *s* (``_back``) ends, or -1; -1 too for
+        a ``"\r"`` at its end that may be half of a ``"\r\n"``."""
+        if not self._text:
+            i = s.find(b"\n")
+            return i + 1 if i >= 0 else -1
+        nl = self._newline
+        if nl is None or nl == "\n":  # (None: the text has "\n" only, translated)
+            i = s.find("\n")
+            return i + 1 if i >= 0 else -1
+        if nl == "\r":
+            i = s.find("\r")
+            return i + 1 if i >= 0 else -1
+        if nl == "\r\n":
+            i = s.find("\r\n")
+            return i + 2 if i >= 0 else -1
+        ends = [i for i in (s.find("\n"), s.find("\r")) if i >= 0]  # "": any of the three
+        if not ends:
+            return -1
+        i = min(ends)
+        if s[i] == "\r":
+            if i + 1 == len(s):
+                return -1
+            if s[i + 1] == "\n":
+                return i + 2
+        return i + 1
+
+    def _readline_back(self, limit: int) -> Any:
+        f = self._file
+        back = self._back
+        end = self._line_end(back)
+        if end >= 0 and (limit < 0 or end <= limit):
+            self._back = back[end:]
+            return back[:end]
+        if 0 <= limit <= len(back):
+            self._back = back[limit:]
+            return back[:limit]
+        self._back = back[:0]
+        rest = f.readline(limit - len(back) if limit >= 0 else -1)
+        if self._text and back.endswith("\r") and self._newline in ("", "\r\n"):
+            if rest.startswith("\n"):  # the "\r\n" was split
+                self._back = rest[1:]
+                return back + "\n"
+            if self._newline == "":  # the "\r" ended the line
+                self._back = rest
+                return back
+        return back + rest
+
+    def _readlines_back(self, hint: Any = -1) -> List[Any]:
+        hint = -1 if hint is None else operator.index(hint)
+        lines: List[Any] = []
+        total = 0
+        while self._back:
+            line = self._readline_back(-1)
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint < total:
+                return lines
+        if hint <= 0:
+            return lines + self._readlines()
+        if hint == total:  # the builtin would take one more line, then stop
+            line = self._file.readline()
+            return lines + [line] if line else lines
+        return lines + self._readlines(hint - total)
+
     async def read(self, size: Optional[int] = -1) -> Any:
         return await self._read_op(self._file.read, size)
 
@@ -236,6 +433,8 @@ class ThreadFile(AsyncFileProtocol):
         return await self._read_op(self._file.read1, size)
 
     async def peek(self, size: int = 0) -> Any:
+        if not self._rewind:
+            return await self._stream_op("peek", size)  # consumes nothing
         return await self._op(self._file.peek, size)  # consumes nothing
 
     async def readall(self) -> Any:
@@ -248,15 +447,50 @@ class ThreadFile(AsyncFileProtocol):
     async def readline(self, size: Optional[int] = -1) -> Any:
         return await self._read_op(self._file.readline, size)
 
+    def _readlines(self, hint: Any = -1) -> List[Any]:
+        """The builtin's ``readlines``; a text file's by ``readline()``, as
+        the io_uring text file reads them: the builtin text file's
+        iterates, which turns its ``tell()`` off (and can leave it wrong
+        after, CPython 3.11)."""
+        f = self._file
+        if not self._text:
+            return f.readlines(hint)  # type: ignore[no-any-return]
+        hint = -1 if hint is None else operator.index(hint)
+        lines: List[Any] = []
+        total = 0
+        while True:
+            line = f.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint < total:
+                return lines
+
     async def readlines(self, hint: Optional[int] = -1) -> List[Any]:
         return await self._read_op(  # type: ignore[no-any-return]
-            self._file.readlines, hint, count=lambda lines: sum(map(len, lines)))
+            self._readlines, hint, count=lambda lines: sum(map(len, lines)))
+
+    def _write(self, data: Any) -> int:
+        n = self._file.write(data)
+        if self._flush_writes:
+            self._file.flush()
+        else:
+            self._unflushed = True
+        return n  # type: ignore[no-any-return]
+
+    def _writelines(self, lines: List[Any]) -> None:
+        self._file.writelines(lines)
+        if self._flush_writes:
+            self._file.flush()
+        else:
+            self._unflushed = True
 
     async def write(self, data: Any) -> int:
-        return await self._op(self._file.write, data)
+        return await self._op(self._write, data)
 
     async def writelines(self, lines: Iterable[Any]) -> None:
-        await self._op(self._file.writelines, list(lines))
+        await self._op(self._writelines, list(lines))
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return await self._op(self._file.seek, offset, whence)
@@ -264,8 +498,12 @@ class ThreadFile(AsyncFileProtocol):
     async def tell(self) -> int:
         return await self._op(self._file.tell)
 
+    def _flush(self) -> None:
+        self._file.flush()
+        self._unflushed = False
+
     async def flush(self) -> None:
-        await self._op(self._file.flush)
+        await self._op(self._flush)
 
     async def truncate(self, size: Optional[int] = None) -> int:
         return await self._op(self._file.truncate, size)
@@ -331,4 +569,4 @@ async def open_thread_file(file: Any, mode: str, buffering: int, encoding: Optio
     def run() -> Any:
         return builtins.open(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
-    return ThreadFile(await _call(run))
+    return ThreadFile(await _call(run), newline=newline)
